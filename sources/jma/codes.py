@@ -1,0 +1,184 @@
+"""JMA area-code tables, loaded from versioned CSV data in ``config/jma/``.
+
+JMA addresses weather warnings to 市町村等 (7-digit codes such as ``2220300``
+沼津市) and to the areas that group them: まとめ地域 (``220031`` 富士山南東),
+一次細分 (``220030`` 東部) and 府県予報区 (``220000`` 静岡県). Seismic
+telegrams name municipalities with the same 7-digit codes; tsunami telegrams use
+3-digit 津波予報区 codes (``380`` 静岡県) from ``tsunami_regions.csv``.
+
+Codes come from 気象庁「XML個別コード表」 (https://xml.kishou.go.jp/tec_material.html),
+出典：気象庁; see ``config/jma/README.md`` for provenance and the version policy.
+Municipalities merge, so the tables carry a ``version``; unknown codes are
+reported, never raised.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from importlib import resources
+from importlib.resources.abc import Traversable
+from pathlib import Path
+from typing import Protocol
+
+__all__ = [
+    "CITY_CODE_TYPE",
+    "SEISMIC_AREA_CODE_TYPE",
+    "TSUNAMI_CODE_TYPE",
+    "AreaCodes",
+    "Resolution",
+    "default_codes",
+]
+
+# codeType attribute values used in telegrams and in Area.details["code_type"].
+TSUNAMI_CODE_TYPE = "津波予報区"
+CITY_CODE_TYPE = "気象・地震・火山情報／市町村等"
+SEISMIC_AREA_CODE_TYPE = "地震情報／細分区域"
+
+
+class _HasCodesAndDetails(Protocol):
+    @property
+    def codes(self) -> tuple[str, ...]: ...
+
+    @property
+    def details(self) -> Mapping[str, str]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """Municipalities (7-digit 市町村等 codes) inside some codes, and the codes not understood."""
+
+    municipalities: frozenset[str]
+    unknown: tuple[str, ...] = ()
+
+
+def _read_csv(base: Traversable, name: str) -> list[dict[str, str]]:
+    text = (base / name).read_text(encoding="utf-8")
+    lines = [line for line in io.StringIO(text) if not line.startswith("#")]
+    return list(csv.DictReader(lines))
+
+
+class AreaCodes:
+    """Names and containment of JMA area codes, for one version of the tables."""
+
+    def __init__(
+        self,
+        *,
+        version: str,
+        names: Mapping[str, str],
+        members: Mapping[str, frozenset[str]],
+        tsunami_names: Mapping[str, str],
+        tsunami_members: Mapping[str, frozenset[str]],
+    ) -> None:
+        self.version = version
+        self._names = dict(names)
+        self._members = dict(members)
+        self._tsunami_names = dict(tsunami_names)
+        self._tsunami_members = dict(tsunami_members)
+
+    @classmethod
+    def load(cls, directory: str | Path | Traversable | None = None) -> AreaCodes:
+        """Load the tables from ``directory`` (default: the packaged ``config/jma``)."""
+        if directory is None:
+            base: Traversable = resources.files("config") / "jma"
+        elif isinstance(directory, str | Path):
+            base = Path(directory)
+        else:
+            base = directory
+        version_file = base / "VERSION"
+        version = version_file.read_text(encoding="utf-8").strip() if version_file.is_file() else ""
+
+        names: dict[str, str] = {}
+        members: dict[str, set[str]] = {}
+        for file, code_col, name_col in (
+            ("prefcode.csv", "prefcode", "prefname"),
+            ("firstareacode.csv", "firstareacode", "firstareaname"),
+            ("matomeareacode.csv", "matomeareacode", "matomeareaname"),
+            ("citycode.csv", "citycode", "cityname"),
+        ):
+            for row in _read_csv(base, file):
+                names[row[code_col]] = row[name_col]
+        by_prefecture: dict[str, set[str]] = {}
+        for row in _read_csv(base, "jmacode.csv"):
+            city = row["citycode"]
+            names.setdefault(city, row["cityname"])
+            members.setdefault(city, set()).add(city)
+            # In Hokkaido and Okinawa a 府県予報区 and its 一次細分 share a code;
+            # the union is still the right set of municipalities.
+            for col in ("matomeareacode", "firstareacode", "prefcode"):
+                members.setdefault(row[col], set()).add(city)
+            by_prefecture.setdefault(city[:2], set()).add(city)
+
+        tsunami_names: dict[str, str] = {}
+        tsunami_members: dict[str, frozenset[str]] = {}
+        if (base / "tsunami_regions.csv").is_file():
+            for row in _read_csv(base, "tsunami_regions.csv"):
+                tsunami_names[row["code"]] = row["name"]
+                cities: set[str] = set()
+                for pref in row["prefectures"].split():
+                    cities |= by_prefecture.get(pref, set())
+                tsunami_members[row["code"]] = frozenset(cities)
+        return cls(
+            version=version,
+            names=names,
+            members={code: frozenset(cities) for code, cities in members.items()},
+            tsunami_names=tsunami_names,
+            tsunami_members=tsunami_members,
+        )
+
+    def name(self, code: str, code_type: str | None = None) -> str | None:
+        """The JMA name of ``code`` (forecast areas, 市町村等; 津波予報区 with its code type)."""
+        if code_type == TSUNAMI_CODE_TYPE:
+            return self._tsunami_names.get(code)
+        return self._names.get(code)
+
+    def tsunami_region_name(self, code: str) -> str | None:
+        """The name of a 3-digit 津波予報区 code."""
+        return self._tsunami_names.get(code)
+
+    def resolve(self, codes: Iterable[str], code_type: str | None = None) -> Resolution:
+        """Expand codes to 7-digit 市町村等 codes; report codes not in the tables.
+
+        6- and 7-digit codes are forecast areas and municipalities. 3-digit codes
+        are ambiguous (津波予報区 ``390`` 愛知県外海 vs 地震情報細分区域 ``390``
+        石川県能登), so they resolve only with ``code_type=TSUNAMI_CODE_TYPE``.
+        """
+        found: set[str] = set()
+        unknown: list[str] = []
+        tsunami = code_type == TSUNAMI_CODE_TYPE
+        for code in codes:
+            cities = self._tsunami_members.get(code) if tsunami else self._members.get(code)
+            if cities is None:
+                unknown.append(code)
+            else:
+                found |= cities
+        return Resolution(frozenset(found), tuple(dict.fromkeys(unknown)))
+
+    def municipalities_for(
+        self, codes: Iterable[str], code_type: str | None = None
+    ) -> frozenset[str]:
+        """The 7-digit 市町村等 codes inside ``codes`` (unknown codes ignored)."""
+        return self.resolve(codes, code_type).municipalities
+
+    def resolve_areas(self, areas: Iterable[_HasCodesAndDetails]) -> Resolution:
+        """Resolve ``dispatcher.model.Area`` objects, honouring ``details["code_type"]``."""
+        found: set[str] = set()
+        unknown: list[str] = []
+        for area in areas:
+            res = self.resolve(area.codes, area.details.get("code_type"))
+            found |= res.municipalities
+            unknown.extend(res.unknown)
+        return Resolution(frozenset(found), tuple(dict.fromkeys(unknown)))
+
+
+_default: AreaCodes | None = None
+
+
+def default_codes() -> AreaCodes:
+    """The packaged tables, loaded once per process."""
+    global _default  # a lazily filled module cache
+    if _default is None:
+        _default = AreaCodes.load()
+    return _default
