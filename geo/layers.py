@@ -223,9 +223,7 @@ def _validated(path: Path, feature: str, geom: Polygonal, *, repair: bool) -> Po
         raise LayerError(path, f"invalid geometry: {reason}", feature=feature)
     fixed = _polygonal_part(shapely.make_valid(geom))
     if fixed is None:
-        raise LayerError(
-            path, f"invalid geometry cannot be repaired into an area: {reason}", feature=feature
-        )
+        raise LayerError(path, f"invalid geometry cannot be repaired into an area: {reason}", feature=feature)
     log.warning("%s: feature %s: repaired invalid geometry (%s)", path, feature, reason)
     return fixed
 
@@ -260,8 +258,7 @@ def _check_geojson_crs(path: Path, crs: object) -> None:
     if name is None or not _crs_accepted(name):
         raise LayerError(
             path,
-            f"unknown or unsupported CRS {crs!r}: expected lon/lat EPSG:4326, CRS84,"
-            " EPSG:6668 or EPSG:6697",
+            f"unknown or unsupported CRS {crs!r}: expected lon/lat EPSG:4326, CRS84, EPSG:6668 or EPSG:6697",
         )
 
 
@@ -288,17 +285,12 @@ def _geojson_geometry(path: Path, feature: str, geometry: object, *, repair: boo
     elif kind == "MultiPolygon" and isinstance(coords, list):
         polygons = coords
     else:
-        raise LayerError(
-            path, f"geometry type {kind!r} is not Polygon or MultiPolygon", feature=feature
-        )
+        raise LayerError(path, f"geometry type {kind!r} is not Polygon or MultiPolygon", feature=feature)
     built: list[Polygon] = []
     for pi, rings in enumerate(polygons):
         if not isinstance(rings, list) or not rings:
             raise LayerError(path, f"polygon {pi} has no rings", feature=feature)
-        arrays = [
-            _ring_array(path, feature, ring, f"polygon {pi} ring {ri}")
-            for ri, ring in enumerate(rings)
-        ]
+        arrays = [_ring_array(path, feature, ring, f"polygon {pi} ring {ri}") for ri, ring in enumerate(rings)]
         built.append(Polygon(arrays[0], arrays[1:]))
     geom: Polygonal = built[0] if kind == "Polygon" else MultiPolygon(built)
     return _validated(path, feature, geom, repair=repair)
@@ -445,9 +437,7 @@ def _local(tag: object) -> str:
     return etree.QName(tag).localname if isinstance(tag, str) else ""
 
 
-def _attributes(
-    element: etree._Element, base_dir: Path, codelists: _CodeLists
-) -> tuple[dict[str, Any], set[str]]:
+def _attributes(element: etree._Element, base_dir: Path, codelists: _CodeLists) -> tuple[dict[str, Any], set[str]]:
     """Leaf attributes of a city object by local name, with ``<name>_label`` from codes.
 
     Geometry (``lod*``), bounding boxes and data-quality blocks are skipped: they
@@ -482,9 +472,7 @@ def _attributes(
     return props, coded
 
 
-def _gml_ring(
-    path: Path, feature: str, ring: etree._Element, dim: int, where: str
-) -> NDArray[np.float64]:
+def _gml_ring(path: Path, feature: str, ring: etree._Element, dim: int, where: str) -> NDArray[np.float64]:
     pos_list = ring.find("{*}posList")
     if pos_list is not None:
         text = pos_list.text or ""
@@ -510,9 +498,7 @@ def _gml_ring(
     return xy
 
 
-def _gml_feature_geometry(
-    path: Path, feature: str, element: etree._Element, dim: int, *, repair: bool
-) -> Polygonal:
+def _gml_feature_geometry(path: Path, feature: str, element: etree._Element, dim: int, *, repair: bool) -> Polygonal:
     polygons: list[Polygon] = []
     dropped = 0
     for pi, poly in enumerate(element.iter("{*}Polygon")):
@@ -555,9 +541,7 @@ def _gml_crs(path: Path, root: etree._Element) -> tuple[int, int]:
         assert name is not None
         crs = parse_crs_name(name)
         if not isinstance(crs, int) or crs not in ACCEPTED_EPSG:
-            raise LayerError(
-                path, f"unsupported srsName {name!r}: expected EPSG 6697, 6668 or 4326"
-            )
+            raise LayerError(path, f"unsupported srsName {name!r}: expected EPSG 6697, 6668 or 4326")
         codes.add(crs)
     if len(codes) > 1:
         raise LayerError(path, f"mixed CRS {sorted(codes)}")
@@ -567,9 +551,7 @@ def _gml_crs(path: Path, root: etree._Element) -> tuple[int, int]:
     return epsg, dim
 
 
-def load_plateau_gml(
-    path: str | Path, *, kind: str, layer_name: str | None = None, repair: bool = True
-) -> Layer:
+def load_plateau_gml(path: str | Path, *, kind: str, layer_name: str | None = None, repair: bool = True) -> Layer:
     """Load the city objects of a PLATEAU CityGML file as a layer of one ``kind``.
 
     Each ``core:cityObjectMember`` becomes a feature: code ``gml:id``; name from
