@@ -35,8 +35,9 @@ from datetime import UTC, datetime, timedelta, timezone
 from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
-from dispatcher.model import Alert, MsgType
+from dispatcher.model import Alert, Message, MsgType
 
 JST = timezone(timedelta(hours=9), "JST")
 
@@ -275,9 +276,7 @@ class Templates:
     def load(cls, directory: Path | None = None) -> Templates:
         """Read every ``<language>.toml`` of ``directory`` (default: ``config/templates``)."""
         root: Traversable | Path = (
-            directory
-            if directory is not None
-            else importlib.resources.files("config").joinpath("templates")
+            directory if directory is not None else importlib.resources.files("config").joinpath("templates")
         )
         packs: dict[str, LanguagePack] = {}
         for entry in sorted(root.iterdir(), key=lambda e: e.name):
@@ -372,9 +371,7 @@ class Templates:
         )
         return values
 
-    def compose(
-        self, alert: Alert, language: str, *, max_length: int, link: str | None
-    ) -> tuple[str, str]:
+    def compose(self, alert: Alert, language: str, *, max_length: int, link: str | None) -> tuple[str, str]:
         """Render ``alert`` in ``language`` (unknown → ja) as (subject, text).
 
         Exercise and test alerts start both subject and text with the exercise
@@ -395,3 +392,22 @@ class Templates:
             text = f"{marker}{note}\n{text}" if note else f"{marker}{text}"
         tail = _render(meta["link_line"], _Blank(link=link)) if link else ""
         return subject, truncate(text, max_length, tail=tail, ellipsis=meta["ellipsis"])
+
+
+def alert_link(public_url: str, alert: Alert) -> str:
+    """The public page of ``alert`` on the service's own site."""
+    return f"{public_url.rstrip('/')}/alerts/{quote(alert.identifier, safe='')}"
+
+
+def render_message(templates: Templates, alert: Alert, language: str, *, max_length: int, public_url: str) -> Message:
+    """The :class:`Message` most channels send: composed text plus the alert's link."""
+    link = alert_link(public_url, alert)
+    subject, text = templates.compose(alert, language, max_length=max_length, link=link)
+    known = language if language in templates.languages else DEFAULT_LANGUAGE
+    return Message(
+        text=text,
+        language=known,
+        subject=subject,
+        link=link,
+        exercise=not alert.is_public,
+    )

@@ -272,7 +272,5 @@ def test_unknown_key_and_bad_toml(tmp_path: Path) -> None:
 
 def test_unknown_placeholder_renders_empty(tmp_path: Path) -> None:
     write(tmp_path, '[templates.default]\nsubject = "A{nothing}B"\ntext = "x {nothing}\\ny"\n')
-    subject, text = Templates.load(tmp_path).compose(
-        heavy_rain_warning(), "ja", max_length=100, link=None
-    )
+    subject, text = Templates.load(tmp_path).compose(heavy_rain_warning(), "ja", max_length=100, link=None)
     assert (subject, text) == ("AB", "y")

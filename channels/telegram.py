@@ -1,0 +1,288 @@
+"""Telegram: one ``sendMessage`` per subscriber through a bot.
+
+Bot API: https://core.telegram.org/bots/api (``sendMessage``, ``getMe``, error
+``parameters`` such as ``retry_after`` and ``migrate_to_chat_id``), limits:
+https://core.telegram.org/bots/faq#my-bot-is-hitting-limits-how-do-i-avoid-this.
+Client: python-telegram-bot 22 (https://docs.python-telegram-bot.org/), used only as
+an HTTP client: no Application, no updates, no retries of its own.
+
+How provider answers become results:
+
+=====================================================  ==========================================
+Telegram answer (PTB exception)                        result
+=====================================================  ==========================================
+``ok: true``                                           ``Delivered(str(message_id))``
+429 ``retry_after`` (``RetryAfter``)                   ``Retry(rate_limited=True, after=N,
+                                                       bucket=None)``
+403 blocked / deactivated / kicked (``Forbidden``)     ``Reject(unsubscribe=True)``
+400 "chat not found" (``BadRequest``)                  ``Reject(unsubscribe=True)``
+400 anything else (``BadRequest``)                     ``Reject(unsubscribe=False)``
+400 ``migrate_to_chat_id`` (``ChatMigrated``)          ``Reject(unsubscribe=False)``, reason
+                                                       carries ``new_chat_id=<id>``
+401/404 token rejected (``InvalidToken``)              ``Retry`` (our misconfiguration, not the
+                                                       resident's: keep the message)
+timeouts, 5xx, connection errors (``NetworkError``)    ``Retry(after=None)``
+=====================================================  ==========================================
+
+Why a 429 pauses the whole channel (``bucket=None``): Telegram does not say
+whether a 429 is its global flood control or a per-chat one. The dispatcher
+already spaces messages to one chat by ``per_recipient_interval`` (1 s), so a
+429 almost always means the global budget was exceeded; pausing only that chat
+would keep the other workers hammering Telegram, which answers with longer flood
+bans. Overestimating costs at most ``retry_after`` seconds once.
+
+Why a migrated group is a Reject: the old chat id will never work again, and a
+channel never re-sends on its own. The subscription side reads the new id from
+the reason (``new_chat_id=-100…``) and updates the address; the subscription is
+not deactivated.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import ClassVar, Literal
+
+from telegram import Bot, LinkPreviewOptions
+from telegram.error import (
+    BadRequest,
+    ChatMigrated,
+    Forbidden,
+    InvalidToken,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+    TimedOut,
+)
+from telegram.request import HTTPXRequest
+from telegram.warnings import PTBDeprecationWarning
+
+from channels.base import ChannelContext, Delivered, Health, Reject, Retry, SendResult
+from channels.templates import render_message
+from dispatcher.model import Alert, Message, Recipient
+
+logger = logging.getLogger(__name__)
+
+# PTB 22 warns whenever RetryAfter.retry_after is read (including inside its own
+# constructor) until it switches to timedelta; we accept both types, so the
+# warning is noise on every 429. Narrowly scoped to that one attribute.
+warnings.filterwarnings("ignore", message=r".*attribute `retry_after`", category=PTBDeprecationWarning)
+
+# Loggers of the HTTP stack that may print the bot URL, which contains the token.
+_LEAKY_LOGGERS = ("httpx", "httpcore", "telegram.Bot", "telegram._bot")
+
+
+@dataclass(frozen=True, slots=True)
+class TelegramConfig:
+    """``[channels.telegram]``: the bot token and HTTP settings.
+
+    ``base_url`` is the Bot API prefix the token is appended to; point it at a
+    local Bot API server or :class:`dispatcher.standins.telegram_api.TelegramStandIn`.
+    """
+
+    token: str = field(repr=False)
+    base_url: str = "https://api.telegram.org/bot"
+    parse_mode: Literal["HTML"] | None = None
+    connect_timeout: float = 5.0
+    read_timeout: float = 10.0
+    write_timeout: float = 10.0
+    pool_timeout: float = 2.0
+    connection_pool_size: int = 64
+
+    def __post_init__(self) -> None:
+        if not self.token:
+            raise ValueError("channels.telegram.token is empty")
+        if self.parse_mode not in (None, "HTML"):
+            raise ValueError(f"channels.telegram.parse_mode must be HTML or absent, not {self.parse_mode!r}")
+
+
+class _RedactToken(logging.Filter):
+    """Replace the bot token in records of third-party loggers."""
+
+    def __init__(self, token: str) -> None:
+        super().__init__()
+        self._token = token
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if self._token in message:
+            record.msg = message.replace(self._token, "<token>")
+            record.args = ()
+        return True
+
+
+class TelegramChannel:
+    """Sends each subscriber a private message from the city's bot.
+
+    Limits: messages up to 4096 characters; Telegram allows a bot about 30
+    messages per second overall and 1 message per second to one chat, hence
+    ``rate_per_second = 30`` and ``per_recipient_interval = 1.0``.
+    """
+
+    name: ClassVar[str] = "telegram"
+    config_class: ClassVar[type[TelegramConfig]] = TelegramConfig
+    max_text_length: ClassVar[int] = 4096
+    batch_size: ClassVar[int] = 1
+    rate_per_second: ClassVar[float] = 30.0
+    per_recipient_interval: ClassVar[float | None] = 1.0
+    broadcast: ClassVar[bool] = False
+
+    def __init__(self, config: TelegramConfig, context: ChannelContext) -> None:
+        self.config = config
+        self.context = context
+        self._bot: Bot | None = None
+        self._requests: tuple[HTTPXRequest, ...] = ()
+        self._redactor = _RedactToken(config.token)
+
+    def __repr__(self) -> str:
+        return f"TelegramChannel(base_url={self.config.base_url!r})"
+
+    async def open(self) -> None:
+        """Create the HTTP connection pool; Telegram is not contacted yet.
+
+        ``Bot.initialize`` is not used: it calls getMe, which would make the
+        daemon's start depend on Telegram being up, and it puts the token in
+        its exception text.
+        """
+        if self._bot is not None:
+            return
+        for name in _LEAKY_LOGGERS:
+            logging.getLogger(name).addFilter(self._redactor)
+        cfg = self.config
+        request = HTTPXRequest(
+            connection_pool_size=cfg.connection_pool_size,
+            connect_timeout=cfg.connect_timeout,
+            read_timeout=cfg.read_timeout,
+            write_timeout=cfg.write_timeout,
+            pool_timeout=cfg.pool_timeout,
+        )
+        # getUpdates is never called; a one-connection pool keeps PTB from making a big one.
+        updates = HTTPXRequest(connection_pool_size=1)
+        self._requests = (request, updates)
+        for item in self._requests:
+            await item.initialize()
+        self._bot = Bot(cfg.token, base_url=cfg.base_url, request=request, get_updates_request=updates)
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        for item in self._requests:
+            await item.shutdown()
+        self._requests = ()
+        self._bot = None
+        for name in _LEAKY_LOGGERS:
+            logging.getLogger(name).removeFilter(self._redactor)
+
+    async def healthcheck(self) -> Health:
+        """``getMe``: Telegram is reachable and the token is valid."""
+        if self._bot is None:
+            return Health(ok=False, detail="channel not open")
+        try:
+            me = await self._bot.get_me()
+        except TelegramError as exc:
+            return Health(ok=False, detail=self._safe(exc))
+        return Health(ok=True, detail=f"@{me.username}")
+
+    def render(self, alert: Alert, language: str) -> Message:
+        """Template text, with the first line bold when ``parse_mode`` is HTML."""
+        message = render_message(
+            self.context.templates,
+            alert,
+            language,
+            max_length=self.max_text_length,
+            public_url=self.context.public_url,
+        )
+        if self.config.parse_mode != "HTML":
+            return message
+        first, _, rest = message.text.partition("\n")
+        body = f"<b>{html.escape(first)}</b>"
+        if rest:
+            body += "\n" + html.escape(rest)
+        return Message(
+            text=message.text,
+            language=message.language,
+            subject=message.subject,
+            html=body,
+            link=message.link,
+            exercise=message.exercise,
+            idempotency_key=message.idempotency_key,
+            extra=message.extra,
+        )
+
+    async def send(self, message: Message, recipients: Sequence[Recipient]) -> Mapping[int, SendResult]:
+        """One ``sendMessage`` per recipient (``address`` is the chat id)."""
+        if self._bot is None:
+            raise RuntimeError("TelegramChannel.send called before open()")
+        results: dict[int, SendResult] = {}
+        for recipient in recipients:
+            result = await self._send_one(self._bot, message, recipient)
+            results[recipient.delivery_id] = result
+            self._log(recipient, result)
+        return results
+
+    async def _send_one(self, bot: Bot, message: Message, recipient: Recipient) -> SendResult:
+        use_html = self.config.parse_mode == "HTML" and message.html is not None
+        text = message.html if use_html and message.html is not None else message.text
+        try:
+            sent = await bot.send_message(
+                chat_id=recipient.address,
+                text=text[: self.max_text_length],
+                parse_mode="HTML" if use_html else None,
+                # A preview card of our own page adds nothing to an alert and costs a fetch.
+                link_preview_options=LinkPreviewOptions(is_disabled=True),
+            )
+        except RetryAfter as exc:
+            return Retry(
+                reason=f"telegram flood control: {self._safe(exc)}",
+                after=_retry_after_seconds(exc),
+                rate_limited=True,
+                bucket=None,
+            )
+        except ChatMigrated as exc:
+            return Reject(
+                reason=f"group migrated to a supergroup: new_chat_id={exc.new_chat_id}",
+                unsubscribe=False,
+            )
+        except Forbidden as exc:
+            return Reject(reason=f"telegram 403: {self._safe(exc)}", unsubscribe=True)
+        except BadRequest as exc:
+            reason = self._safe(exc)
+            gone = "chat not found" in reason.lower()
+            return Reject(reason=f"telegram 400: {reason}", unsubscribe=gone)
+        except InvalidToken:
+            return Retry(reason="telegram rejected the bot token (check configuration)")
+        except TimedOut as exc:
+            return Retry(reason=f"telegram timeout: {self._safe(exc)}")
+        except NetworkError as exc:
+            return Retry(reason=f"telegram network error: {self._safe(exc)}")
+        except TelegramError as exc:
+            # e.g. an unparsable answer from a proxy in front of the API.
+            return Retry(reason=f"telegram error: {self._safe(exc)}")
+        return Delivered(remote_id=str(sent.message_id))
+
+    def _safe(self, exc: BaseException) -> str:
+        return str(exc).replace(self.config.token, "<token>")
+
+    def _log(self, recipient: Recipient, result: SendResult) -> None:
+        extra = {
+            "channel": self.name,
+            "delivery_id": recipient.delivery_id,
+            "outcome": type(result).__name__.lower(),
+        }
+        if isinstance(result, Delivered):
+            logger.debug("telegram message delivered", extra=extra)
+        elif isinstance(result, Retry):
+            logger.warning("telegram send will be retried: %s", result.reason, extra=extra)
+        else:
+            logger.info("telegram send rejected: %s", result.reason, extra=extra)
+
+
+def _retry_after_seconds(exc: RetryAfter) -> float:
+    """``retry_after`` as seconds: PTB 22 returns int or timedelta (``PTB_TIMEDELTA``)."""
+    value = exc.retry_after
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    return float(value)

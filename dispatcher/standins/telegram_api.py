@@ -1,0 +1,254 @@
+"""A local stand-in for the Telegram Bot API, for the demo, tests and benchmarks.
+
+It speaks the real wire format (https://core.telegram.org/bots/api#making-requests):
+``GET|POST /bot<token>/<method>`` with query, JSON or form parameters, answering
+``{"ok": true, "result": ...}`` or ``{"ok": false, "error_code": N, "description":
+"...", "parameters": {...}}``. Only ``getMe`` and ``sendMessage`` are implemented.
+
+Knobs reproduce what the real service does to a bot: blocked users (403), unknown
+chats (400), flood control (429 with ``retry_after``, on demand or by enforcing
+Telegram's limits of about 30 messages/s overall and 1 message/s per chat, see
+https://core.telegram.org/bots/faq#my-bot-is-hitting-limits-how-do-i-avoid-this),
+groups migrated to supergroups, and server errors.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+BOT_USER: dict[str, Any] = {
+    "id": 7000000001,
+    "is_bot": True,
+    "first_name": "沼津市防災情報",
+    "username": "numazu_bousai_bot",
+    "can_join_groups": False,
+    "can_read_all_group_messages": False,
+    "supports_inline_queries": False,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class SentMessage:
+    """One message the stand-in accepted."""
+
+    message_id: int
+    chat_id: str
+    text: str
+    parse_mode: str | None
+    # time.monotonic() at acceptance, for rate measurements.
+    at: float
+
+
+@dataclass(slots=True)
+class _Failure:
+    status: int
+    remaining: int
+    chat_id: str | None = None
+    retry_after: int | None = None
+
+
+class TelegramStandIn:
+    """An aiohttp server answering like ``api.telegram.org`` for one bot token.
+
+    ``token=None`` accepts any token. ``global_rate`` (messages/s) and
+    ``per_chat_interval`` (seconds) make the server enforce rate limits itself,
+    answering 429 with ``retry_after`` like Telegram's flood control.
+    """
+
+    def __init__(
+        self,
+        token: str | None = None,
+        *,
+        global_rate: float | None = None,
+        per_chat_interval: float | None = None,
+    ) -> None:
+        self.token = token
+        self.global_rate = global_rate
+        self.per_chat_interval = per_chat_interval
+        self.messages: list[SentMessage] = []
+        self.requests = 0
+        self.rate_limited = 0
+        self.blocked: set[str] = set()
+        self.missing: set[str] = set()
+        self.migrated: dict[str, int] = {}
+        self._failures: list[_Failure] = []
+        self._window: deque[float] = deque()
+        self._last_per_chat: dict[str, float] = {}
+        self._runner: web.AppRunner | None = None
+        self.base_url = ""
+
+    # -- knobs ---------------------------------------------------------------
+
+    def block(self, chat_id: str | int) -> None:
+        """The user blocked the bot: 403 for this chat from now on."""
+        self.blocked.add(str(chat_id))
+
+    def forget(self, chat_id: str | int) -> None:
+        """The chat does not exist: 400 "chat not found"."""
+        self.missing.add(str(chat_id))
+
+    def migrate(self, chat_id: str | int, new_chat_id: int) -> None:
+        """The group became a supergroup: 400 with ``migrate_to_chat_id``."""
+        self.migrated[str(chat_id)] = new_chat_id
+
+    def flood(self, retry_after: int, *, count: int = 1, chat_id: str | int | None = None) -> None:
+        """Answer the next ``count`` sendMessage requests (of ``chat_id``, or any) with 429."""
+        chat = None if chat_id is None else str(chat_id)
+        self._failures.append(_Failure(429, count, chat, retry_after))
+
+    def fail(self, status: int = 500, *, count: int = 1, chat_id: str | int | None = None) -> None:
+        """Answer the next ``count`` sendMessage requests with a server error."""
+        chat = None if chat_id is None else str(chat_id)
+        self._failures.append(_Failure(status, count, chat))
+
+    def reset(self) -> None:
+        """Forget recorded messages and every knob (the limits stay)."""
+        self.messages.clear()
+        self.requests = self.rate_limited = 0
+        self.blocked.clear()
+        self.missing.clear()
+        self.migrated.clear()
+        self._failures.clear()
+        self._window.clear()
+        self._last_per_chat.clear()
+
+    # -- lifecycle -----------------------------------------------------------
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Listen on ``host:port`` (0: any free port); return the ``base_url`` for bots."""
+        app = web.Application()
+        app.router.add_route("*", "/bot{token}/{method}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        bound = self._runner.addresses[0][1]
+        self.base_url = f"http://{host}:{bound}/bot"
+        return self.base_url
+
+    async def stop(self) -> None:
+        """Stop listening and drop open connections."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # -- protocol ------------------------------------------------------------
+
+    @staticmethod
+    def _error(status: int, description: str, **parameters: Any) -> web.Response:
+        body: dict[str, Any] = {"ok": False, "error_code": status, "description": description}
+        if parameters:
+            body["parameters"] = parameters
+        return web.json_response(body, status=status)
+
+    async def _params(self, request: web.Request) -> dict[str, Any]:
+        params: dict[str, Any] = dict(request.query)
+        if request.can_read_body:
+            if request.content_type == "application/json":
+                body = await request.json()
+                if isinstance(body, dict):
+                    params.update(body)
+            else:
+                # PTB posts multipart/form-data; curl users post urlencoded forms.
+                params.update(await request.post())
+        return params
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        self.requests += 1
+        if self.token is not None and request.match_info["token"] != self.token:
+            return self._error(401, "Unauthorized")
+        method = request.match_info["method"].lower()
+        try:
+            params = await self._params(request)
+        except (ValueError, json.JSONDecodeError):
+            return self._error(400, "Bad Request: can't parse request body")
+        if method == "getme":
+            return web.json_response({"ok": True, "result": BOT_USER})
+        if method == "sendmessage":
+            return self._send_message(params)
+        return self._error(404, "Not Found")
+
+    def _injected(self, chat_id: str) -> web.Response | None:
+        for failure in self._failures:
+            if failure.remaining > 0 and failure.chat_id in (None, chat_id):
+                failure.remaining -= 1
+                if failure.status == 429:
+                    self.rate_limited += 1
+                    retry_after = failure.retry_after or 1
+                    return self._error(429, f"Too Many Requests: retry after {retry_after}", retry_after=retry_after)
+                return self._error(failure.status, "Internal Server Error")
+        self._failures = [f for f in self._failures if f.remaining > 0]
+        return None
+
+    def _over_limit(self, chat_id: str, now: float) -> int | None:
+        """Seconds to wait if accepting now would break an enforced limit."""
+        if self.per_chat_interval is not None:
+            last = self._last_per_chat.get(chat_id)
+            if last is not None and now - last < self.per_chat_interval:
+                return max(1, math.ceil(self.per_chat_interval - (now - last)))
+        if self.global_rate is not None:
+            while self._window and now - self._window[0] >= 1.0:
+                self._window.popleft()
+            if len(self._window) >= self.global_rate:
+                return max(1, math.ceil(1.0 - (now - self._window[0])))
+        return None
+
+    def _send_message(self, params: dict[str, Any]) -> web.Response:
+        chat_id = str(params.get("chat_id", "")).strip()
+        text = str(params.get("text", ""))
+        if not chat_id:
+            return self._error(400, "Bad Request: chat_id is empty")
+        injected = self._injected(chat_id)
+        if injected is not None:
+            return injected
+        if chat_id in self.blocked:
+            return self._error(403, "Forbidden: bot was blocked by the user")
+        if chat_id in self.missing:
+            return self._error(400, "Bad Request: chat not found")
+        if chat_id in self.migrated:
+            return self._error(
+                400,
+                "Bad Request: group chat was upgraded to a supergroup chat",
+                migrate_to_chat_id=self.migrated[chat_id],
+            )
+        if not text.strip():
+            return self._error(400, "Bad Request: message text is empty")
+        if len(text) > 4096:
+            return self._error(400, "Bad Request: message is too long")
+        now = time.monotonic()
+        wait = self._over_limit(chat_id, now)
+        if wait is not None:
+            self.rate_limited += 1
+            return self._error(429, f"Too Many Requests: retry after {wait}", retry_after=wait)
+        self._window.append(now)
+        self._last_per_chat[chat_id] = now
+        parse_mode = params.get("parse_mode")
+        message = SentMessage(
+            message_id=len(self.messages) + 1,
+            chat_id=chat_id,
+            text=text,
+            parse_mode=str(parse_mode) if parse_mode else None,
+            at=now,
+        )
+        self.messages.append(message)
+        numeric = chat_id.lstrip("-").isdigit()
+        chat: dict[str, Any] = (
+            {"id": int(chat_id), "type": "private" if not chat_id.startswith("-") else "group"}
+            if numeric
+            else {"id": -1000000000000 - len(chat_id), "type": "channel", "username": chat_id}
+        )
+        result = {
+            "message_id": message.message_id,
+            "date": int(time.time()),
+            "chat": chat,
+            "from": BOT_USER,
+            "text": text,
+        }
+        return web.json_response({"ok": True, "result": result})
