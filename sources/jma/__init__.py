@@ -1,0 +1,39 @@
+"""JMA 防災情報XML source: safe parsing, area codes, severity and telegram parsing.
+
+Upstream format: https://xml.kishou.go.jp/ (気象庁防災情報XMLフォーマット).
+"""
+
+from __future__ import annotations
+
+from .codes import (
+    CITY_CODE_TYPE,
+    SEISMIC_AREA_CODE_TYPE,
+    TSUNAMI_CODE_TYPE,
+    AreaCodes,
+    Resolution,
+    default_codes,
+)
+from .parser import Failed, Parsed, ParseOutcome, Unsupported, kind_from_name, parse_telegram
+from .safexml import MalformedXmlError, UnsafeXmlError, parse_xml
+from .severity import Rating, rate, rate_intensity
+
+__all__ = [
+    "CITY_CODE_TYPE",
+    "SEISMIC_AREA_CODE_TYPE",
+    "TSUNAMI_CODE_TYPE",
+    "AreaCodes",
+    "Failed",
+    "MalformedXmlError",
+    "ParseOutcome",
+    "Parsed",
+    "Rating",
+    "Resolution",
+    "UnsafeXmlError",
+    "Unsupported",
+    "default_codes",
+    "kind_from_name",
+    "parse_telegram",
+    "parse_xml",
+    "rate",
+    "rate_intensity",
+]

@@ -25,6 +25,7 @@ from typing import Protocol
 
 __all__ = [
     "CITY_CODE_TYPE",
+    "FORECAST_CODE_TYPE",
     "SEISMIC_AREA_CODE_TYPE",
     "TSUNAMI_CODE_TYPE",
     "AreaCodes",
@@ -35,6 +36,7 @@ __all__ = [
 # codeType attribute values used in telegrams and in Area.details["code_type"].
 TSUNAMI_CODE_TYPE = "津波予報区"
 CITY_CODE_TYPE = "気象・地震・火山情報／市町村等"
+FORECAST_CODE_TYPE = "気象情報／府県予報区・細分区域等"
 SEISMIC_AREA_CODE_TYPE = "地震情報／細分区域"
 
 
@@ -156,9 +158,7 @@ class AreaCodes:
                 found |= cities
         return Resolution(frozenset(found), tuple(dict.fromkeys(unknown)))
 
-    def municipalities_for(
-        self, codes: Iterable[str], code_type: str | None = None
-    ) -> frozenset[str]:
+    def municipalities_for(self, codes: Iterable[str], code_type: str | None = None) -> frozenset[str]:
         """The 7-digit 市町村等 codes inside ``codes`` (unknown codes ignored)."""
         return self.resolve(codes, code_type).municipalities
 

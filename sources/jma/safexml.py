@@ -97,9 +97,7 @@ def parse_xml(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> etree._Elem
         where = f" at line {exc.lineno}" if exc.lineno else ""
         if "entity" in str(exc.msg).lower():
             # libxml2's own amplification / loop guards fired: an entity bomb.
-            raise UnsafeXmlError(
-                f"entity expansion refused ({size} bytes){where}: {exc.msg}"
-            ) from None
+            raise UnsafeXmlError(f"entity expansion refused ({size} bytes){where}: {exc.msg}") from None
         raise MalformedXmlError(f"not well-formed XML ({size} bytes){where}: {exc.msg}") from None
     except (ValueError, TypeError) as exc:
         raise MalformedXmlError(f"cannot parse XML ({size} bytes): {exc}") from None

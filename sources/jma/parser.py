@@ -1,0 +1,812 @@
+"""Parse JMA 防災情報XML telegrams into ``dispatcher.model.Alert``.
+
+Format reference: https://xml.kishou.go.jp/ (技術資料: 解説資料, 個別コード表).
+Every telegram is ``Report`` = ``Control`` (Title, Status, EditorialOffice) +
+``Head`` (Title, ReportDateTime, EventID, InfoType, Serial, Headline) + ``Body``
+(meteorology1 / seismology1 / volcanology1). Lookups are by local name so that
+a namespace version bump does not break them.
+
+Contracts with the dispatcher:
+
+* ``parse_telegram`` never raises for bad input: it returns ``Parsed(alert)``,
+  ``Unsupported(...)`` for well-formed telegrams of a family we do not
+  normalise (stored and reported, not delivered), or ``Failed(error)``.
+* ``identifier``: JMA has no message id, so it is ``"jma-"`` + the first 32 hex
+  digits of SHA-256 over Control/Title, Control/EditorialOffice,
+  Control/Status, Head/Title, Head/ReportDateTime, Head/InfoType, Head/Serial
+  and Head/EventID. The same telegram fetched twice gets the same identifier.
+* ``series_key``: ``Control/Title|EditorialOffice|Status`` plus ``|EventID``
+  when there is one (DESIGN.md §5). The newest ``sent`` of a series wins.
+* ``references``: for 訂正 (UPDATE) and 取消 (CANCEL) the telegram does not
+  name the identifier it replaces, so ``references == (series_key,)`` and the
+  dispatcher resolves it to the latest alert of that series.
+* ``areas``: each Area carries its JMA code(s) and ``details["code_type"]``
+  (the telegram's codeType: 市町村等, 津波予報区, 地震情報／細分区域 …); 3-digit
+  codes are ambiguous between code types, so resolve them with
+  ``AreaCodes.resolve_areas``. Warnings list only municipalities where a
+  warning is in force or was just lifted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from functools import lru_cache
+from typing import Any
+
+from dispatcher.model import Alert, Area, MsgType, Status
+
+from .codes import CITY_CODE_TYPE, FORECAST_CODE_TYPE, SEISMIC_AREA_CODE_TYPE, TSUNAMI_CODE_TYPE, AreaCodes
+from .safexml import DEFAULT_MAX_BYTES, MalformedXmlError, UnsafeXmlError, parse_xml
+from .severity import (
+    DEFAULT,
+    LIFTED,
+    Rating,
+    intensity_rank,
+    more_severe,
+    most_severe,
+    rate,
+    rate_intensity,
+)
+
+__all__ = ["Failed", "ParseOutcome", "Parsed", "Unsupported", "kind_from_name", "parse_telegram"]
+
+JST = timezone(timedelta(hours=9))
+SOURCE = "jma"
+
+
+@dataclass(frozen=True, slots=True)
+class Parsed:
+    """A telegram normalised to an Alert."""
+
+    alert: Alert
+
+
+@dataclass(frozen=True, slots=True)
+class Unsupported:
+    """A well-formed telegram of a family we do not normalise (yet)."""
+
+    kind: str
+    title: str
+    reason: str
+    series_key: str | None = None
+    head_title: str = ""
+    sent: datetime | None = None
+    status: Status | None = None
+    msg_type: MsgType | None = None
+    # What the severity table makes of the title, so that an unknown but
+    # alarming new type (2026's 危険警報) can be reported loudly.
+    rating: Rating = DEFAULT
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """The input could not be read as a JMA telegram (unsafe, malformed, not a Report)."""
+
+    error: str
+
+
+ParseOutcome = Parsed | Unsupported | Failed
+
+_STATUS = {"通常": Status.ACTUAL, "訓練": Status.EXERCISE, "試験": Status.TEST}
+_MSG_TYPE = {
+    "発表": MsgType.ALERT,
+    "訂正": MsgType.UPDATE,
+    "遅延": MsgType.UPDATE,
+    "取消": MsgType.CANCEL,
+}
+
+# Data-type codes by Control/Title, for telegrams whose file name does not carry one.
+_TITLE_KIND = {
+    "気象特別警報・警報・注意報": "VPWW53",
+    "気象警報・注意報（Ｈ２７）": "VPWW54",
+    "気象警報・注意報": "VPWW50",
+    "気象警報・注意報（Ｒ０６）（大雨）": "VPWW55",
+    "気象警報・注意報（Ｒ０６）（土砂災害）": "VPWW56",
+    "気象警報・注意報（Ｒ０６）（土砂）": "VPWW56",
+    "気象警報・注意報（Ｒ０６）（高潮）": "VPWW57",
+    "気象警報・注意報（Ｒ０６）（暴風）": "VPWW58",
+    "気象警報・注意報（Ｒ０６）（波浪）": "VPWW59",
+    "気象警報・注意報（Ｒ０６）（大雪）": "VPWW60",
+    "気象警報・注意報（Ｒ０６）（その他注意報）": "VPWW61",
+    "震度速報": "VXSE51",
+    "震源に関する情報": "VXSE52",
+    "震源・震度に関する情報": "VXSE53",
+    "緊急地震速報配信テスト": "VXSE42",
+    "緊急地震速報（警報）": "VXSE43",
+    "緊急地震速報（予報）": "VXSE44",
+    "地震の活動状況等に関する情報": "VXSE56",
+    "地震回数に関する情報": "VXSE60",
+    "顕著な地震の震源要素更新のお知らせ": "VXSE61",
+    "津波警報・注意報・予報a": "VTSE41",
+    "津波情報a": "VTSE51",
+    "沖合の津波観測に関する情報": "VTSE52",
+    "土砂災害警戒情報": "VXWW50",
+    "指定河川洪水予報": "VXKO",
+    "記録的短時間大雨情報": "VPOA50",
+    "竜巻注意情報": "VPHW50",
+    "竜巻注意情報（目撃情報付き）": "VPHW51",
+    "噴火警報・予報": "VFVO50",
+    "噴火速報": "VFVO56",
+    "南海トラフ地震臨時情報": "VYSE50",
+    "南海トラフ地震関連解説情報": "VYSE51",
+    "北海道・三陸沖後発地震注意情報": "VYSE60",
+}
+
+_KIND_IN_NAME = re.compile(r"(?:^|[_/])(V[A-Z]{3}(?:\d\d|ii|[A-Za-z0-9]{2}))(?=[_.]|$)")
+_COORD = re.compile(r"([+-]\d+(?:\.\d+)?)([+-]\d+(?:\.\d+)?)([+-]\d+(?:\.\d+)?)?/")
+_WS = re.compile(r"[\s\u3000]+")
+_PARENS = re.compile(r"（[^）]*）")
+_REGION_PREFIX = re.compile(r"^.{1,12}?(?:都|道|府|県|地方)(?=気象|竜巻|土砂|記録|大雨|レベル)")
+
+# Warning statuses meaning "nothing in force here" (VPWW, VXWW, VPOA, VPHW).
+_NOT_IN_FORCE = frozenset({"", "解除", "なし", "発表警報・注意報はなし", "発表なし"})
+
+# Code types whose codes AreaCodes knows; the rest (rivers, seismic areas) are not checked.
+_RESOLVABLE = frozenset({CITY_CODE_TYPE, TSUNAMI_CODE_TYPE, FORECAST_CODE_TYPE})
+
+_TSUNAMI_ORDER = ("大津波警報", "津波警報", "津波注意報", "津波予報")
+
+
+def kind_from_name(name: str | None) -> str:
+    """JMA data-type code (``VPWW54``) in a feed URL or file name, or ``""``."""
+    if not name:
+        return ""
+    match = _KIND_IN_NAME.search(name.rsplit("/", 1)[-1])
+    return match.group(1) if match else ""
+
+
+@lru_cache(maxsize=256)
+def _p(path: str) -> str:
+    # "Head/Title" -> "{*}Head/{*}Title": namespace-agnostic ElementPath.
+    return "/".join(part if part in (".", "..") else "{*}" + part for part in path.split("/"))
+
+
+def _text(el: Any, path: str) -> str:
+    if el is None:
+        return ""
+    value = el.findtext(_p(path))
+    return value.strip() if value else ""
+
+
+def _find(el: Any, path: str) -> Any:
+    return None if el is None else el.find(_p(path))
+
+
+def _findall(el: Any, path: str) -> list[Any]:
+    return [] if el is None else el.findall(_p(path))
+
+
+def _codes(code: str) -> tuple[str, ...]:
+    return (code,) if code else ()
+
+
+def _local(el: Any) -> str:
+    tag = el.tag
+    return tag.rsplit("}", 1)[-1] if isinstance(tag, str) else ""
+
+
+def _dt(value: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    # JMA always gives an offset; a bare time is JST by convention.
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=JST)
+
+
+def _join(parts: Iterable[str], sep: str = "\n\n") -> str:
+    seen: dict[str, None] = {}
+    for part in parts:
+        if part and part not in seen:
+            seen[part] = None
+    return sep.join(seen)
+
+
+def _coordinate(el: Any, *, seismic: bool = True) -> dict[str, Any]:
+    """Decode a jmx_eb:Coordinate (ISO 6709) into latitude, longitude and depth."""
+    if el is None:
+        return {}
+    out: dict[str, Any] = {}
+    description = (el.get("description") or "").strip()
+    if description:
+        out["coordinate_description"] = description
+    match = _COORD.match((el.text or "").strip())
+    if not match:
+        return out
+    lat, lon = float(match.group(1)), float(match.group(2))
+    if abs(lat) > 90 or abs(lon) > 180:
+        # Volcano coordinates are ±DDMM.MM+DDDMM.MM.
+        lat = (abs(lat) // 100 + (abs(lat) % 100) / 60) * (1 if lat >= 0 else -1)
+        lon = (abs(lon) // 100 + (abs(lon) % 100) / 60) * (1 if lon >= 0 else -1)
+    out["latitude"], out["longitude"] = round(lat, 4), round(lon, 4)
+    if match.group(3) is not None:
+        height = float(match.group(3))
+        if seismic:
+            # Depth is a negative height in metres; "+0" means ごく浅い.
+            out["depth_km"] = round(-height / 1000, 1) if height < 0 else 0.0
+        else:
+            out["height_m"] = height
+    return out
+
+
+@dataclass(slots=True)
+class _Ctx:
+    """What every family handler needs from Control and Head."""
+
+    root: Any
+    head: Any
+    body: Any
+    control_title: str
+    head_title: str
+    office: str
+    status: Status
+    msg_type: MsgType
+    info_type: str
+    event_id: str
+    serial: str
+    sent: datetime
+    kind: str
+    series_key: str
+    identifier: str
+    headline: str
+    valid: datetime | None
+    codes: AreaCodes | None
+    data: bytes
+    url: str | None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Result:
+    event: str
+    rating: Rating
+    areas: list[Area]
+    details: dict[str, Any]
+    texts: list[str]
+    instruction: str = ""
+
+
+def parse_telegram(
+    data: bytes,
+    *,
+    url: str | None = None,
+    codes: AreaCodes | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+) -> ParseOutcome:
+    """Parse one telegram. Never raises for bad input (see the module docstring)."""
+    try:
+        root = parse_xml(data, max_bytes=max_bytes)
+    except (UnsafeXmlError, MalformedXmlError) as exc:
+        return Failed(f"{type(exc).__name__}: {exc}")
+    try:
+        return _parse_root(root, bytes(data), url, codes)
+    except Exception as exc:  # a bug or an unforeseen shape must not stop the poller
+        return Failed(f"cannot interpret telegram: {type(exc).__name__}: {exc}")
+
+
+def _parse_root(root: Any, data: bytes, url: str | None, codes: AreaCodes | None) -> ParseOutcome:
+    if _local(root) != "Report":
+        title = _text(root, "title")
+        return Unsupported(
+            kind=_local(root) or "?",
+            title=title,
+            reason=f"not a JMA Report telegram (root element <{_local(root)}>)",
+        )
+    control = _find(root, "Control")
+    head = _find(root, "Head")
+    if control is None or head is None:
+        return Failed("Report lacks Control or Head")
+    control_title = _text(control, "Title")
+    office = _text(control, "EditorialOffice") or _text(control, "PublishingOffice")
+    status_text = _text(control, "Status")
+    # An unknown status is fenced like a test: never let it reach the public.
+    status = _STATUS.get(status_text, Status.TEST)
+    info_type = _text(head, "InfoType")
+    msg_type = _MSG_TYPE.get(info_type, MsgType.ALERT)
+    event_id = _text(head, "EventID")
+    serial = _text(head, "Serial")
+    head_title = _text(head, "Title")
+    report_dt = _text(head, "ReportDateTime")
+    sent = _dt(report_dt) or _dt(_text(control, "DateTime"))
+    kind = kind_from_name(url) or _TITLE_KIND.get(control_title, "")
+    series_key = "|".join((control_title, office, status_text))
+    if event_id:
+        series_key += "|" + event_id
+    if sent is None:
+        return Failed(f"telegram {control_title!r} has no valid Head/ReportDateTime")
+    ident_src = "\x1f".join((control_title, office, status_text, head_title, report_dt, info_type, serial, event_id))
+    identifier = "jma-" + hashlib.sha256(ident_src.encode("utf-8")).hexdigest()[:32]
+
+    handler = _handler_for(control_title)
+    if handler is None:
+        rating = rate(head_title or control_title)
+        return Unsupported(
+            kind=kind,
+            title=control_title,
+            reason="telegram family not normalised",
+            series_key=series_key,
+            head_title=head_title,
+            sent=sent,
+            status=status,
+            msg_type=msg_type,
+            rating=rating,
+        )
+    ctx = _Ctx(
+        root=root,
+        head=head,
+        body=_find(root, "Body"),
+        control_title=control_title,
+        head_title=head_title,
+        office=office,
+        status=status,
+        msg_type=msg_type,
+        info_type=info_type,
+        event_id=event_id,
+        serial=serial,
+        sent=sent,
+        kind=kind,
+        series_key=series_key,
+        identifier=identifier,
+        headline=_text(head, "Headline/Text"),
+        valid=_dt(_text(head, "ValidDateTime")),
+        codes=codes,
+        data=data,
+        url=url,
+    )
+    result = handler(ctx)
+    return Parsed(_alert(ctx, result))
+
+
+def _alert(ctx: _Ctx, res: _Result) -> Alert:
+    details = {
+        "control_title": ctx.control_title,
+        "head_title": ctx.head_title,
+        "info_type": ctx.info_type,
+        "event_id": ctx.event_id,
+        "serial": ctx.serial,
+        **res.details,
+    }
+    rating = res.rating
+    if ctx.msg_type is MsgType.CANCEL:
+        # A withdrawal must reach the same people as fast as what it withdraws,
+        # but it is not itself a danger.
+        rating = Rating(LIFTED.severity, LIFTED.urgency, LIFTED.certainty, res.rating.priority)
+    comments = _comments(ctx.body)
+    if ctx.codes is not None:
+        resolvable = [a for a in res.areas if a.details.get("code_type", "") in _RESOLVABLE]
+        unknown = ctx.codes.resolve_areas(resolvable).unknown
+        details["area_codes_version"] = ctx.codes.version
+        if unknown:
+            details["unknown_area_codes"] = list(unknown)
+    return Alert(
+        identifier=ctx.identifier,
+        sender=ctx.office,
+        sent=ctx.sent,
+        status=ctx.status,
+        msg_type=ctx.msg_type,
+        event=res.event or ctx.head_title or ctx.control_title,
+        severity=rating.severity,
+        urgency=rating.urgency,
+        certainty=rating.certainty,
+        priority=rating.priority,
+        headline=ctx.headline or ctx.head_title,
+        source=SOURCE,
+        references=(ctx.series_key,) if ctx.msg_type in (MsgType.UPDATE, MsgType.CANCEL) else (),
+        description=_join([ctx.headline, *res.texts, *comments]),
+        instruction=res.instruction,
+        areas=tuple(res.areas),
+        expires=ctx.valid,
+        series_key=ctx.series_key,
+        kind=ctx.kind,
+        details=details,
+        original=ctx.data,
+        original_url=ctx.url,
+    )
+
+
+def _comments(body: Any) -> list[str]:
+    out: list[str] = []
+    for comments in _findall(body, "Comments") + _findall(body, "*/Comments"):
+        for child in comments:
+            name = _local(child)
+            if name in ("WarningComment", "ForecastComment", "VarComment", "ObservationComment"):
+                out.append(_text(child, "Text"))
+            elif name == "FreeFormComment":
+                out.append((child.text or "").strip())
+    return [t for t in out if t]
+
+
+# ---------------------------------------------------------------- families
+
+
+def _handler_for(control_title: str) -> Any:
+    if control_title.startswith(("気象特別警報・警報・注意報", "気象警報・注意報")):
+        return _weather_warnings
+    if control_title in ("震度速報", "震源に関する情報", "震源・震度に関する情報"):
+        return _seismic
+    if control_title == "顕著な地震の震源要素更新のお知らせ":
+        return _seismic
+    if control_title in ("緊急地震速報（警報）", "緊急地震速報（予報）"):
+        return _eew
+    if control_title in ("津波警報・注意報・予報a", "津波情報a", "沖合の津波観測に関する情報"):
+        return _tsunami
+    if control_title in (
+        "土砂災害警戒情報",
+        "記録的短時間大雨情報",
+        "竜巻注意情報",
+        "竜巻注意情報（目撃情報付き）",
+    ):
+        return _warning_items
+    if control_title == "指定河川洪水予報":
+        return _flood
+    if control_title in ("噴火警報・予報", "噴火速報"):
+        return _volcano
+    if control_title in (
+        "南海トラフ地震臨時情報",
+        "南海トラフ地震関連解説情報",
+        "北海道・三陸沖後発地震注意情報",
+    ):
+        return _earthquake_info
+    return None
+
+
+def _kinds(item: Any) -> Iterator[tuple[str, str]]:
+    for kind in _findall(item, "Kind"):
+        yield _text(kind, "Name"), _text(kind, "Status")
+
+
+def _item_areas(item: Any) -> list[Any]:
+    return _findall(item, "Area") + _findall(item, "Areas/Area")
+
+
+def _code_type(el: Any, default: str) -> str:
+    parent = el.getparent()
+    if parent is not None and _local(parent) == "Areas" and parent.get("codeType"):
+        return str(parent.get("codeType"))
+    return default
+
+
+def _weather_warnings(ctx: _Ctx) -> _Result:
+    """気象特別警報・警報・注意報 (VPWW53/54, R06 VPWW55–61, legacy VPWW50)."""
+    warnings = _findall(ctx.body, "Warning")
+    chosen = [w for w in warnings if (w.get("type") or "").endswith("（市町村等）")] or warnings
+    areas: list[Area] = []
+    in_force_all: dict[str, None] = {}
+    lifted_all: dict[str, None] = {}
+    for warning in chosen:
+        wtype = warning.get("type") or ""
+        for item in _findall(warning, "Item"):
+            in_force: list[str] = []
+            lifted: list[str] = []
+            for name, status in _kinds(item):
+                if not name:
+                    continue
+                if status == "解除":
+                    lifted.append(name)
+                elif status not in _NOT_IN_FORCE:
+                    in_force.append(name)
+            if not in_force and not lifted:
+                continue
+            for name in in_force:
+                in_force_all.setdefault(name, None)
+            for name in lifted:
+                lifted_all.setdefault(name, None)
+            for area in _item_areas(item):
+                d = {
+                    "code_type": CITY_CODE_TYPE if wtype.endswith("（市町村等）") else FORECAST_CODE_TYPE,
+                    "warnings": ",".join(in_force),
+                }
+                if lifted:
+                    d["lifted"] = ",".join(lifted)
+                change = _text(item, "ChangeStatus")
+                if change:
+                    d["change"] = change
+                areas.append(Area(_text(area, "Name"), _codes(_text(area, "Code")), details=d))
+    best = most_severe(in_force_all)
+    if best is not None:
+        event, rating = best
+    elif lifted_all:
+        event, rating = "警報・注意報解除", LIFTED
+    else:
+        event, rating = "警報・注意報なし", LIFTED
+    details: dict[str, Any] = {
+        "warnings_in_force": list(in_force_all),
+        "warnings_lifted": list(lifted_all),
+        "target_area": _text(ctx.body, "TargetArea/Name"),
+    }
+    return _Result(event, rating, areas, details, [])
+
+
+def _earthquake(body: Any) -> dict[str, Any]:
+    eq = _find(body, "Earthquake")
+    if eq is None:
+        return {}
+    out: dict[str, Any] = {
+        "origin_time": _text(eq, "OriginTime"),
+        "hypocenter": _text(eq, "Hypocenter/Area/Name"),
+        "hypocenter_code": _text(eq, "Hypocenter/Area/Code"),
+    }
+    mark = _text(eq, "Hypocenter/Area/NameFromMark")
+    if mark:
+        out["hypocenter_detail"] = mark
+    out.update(_coordinate(_find(eq, "Hypocenter/Area/Coordinate")))
+    magnitude = _find(eq, "Magnitude")
+    if magnitude is not None:
+        out["magnitude"] = (magnitude.text or "").strip()
+        desc = magnitude.get("description")
+        if desc:
+            out["magnitude_description"] = desc.strip()
+    return {k: v for k, v in out.items() if v not in ("", None)}
+
+
+def _seismic(ctx: _Ctx) -> _Result:
+    """震度速報 VXSE51, 震源に関する情報 VXSE52, 震源・震度に関する情報 VXSE53 (and VXSE61)."""
+    details = _earthquake(ctx.body)
+    observation = _find(ctx.body, "Intensity/Observation")
+    max_int = _text(observation, "MaxInt")
+    areas: list[Area] = []
+    for pref in _findall(observation, "Pref"):
+        pref_name = _text(pref, "Name")
+        for area in _findall(pref, "Area"):
+            cities = _findall(area, "City")
+            area_name = _text(area, "Name")
+            if not cities:
+                areas.append(
+                    Area(
+                        area_name,
+                        _codes(_text(area, "Code")),
+                        details=_intensity_details(area, SEISMIC_AREA_CODE_TYPE, pref_name),
+                    )
+                )
+            for city in cities:
+                d = _intensity_details(city, CITY_CODE_TYPE, pref_name)
+                d["area"] = area_name
+                areas.append(Area(_text(city, "Name"), _codes(_text(city, "Code")), details=d))
+    if max_int:
+        details["max_intensity"] = max_int
+    if ctx.control_title == "震源に関する情報" or not max_int:
+        rating = rate(ctx.control_title)
+        if ctx.head_title == "遠地地震に関する情報":
+            rating = rate(ctx.head_title)
+    else:
+        rating = rate_intensity(max_int)
+    event = ctx.head_title or ctx.control_title
+    texts = [_text(ctx.body, "Text")]
+    return _Result(event, rating, areas, details, texts)
+
+
+def _intensity_details(el: Any, code_type: str, pref: str) -> dict[str, str]:
+    d = {"code_type": code_type, "intensity": _text(el, "MaxInt"), "pref": pref}
+    condition = _text(el, "Condition")
+    if condition:  # e.g. 震度５弱以上未入電
+        d["condition"] = condition
+    return d
+
+
+def _eew(ctx: _Ctx) -> _Result:
+    """緊急地震速報（警報） VXSE43 and （予報） VXSE44."""
+    details = _earthquake(ctx.body)
+    forecast = _find(ctx.body, "Intensity/Forecast")
+    if forecast is not None:
+        details["forecast_max_intensity_from"] = _text(forecast, "ForecastInt/From")
+        details["forecast_max_intensity_to"] = _text(forecast, "ForecastInt/To")
+    areas: list[Area] = []
+    for area in _findall(forecast, "Pref/Area"):
+        d = {
+            "code_type": SEISMIC_AREA_CODE_TYPE,
+            "category": _text(area, "Category/Kind/Name"),
+            "intensity_from": _text(area, "ForecastInt/From"),
+            "intensity_to": _text(area, "ForecastInt/To"),
+        }
+        for key, path in (("condition", "Condition"), ("arrival_time", "ArrivalTime")):
+            value = _text(area, path)
+            if value:
+                d[key] = value
+        areas.append(Area(_text(area, "Name"), _codes(_text(area, "Code")), details=d))
+    return _Result(ctx.control_title, rate(ctx.control_title), areas, details, [])
+
+
+def _tsunami_category(name: str) -> str:
+    for category in _TSUNAMI_ORDER:
+        if name.startswith(category):
+            return category
+    return name.split("：", 1)[0]
+
+
+def _tsunami(ctx: _Ctx) -> _Result:
+    """津波警報・注意報・予報 VTSE41, 津波情報 VTSE51, 沖合の津波観測に関する情報 VTSE52."""
+    tsunami = _find(ctx.body, "Tsunami")
+    areas: dict[str, Area] = {}
+    by_category: dict[str, list[str]] = {}
+    for item in _findall(tsunami, "Forecast/Item"):
+        name, code = _text(item, "Area/Name"), _text(item, "Area/Code")
+        kind_name = _text(item, "Category/Kind/Name")
+        category = _tsunami_category(kind_name)
+        last = _text(item, "Category/LastKind/Name")
+        d = {"code_type": TSUNAMI_CODE_TYPE, "category": category, "kind": kind_name}
+        if last:
+            d["last_kind"] = last
+            if category in ("津波予報", "津波なし") and _tsunami_category(last) in _TSUNAMI_ORDER[:3]:
+                d["lifted"] = _tsunami_category(last)
+        first = _text(item, "FirstHeight/ArrivalTime") or _text(item, "FirstHeight/Condition")
+        if first:
+            d["first_arrival"] = first
+        height = _find(item, "MaxHeight/TsunamiHeight")
+        max_height = (height.get("description") or "").strip() if height is not None else ""
+        if max_height:
+            d["max_height"] = max_height
+        condition = _text(item, "MaxHeight/Condition")
+        if condition:
+            d["max_height_condition"] = condition
+        areas[code] = Area(name, _codes(code), details=d)
+        by_category.setdefault(category, []).append(name)
+    for item in _findall(tsunami, "Observation/Item"):
+        code = _text(item, "Area/Code")
+        observed = []
+        for station in _findall(item, "Station"):
+            height = _find(station, "MaxHeight/TsunamiHeight")
+            value = (height.get("description") or "").strip() if height is not None else ""
+            value = value or _text(station, "MaxHeight/Condition")
+            observed.append(f"{_text(station, 'Name')} {value}".strip())
+        if not observed:
+            continue
+        base = areas.get(code)
+        d = dict(base.details) if base else {"code_type": TSUNAMI_CODE_TYPE}
+        d["observed"] = "、".join(observed)
+        areas[code] = Area(base.description if base else _text(item, "Area/Name"), _codes(code), details=d)
+    top = next((c for c in _TSUNAMI_ORDER if c in by_category), "")
+    details: dict[str, Any] = {
+        "tsunami_categories": by_category,
+        "max_category": top,
+        **_earthquake(ctx.body),
+    }
+    if ctx.control_title == "津波警報・注意報・予報a":
+        event = top or ctx.head_title
+        rating = rate(event)
+    else:
+        # 津波情報 during a warning carries observed heights: as urgent as the warning.
+        event = ctx.head_title or ctx.control_title
+        rating = more_severe(rate(event), rate(top)) if top else rate(event)
+    return _Result(event, rating, list(areas.values()), details, [])
+
+
+def _warning_items(ctx: _Ctx) -> _Result:
+    """土砂災害警戒情報 VXWW50, 記録的短時間大雨情報 VPOA50, 竜巻注意情報 VPHW50/51."""
+    target = _text(ctx.body, "TargetArea/Name")
+    event = ctx.head_title
+    base = _PARENS.sub("", ctx.control_title)
+    if target and event.startswith(target):
+        event = event[len(target) :]
+    elif base and base in event:
+        event = base
+    else:
+        # "埼玉県気象防災速報（竜巻注意）": drop the leading prefecture / region name.
+        event = _REGION_PREFIX.sub("", event, count=1)
+    event = event or ctx.control_title
+    areas: list[Area] = []
+    any_in_force = any_lifted = False
+    for warning in _findall(ctx.body, "Warning"):
+        for item in _findall(warning, "Item"):
+            kinds = list(_kinds(item))
+            in_force = [n for n, s in kinds if s not in _NOT_IN_FORCE and n not in _NOT_IN_FORCE]
+            lifted = [n for n, s in kinds if s == "解除" or n == "解除"]
+            if not in_force and not lifted:
+                continue
+            any_in_force |= bool(in_force)
+            any_lifted |= bool(lifted)
+            status = ",".join(s for _, s in kinds if s)
+            for area in _item_areas(item):
+                code = _text(area, "Code")
+                d = {
+                    "code_type": _code_type(area, CITY_CODE_TYPE if len(code) == 7 else FORECAST_CODE_TYPE),
+                    "status": status,
+                    "kind": ",".join(n for n, _ in kinds if n),
+                }
+                areas.append(Area(_text(area, "Name"), _codes(code), details=d))
+    if any_in_force or ctx.msg_type is not MsgType.ALERT:
+        rating = rate(event)
+    elif any_lifted:
+        event, rating = event + "解除", LIFTED
+    else:
+        rating = rate(event)
+    return _Result(event, rating, areas, {"target_area": target}, [])
+
+
+def _flood(ctx: _Ctx) -> _Result:
+    """指定河川洪水予報 (VXKO*): level from the title, inundation municipalities as areas."""
+    areas: list[Area] = []
+    texts: list[str] = []
+    rivers: list[str] = []
+    for item in _findall(ctx.body, "Warning/Item"):
+        kind_name = _text(item, "Kind/Name")
+        for prop in _findall(item, "Kind/Property"):
+            if _text(prop, "Type") == "主文":
+                texts.append(_text(prop, "Text"))
+        for area in _findall(item, "Areas/Area"):
+            city_code = _text(area, "CityCode")
+            if city_code:
+                d = {"code_type": CITY_CODE_TYPE, "kind": kind_name}
+                sub = _text(area, "SubCityList")
+                if sub:
+                    d["districts"] = sub
+                areas.append(Area(_text(area, "City"), _codes(city_code), details=d))
+            elif _text(area, "Name"):
+                rivers.append(_text(area, "Name"))
+                areas.append(
+                    Area(
+                        _text(area, "Name"),
+                        _codes(_text(area, "Code")),
+                        details={"code_type": "河川", "kind": kind_name},
+                    )
+                )
+    event = ctx.head_title or ctx.control_title
+    details = {"rivers": list(dict.fromkeys(rivers))}
+    return _Result(event, rate(event), areas, details, texts)
+
+
+def _volcano(ctx: _Ctx) -> _Result:
+    """噴火警報・予報 VFVO50 and 噴火速報 VFVO56."""
+    # Head/Title is "火山名　浅間山　噴火警報（火口周辺）": the last word is the event.
+    words = _WS.split(ctx.head_title.strip())
+    event = words[-1] if words and words[-1] else ctx.control_title
+    areas: list[Area] = []
+    details: dict[str, Any] = {}
+    for info in _findall(ctx.body, "VolcanoInfo"):
+        vtype = info.get("type") or ""
+        for item in _findall(info, "Item"):
+            kind_name = _text(item, "Kind/Name")
+            for area in _findall(item, "Areas/Area"):
+                code = _text(area, "Code")
+                if vtype.endswith("（対象火山）"):
+                    details.setdefault("volcano", _text(area, "Name"))
+                    details.setdefault("volcano_code", code)
+                    details.setdefault("level", kind_name)
+                    condition = _text(item, "Kind/Condition")
+                    if condition:
+                        details.setdefault("level_change", condition)
+                    last = _text(item, "LastKind/Name")
+                    if last:
+                        details.setdefault("last_level", last)
+                    details.update(
+                        {
+                            k: v
+                            for k, v in _coordinate(_find(area, "Coordinate"), seismic=False).items()
+                            if k not in details
+                        }
+                    )
+                else:
+                    d = {"code_type": CITY_CODE_TYPE, "kind": kind_name}
+                    condition = _text(item, "Kind/Condition")
+                    if condition:
+                        d["condition"] = condition
+                    areas.append(Area(_text(area, "Name"), _codes(code), details=d))
+    content = _find(ctx.body, "VolcanoInfoContent")
+    texts = [_text(content, "VolcanoHeadline"), _text(content, "VolcanoActivity")]
+    instruction = _text(content, "VolcanoPrevention")
+    rating = rate(event)
+    return _Result(event, rating, areas, details, texts, instruction)
+
+
+def _earthquake_info(ctx: _Ctx) -> _Result:
+    """南海トラフ地震臨時情報 / 関連解説情報 (VYSE50–52), 北海道・三陸沖後発地震注意情報 (VYSE60)."""
+    info = _find(ctx.body, "EarthquakeInfo")
+    event = ctx.head_title or ctx.control_title
+    details = {
+        "info_kind": _text(info, "InfoKind"),
+        "info_serial": _text(info, "InfoSerial/Name"),
+    }
+    texts = [_text(info, "Text"), _text(ctx.body, "NextAdvisory")]
+    # No area list: these concern the whole assumed source region; the
+    # dispatcher routes them by kind.
+    return _Result(event, rate(event), [], details, texts)
+
+
+def max_intensity_rank(alert: Alert) -> int:
+    """Rank of ``details["max_intensity"]`` (0 if none), for templates and routing."""
+    return intensity_rank(str(alert.details.get("max_intensity", "")))
