@@ -410,4 +410,5 @@ def render_message(templates: Templates, alert: Alert, language: str, *, max_len
         subject=subject,
         link=link,
         exercise=not alert.is_public,
+        extra={"alert_identifier": alert.identifier, "event": alert.event},
     )

@@ -1,0 +1,248 @@
+"""Email: one message per subscriber through the city's SMTP relay.
+
+SMTP: RFC 5321 (https://www.rfc-editor.org/rfc/rfc5321), reply codes §4.2 and
+enhanced status codes RFC 3463 (https://www.rfc-editor.org/rfc/rfc3463); message
+format RFC 5322; ``Auto-Submitted`` RFC 3834. Client: aiosmtplib
+(https://aiosmtplib.readthedocs.io/).
+
+One SMTP connection is opened on first use and reused; it is dropped and
+reopened after any connection failure. A lock keeps one transaction
+(MAIL/RCPT/DATA) on the wire at a time, since SMTP cannot interleave them.
+
+How answers become results: 2xx → ``Delivered(Message-ID)``; 4xx, connection
+errors and timeouts → ``Retry``; a 5xx refusal of the recipient → ``Reject``,
+with ``unsubscribe=True`` only for "no such user" (550/551/553 unless the
+enhanced code says policy ``5.7.x`` or full mailbox ``5.2.x``); a refusal of our
+sender or of our credentials → ``Retry`` (our configuration, not the resident's).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid, parseaddr
+from typing import ClassVar
+
+import aiosmtplib
+
+from channels.base import ChannelContext, Delivered, Health, Reject, Retry, SendResult
+from channels.templates import render_message
+from dispatcher.model import Alert, Message, Recipient
+
+logger = logging.getLogger(__name__)
+
+_USER_UNKNOWN = frozenset({550, 551, 553})
+_ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
+
+
+@dataclass(frozen=True, slots=True)
+class EmailConfig:
+    """``[channels.email]``: the SMTP relay and the sender.
+
+    ``use_tls`` is implicit TLS (SMTPS, usually port 465); ``starttls`` upgrades a
+    plain connection (submission, port 587). At most one of them.
+    """
+
+    host: str = "localhost"
+    port: int = 25
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    use_tls: bool = False
+    starttls: bool = False
+    sender: str = "沼津市 防災情報 <bousai@city.numazu.example>"
+    timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.use_tls and self.starttls:
+            raise ValueError("channels.email: use_tls and starttls are mutually exclusive")
+        if "@" not in parseaddr(self.sender)[1]:
+            raise ValueError(f"channels.email.sender has no address: {self.sender!r}")
+
+    @property
+    def sender_address(self) -> str:
+        """The bare envelope sender (``MAIL FROM``)."""
+        return parseaddr(self.sender)[1]
+
+
+def classify_refusal(code: int, text: str) -> SendResult:
+    """Turn an SMTP reply to our RCPT into a result."""
+    if 400 <= code < 500:
+        return Retry(reason=f"smtp {code} {text}".strip())
+    enhanced = _ENHANCED.match(text)
+    # 5.7.x is policy (spam filters) and 5.2.x a full or disabled mailbox: the
+    # person still exists, so keep the subscription.
+    kept = enhanced is not None and enhanced.group(2) in ("2", "7")
+    gone = code in _USER_UNKNOWN and not kept
+    return Reject(reason=f"smtp {code} {text}".strip(), unsubscribe=gone)
+
+
+class EmailChannel:
+    """Plain-text UTF-8 mail to each subscriber, marked as automatic (RFC 3834)."""
+
+    name: ClassVar[str] = "email"
+    config_class: ClassVar[type[EmailConfig]] = EmailConfig
+    max_text_length: ClassVar[int] = 20000
+    batch_size: ClassVar[int] = 1
+    # A typical relay's comfortable pace; raise it in the config for a bigger relay.
+    rate_per_second: ClassVar[float] = 10.0
+    per_recipient_interval: ClassVar[float | None] = None
+    broadcast: ClassVar[bool] = False
+
+    def __init__(self, config: EmailConfig, context: ChannelContext) -> None:
+        self.config = config
+        self.context = context
+        self._smtp: aiosmtplib.SMTP | None = None
+        self._lock = asyncio.Lock()
+        self._domain = config.sender_address.rpartition("@")[2]
+
+    def __repr__(self) -> str:
+        return f"EmailChannel(host={self.config.host!r}, port={self.config.port})"
+
+    async def open(self) -> None:
+        """Nothing to do: the connection is opened on first use."""
+
+    async def close(self) -> None:
+        """Say QUIT and drop the connection."""
+        async with self._lock:
+            await self._drop(polite=True)
+
+    async def healthcheck(self) -> Health:
+        """Connect (if needed) and send NOOP."""
+        async with self._lock:
+            try:
+                smtp = await self._connected()
+                response = await smtp.noop()
+            except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+                await self._drop()
+                return Health(ok=False, detail=f"{type(exc).__name__}: {exc}")
+        return Health(ok=True, detail=f"{response.code} {response.message}")
+
+    def render(self, alert: Alert, language: str) -> Message:
+        """Template subject and text, with the alert's link."""
+        return render_message(
+            self.context.templates,
+            alert,
+            language,
+            max_length=self.max_text_length,
+            public_url=self.context.public_url,
+        )
+
+    async def send(self, message: Message, recipients: Sequence[Recipient]) -> Mapping[int, SendResult]:
+        """One SMTP transaction per recipient, on the shared connection."""
+        results: dict[int, SendResult] = {}
+        for recipient in recipients:
+            result = await self._send_one(message, recipient)
+            results[recipient.delivery_id] = result
+            self._log(recipient, result)
+        return results
+
+    def build(self, message: Message, recipient: Recipient) -> EmailMessage:
+        """The RFC 5322 message for one recipient."""
+        mail = EmailMessage()
+        mail["From"] = self.config.sender
+        mail["To"] = Address(addr_spec=recipient.address)
+        mail["Subject"] = message.subject or message.text.partition("\n")[0]
+        mail["Date"] = format_datetime(datetime.now(UTC))
+        mail["Message-ID"] = self._message_id(message, recipient)
+        # RFC 3834: stops vacation auto-replies from answering an alert.
+        mail["Auto-Submitted"] = "auto-generated"
+        identifier = message.extra.get("alert_identifier")
+        if identifier:
+            mail["X-Alert-Identifier"] = str(identifier)
+        mail["Content-Language"] = "ja" if message.language.startswith("ja") else message.language
+        mail.set_content(message.text[: self.max_text_length], charset="utf-8")
+        return mail
+
+    def _message_id(self, message: Message, recipient: Recipient) -> str:
+        if message.idempotency_key:
+            # Stable across re-sends, so a duplicate after a crash threads as one.
+            key = re.sub(r"[^A-Za-z0-9._-]", "-", message.idempotency_key)
+            return f"<{recipient.delivery_id}.{key}@{self._domain}>"
+        return make_msgid(idstring=str(recipient.delivery_id), domain=self._domain)
+
+    async def _connected(self) -> aiosmtplib.SMTP:
+        if self._smtp is not None and self._smtp.is_connected:
+            return self._smtp
+        cfg = self.config
+        smtp = aiosmtplib.SMTP(
+            hostname=cfg.host,
+            port=cfg.port,
+            username=cfg.username,
+            password=cfg.password,
+            use_tls=cfg.use_tls,
+            start_tls=cfg.starttls,
+            timeout=cfg.timeout,
+        )
+        await smtp.connect()
+        self._smtp = smtp
+        return smtp
+
+    async def _drop(self, *, polite: bool = False) -> None:
+        smtp, self._smtp = self._smtp, None
+        if smtp is None:
+            return
+        if polite and smtp.is_connected:
+            try:
+                await smtp.quit()
+                return
+            except (aiosmtplib.SMTPException, OSError, TimeoutError):
+                pass
+        smtp.close()
+
+    async def _send_one(self, message: Message, recipient: Recipient) -> SendResult:
+        mail = self.build(message, recipient)
+        async with self._lock:
+            try:
+                smtp = await self._connected()
+                await smtp.send_message(mail, sender=self.config.sender_address, recipients=[recipient.address])
+            except aiosmtplib.SMTPRecipientsRefused as exc:
+                await self._reset()
+                refused = exc.recipients[0]
+                return classify_refusal(refused.code, refused.message)
+            except aiosmtplib.SMTPRecipientRefused as exc:
+                await self._reset()
+                return classify_refusal(exc.code, exc.message)
+            except (aiosmtplib.SMTPSenderRefused, aiosmtplib.SMTPAuthenticationError) as exc:
+                await self._reset()
+                return Retry(reason=f"smtp refused our sender or login: {exc.code} {exc.message}")
+            except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPConnectError, OSError, TimeoutError) as exc:
+                # SMTPTimeoutError is a TimeoutError; connection refused is an OSError.
+                await self._drop()
+                return Retry(reason=f"smtp connection: {type(exc).__name__}: {exc}")
+            except aiosmtplib.SMTPResponseException as exc:
+                await self._reset()
+                if 400 <= exc.code < 500:
+                    return Retry(reason=f"smtp {exc.code} {exc.message}")
+                return Reject(reason=f"smtp {exc.code} {exc.message}", unsubscribe=False)
+            except aiosmtplib.SMTPException as exc:
+                await self._drop()
+                return Retry(reason=f"smtp error: {type(exc).__name__}: {exc}")
+        return Delivered(remote_id=str(mail["Message-ID"]))
+
+    async def _reset(self) -> None:
+        """Abort a half-done transaction so the connection can be reused."""
+        if self._smtp is None:
+            return
+        try:
+            await self._smtp.rset()
+        except (aiosmtplib.SMTPException, OSError, TimeoutError):
+            await self._drop()
+
+    def _log(self, recipient: Recipient, result: SendResult) -> None:
+        extra = {
+            "channel": self.name,
+            "delivery_id": recipient.delivery_id,
+            "outcome": type(result).__name__.lower(),
+        }
+        if isinstance(result, Delivered):
+            logger.debug("email accepted by relay", extra=extra)
+        elif isinstance(result, Retry):
+            logger.warning("email will be retried: %s", result.reason, extra=extra)
+        else:
+            logger.info("email rejected: %s", result.reason, extra=extra)
