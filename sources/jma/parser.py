@@ -612,6 +612,13 @@ def _eew(ctx: _Ctx) -> _Result:
     return _Result(ctx.control_title, rate(ctx.control_title), areas, details, [])
 
 
+def _height(el: Any) -> str:
+    # description="５ｍ" normally; "" with condition="不明" when unknown.
+    if el is None:
+        return ""
+    return ((el.get("description") or "").strip() or (el.get("condition") or "")).strip()
+
+
 def _tsunami_category(name: str) -> str:
     for category in _TSUNAMI_ORDER:
         if name.startswith(category):
@@ -637,21 +644,25 @@ def _tsunami(ctx: _Ctx) -> _Result:
         first = _text(item, "FirstHeight/ArrivalTime") or _text(item, "FirstHeight/Condition")
         if first:
             d["first_arrival"] = first
-        height = _find(item, "MaxHeight/TsunamiHeight")
-        max_height = (height.get("description") or "").strip() if height is not None else ""
+        max_height = _height(_find(item, "MaxHeight/TsunamiHeight"))
         if max_height:
             d["max_height"] = max_height
         condition = _text(item, "MaxHeight/Condition")
         if condition:
             d["max_height_condition"] = condition
+        stations = [
+            f"{_text(st, 'Name')} {_text(st, 'FirstHeight/ArrivalTime') or _text(st, 'FirstHeight/Condition')}".strip()
+            for st in _findall(item, "Station")
+        ]
+        if stations:
+            d["stations"] = "、".join(stations)
         areas[code] = Area(name, _codes(code), details=d)
         by_category.setdefault(category, []).append(name)
     for item in _findall(tsunami, "Observation/Item"):
         code = _text(item, "Area/Code")
         observed = []
         for station in _findall(item, "Station"):
-            height = _find(station, "MaxHeight/TsunamiHeight")
-            value = (height.get("description") or "").strip() if height is not None else ""
+            value = _height(_find(station, "MaxHeight/TsunamiHeight"))
             value = value or _text(station, "MaxHeight/Condition")
             observed.append(f"{_text(station, 'Name')} {value}".strip())
         if not observed:
@@ -747,7 +758,9 @@ def _flood(ctx: _Ctx) -> _Result:
                 )
     event = ctx.head_title or ctx.control_title
     details = {"rivers": list(dict.fromkeys(rivers))}
-    return _Result(event, rate(event), areas, details, texts)
+    # The river recurs in every Warning item; list each area once.
+    unique = list({(a.description, a.codes, tuple(a.details.items())): a for a in areas}.values())
+    return _Result(event, rate(event), unique, details, texts)
 
 
 def _volcano(ctx: _Ctx) -> _Result:
