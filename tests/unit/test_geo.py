@@ -22,6 +22,7 @@ from geo import (
     LayerError,
     default_index,
     load_geojson,
+    load_index,
     load_plateau_gml,
     packaged_dir,
     parse_cap_circle,
@@ -434,3 +435,27 @@ def test_shape_from_geojson_round_trip() -> None:
     doc = json.loads((packaged_dir() / "numazu_districts.geojson").read_text(encoding="utf-8"))
     assert doc["illustrative"] is True
     assert all(shape(f["geometry"]).is_valid for f in doc["features"])
+
+
+def test_city_can_load_its_own_district_file(tmp_path: Path) -> None:
+    # An "official" file: own property names, no jma_code, no illustrative flag.
+    features = [
+        {
+            "type": "Feature",
+            "properties": {"KEY_CODE": "2220301", "S_NAME": "駅前"},
+            "geometry": {
+                "type": "Polygon",
+                "coordinates": [
+                    [[138.85, 35.095], [138.87, 35.095], [138.87, 35.11], [138.85, 35.11], [138.85, 35.095]]
+                ],
+            },
+        }
+    ]
+    path = tmp_path / "official.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": features}), encoding="utf-8")
+    index = load_index(districts=path, district_code_property="KEY_CODE", district_name_property="S_NAME")
+    assert not index.illustrative
+    assert index.district_jma_codes == ("2220300",)
+    assert index.locate(*STATION).district_codes == ("2220301",)
+    assert index.locate(*HEDA).district_codes == ()
+    assert resolve_areas([Area("沼津市", codes=("2220300",))], index).district_codes == ("2220301",)
