@@ -72,11 +72,7 @@ CREDIT = "国土数値情報（行政区域データ）（国土交通省）を�
 
 def _city_polygon(source: Path) -> Polygon | MultiPolygon:
     doc = json.loads(source.read_text(encoding="utf-8"))
-    parts = [
-        shape(f["geometry"])
-        for f in doc["features"]
-        if str(f["properties"].get("N03_007")) == CITY_CODE
-    ]
+    parts = [shape(f["geometry"]) for f in doc["features"] if str(f["properties"].get("N03_007")) == CITY_CODE]
     if not parts:
         raise SystemExit(f"{source}: no feature with N03_007 == {CITY_CODE}")
     city = shapely.union_all(parts)
@@ -108,9 +104,7 @@ def build(source: Path) -> dict[str, Any]:
     lat0 = (city.bounds[1] + city.bounds[3]) / 2
     forward, inverse = _to_local(lat0)
     city_local = shapely.transform(city, forward)
-    seeds_local = shapely.transform(
-        MultiPoint([(lon, lat) for _, _, _, lat, lon in SEEDS]), forward
-    )
+    seeds_local = shapely.transform(MultiPoint([(lon, lat) for _, _, _, lat, lon in SEEDS]), forward)
     frame = box(*city_local.buffer(0.1).bounds)
     cells = shapely.voronoi_polygons(seeds_local, extend_to=frame, ordered=True)
     features: list[dict[str, Any]] = []
