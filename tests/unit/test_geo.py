@@ -459,3 +459,11 @@ def test_city_can_load_its_own_district_file(tmp_path: Path) -> None:
     assert index.locate(*STATION).district_codes == ("2220301",)
     assert index.locate(*HEDA).district_codes == ()
     assert resolve_areas([Area("沼津市", codes=("2220300",))], index).district_codes == ("2220301",)
+
+
+def test_duplicate_codes_merge_when_asked(tmp_path: Path) -> None:
+    island = [[138.88, 35.03], [138.89, 35.03], [138.89, 35.035], [138.88, 35.035], [138.88, 35.03]]
+    path = _write_geojson(tmp_path, [_feature("22203", SQUARE), _feature("22203", island)])
+    layer = _load(path, merge_duplicates=True)
+    assert layer.codes == ("22203",)
+    assert layer.features[0].geometry.geom_type == "MultiPolygon"
