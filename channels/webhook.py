@@ -1,0 +1,248 @@
+"""Webhook: POST each alert as signed JSON to partner systems.
+
+The body carries CAP 1.2 fields (https://docs.oasis-open.org/emergency/cap/v1.2/CAP-v1.2.html)
+in JSON plus the rendered ``text`` and ``link``. Requests are signed like GitHub's
+and Stripe's webhooks (https://docs.github.com/en/webhooks/using-webhooks/validating-webhook-deliveries):
+``X-Signature-256: sha256=<hex HMAC-SHA256(secret, "<X-Timestamp>.<raw body>")>``;
+receivers check it with :func:`verify_signature` and reject stale timestamps.
+``Idempotency-Key`` lets receivers drop the duplicate an at-least-once retry can
+cause. HTTP semantics: RFC 9110 (https://www.rfc-editor.org/rfc/rfc9110), 429: RFC 6585.
+
+Answers: 2xx → ``Delivered``; 429 → ``Retry(rate_limited=True, after=Retry-After)``;
+5xx → ``Retry(after=Retry-After or None)``; 410 Gone → ``Reject(unsubscribe=True)``;
+other 3xx/4xx → ``Reject``; connection errors and timeouts → ``Retry``. Redirects
+are not followed: a signed alert goes only where it was configured to go.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, ClassVar
+
+import aiohttp
+
+from channels.base import ChannelContext, Delivered, Health, Reject, Retry, SendResult
+from channels.templates import render_message
+from dispatcher.model import Alert, Message, Recipient
+
+logger = logging.getLogger(__name__)
+
+USER_AGENT = "numazu-dispatcher-webhook/0.1"
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookConfig:
+    """``[channels.webhook]``: default endpoint and the shared signing secret."""
+
+    url: str
+    secret: str = field(repr=False)
+    timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not _is_url(self.url):
+            raise ValueError(f"channels.webhook.url must be an http(s) URL, not {self.url!r}")
+        if not self.secret:
+            raise ValueError("channels.webhook.secret is empty")
+
+
+def _is_url(value: str) -> bool:
+    return value.startswith(("http://", "https://"))
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """The ``X-Signature-256`` value for ``body`` sent at ``timestamp``."""
+    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return f"sha256={digest.hexdigest()}"
+
+
+def verify_signature(secret: str, timestamp: str, body: bytes, header: str) -> bool:
+    """Check an ``X-Signature-256`` header in constant time (for receivers)."""
+    return hmac.compare_digest(sign(secret, timestamp, body).encode(), header.strip().encode())
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def alert_payload(alert: Alert) -> dict[str, Any]:
+    """The CAP-like JSON fields of ``alert`` (everything JSON-serialisable)."""
+    return {
+        "identifier": alert.identifier,
+        "sender": alert.sender,
+        "sent": _iso(alert.sent),
+        "status": str(alert.status),
+        "msg_type": str(alert.msg_type),
+        "event": alert.event,
+        "severity": str(alert.severity),
+        "urgency": str(alert.urgency),
+        "certainty": str(alert.certainty),
+        "headline": alert.headline,
+        "description": alert.description,
+        "instruction": alert.instruction,
+        "areas": [{"description": a.description, "codes": list(a.codes)} for a in alert.areas],
+        "expires": _iso(alert.expires),
+        "references": list(alert.references),
+    }
+
+
+def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Parse ``Retry-After``: delta-seconds or an HTTP-date (RFC 9110 §10.2.3)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+class WebhookChannel:
+    """One signed POST per alert to each configured endpoint."""
+
+    name: ClassVar[str] = "webhook"
+    config_class: ClassVar[type[WebhookConfig]] = WebhookConfig
+    max_text_length: ClassVar[int] = 20000
+    batch_size: ClassVar[int] = 1
+    rate_per_second: ClassVar[float] = 50.0
+    per_recipient_interval: ClassVar[float | None] = None
+    broadcast: ClassVar[bool] = True
+
+    def __init__(self, config: WebhookConfig, context: ChannelContext) -> None:
+        self.config = config
+        self.context = context
+        self._session: aiohttp.ClientSession | None = None
+
+    def __repr__(self) -> str:
+        return f"WebhookChannel(url={self.config.url!r})"
+
+    async def open(self) -> None:
+        """Create the HTTP session (one connection pool for the channel)."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.config.timeout),
+                headers={"User-Agent": USER_AGENT},
+            )
+
+    async def close(self) -> None:
+        """Close the HTTP session."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def healthcheck(self) -> Health:
+        """HEAD the default endpoint: any HTTP answer means it is reachable."""
+        if self._session is None:
+            return Health(ok=False, detail="channel not open")
+        try:
+            async with self._session.head(self.config.url, allow_redirects=False) as response:
+                return Health(ok=response.status < 500, detail=f"HTTP {response.status}")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return Health(ok=False, detail=f"{type(exc).__name__}: {exc}")
+
+    def render(self, alert: Alert, language: str) -> Message:
+        """Template text plus the alert's CAP fields in ``extra["alert"]``."""
+        message = render_message(
+            self.context.templates,
+            alert,
+            language,
+            max_length=self.max_text_length,
+            public_url=self.context.public_url,
+        )
+        return Message(
+            text=message.text,
+            language=message.language,
+            subject=message.subject,
+            link=message.link,
+            exercise=message.exercise,
+            extra={**message.extra, "alert": alert_payload(alert)},
+        )
+
+    def body(self, message: Message) -> bytes:
+        """The JSON document POSTed for ``message``."""
+        payload = dict(message.extra.get("alert") or {})
+        payload.update(language=message.language, text=message.text, link=message.link)
+        return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+
+    async def send(self, message: Message, recipients: Sequence[Recipient]) -> Mapping[int, SendResult]:
+        """One POST per recipient: its address if it is a URL, else the configured URL."""
+        if self._session is None:
+            raise RuntimeError("WebhookChannel.send called before open()")
+        body = self.body(message)
+        results: dict[int, SendResult] = {}
+        for recipient in recipients:
+            result = await self._post(self._session, body, message, recipient)
+            results[recipient.delivery_id] = result
+            self._log(recipient, result)
+        return results
+
+    async def _post(
+        self, session: aiohttp.ClientSession, body: bytes, message: Message, recipient: Recipient
+    ) -> SendResult:
+        own_url = _is_url(recipient.address)
+        url = recipient.address if own_url else self.config.url
+        timestamp = str(int(time.time()))
+        headers = {
+            "Content-Type": "application/json; charset=utf-8",
+            "X-Timestamp": timestamp,
+            "X-Signature-256": sign(self.config.secret, timestamp, body),
+        }
+        if message.idempotency_key:
+            headers["Idempotency-Key"] = message.idempotency_key
+        try:
+            async with session.post(url, data=body, headers=headers, allow_redirects=False) as response:
+                status = response.status
+                after = retry_after_seconds(response.headers.get("Retry-After"))
+                await response.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            # asyncio.TimeoutError is TimeoutError on 3.11+.
+            return Retry(reason=f"webhook connection: {type(exc).__name__}: {exc}")
+        if 200 <= status < 300:
+            return Delivered(remote_id=None, detail=f"HTTP {status}")
+        if status == 429:
+            # A per-subscriber endpoint's limit concerns only that endpoint.
+            return Retry(
+                reason="webhook HTTP 429",
+                after=after,
+                rate_limited=True,
+                bucket=recipient.address if own_url else None,
+            )
+        if status >= 500:
+            return Retry(reason=f"webhook HTTP {status}", after=after)
+        # 410 Gone: the receiver retired the endpoint on purpose.
+        return Reject(reason=f"webhook HTTP {status}", unsubscribe=status == 410)
+
+    def _log(self, recipient: Recipient, result: SendResult) -> None:
+        extra = {
+            "channel": self.name,
+            "delivery_id": recipient.delivery_id,
+            "outcome": type(result).__name__.lower(),
+        }
+        if isinstance(result, Delivered):
+            logger.debug("webhook delivered", extra=extra)
+        elif isinstance(result, Retry):
+            logger.warning("webhook will be retried: %s", result.reason, extra=extra)
+        else:
+            logger.info("webhook rejected: %s", result.reason, extra=extra)
+
+
+__all__ = [
+    "WebhookChannel",
+    "WebhookConfig",
+    "alert_payload",
+    "retry_after_seconds",
+    "sign",
+    "verify_signature",
+]
