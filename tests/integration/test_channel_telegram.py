@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -213,3 +214,21 @@ async def test_enforced_per_chat_limit(context: ChannelContext) -> None:
     finally:
         await channel.close()
         await server.stop()
+
+
+async def test_token_never_logged(
+    standin: TelegramStandIn, context: ChannelContext, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    channel = TelegramChannel(TelegramConfig(token=TOKEN, base_url=standin.base_url), context)
+    await channel.open()
+    try:
+        standin.fail(502)
+        message = channel.render(tsunami_warning(), "ja")
+        await channel.send(message, [to("1001")])
+        await channel.send(message, [to("1001")])
+        await channel.healthcheck()
+    finally:
+        await channel.close()
+    assert "HTTP Request" in caplog.text  # httpx did log the request URLs…
+    assert TOKEN not in caplog.text  # …with the token redacted
