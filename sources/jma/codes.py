@@ -158,6 +158,11 @@ class AreaCodes:
                 found |= cities
         return Resolution(frozenset(found), tuple(dict.fromkeys(unknown)))
 
+    def unknown(self, codes: Iterable[str], code_type: str | None = None) -> tuple[str, ...]:
+        """The codes ``resolve`` would report unknown, without building the municipality set."""
+        table = self._tsunami_members if code_type == TSUNAMI_CODE_TYPE else self._members
+        return tuple(dict.fromkeys(code for code in codes if code not in table))
+
     def municipalities_for(self, codes: Iterable[str], code_type: str | None = None) -> frozenset[str]:
         """The 7-digit 市町村等 codes inside ``codes`` (unknown codes ignored)."""
         return self.resolve(codes, code_type).municipalities

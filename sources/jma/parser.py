@@ -159,25 +159,125 @@ def kind_from_name(name: str | None) -> str:
     return match.group(1) if match else ""
 
 
-@lru_cache(maxsize=256)
-def _p(path: str) -> str:
-    # "Head/Title" -> "{*}Head/{*}Title": namespace-agnostic ElementPath.
-    return "/".join(part if part in (".", "..") else "{*}" + part for part in path.split("/"))
+@lru_cache(maxsize=512)
+def _steps(path: str) -> tuple[str, ...]:
+    return tuple(path.split("/"))
 
 
-def _text(el: Any, path: str) -> str:
-    if el is None:
-        return ""
-    value = el.findtext(_p(path))
-    return value.strip() if value else ""
+_LOCAL_NAMES: dict[str, str] = {}
+_SEISMIC_LISTS = frozenset({"City", "IntensityStation"})
+
+
+def _local_name(tag: str) -> str:
+    # Tags repeat endlessly across telegrams; the cache saves a split per child.
+    name = _LOCAL_NAMES.get(tag)
+    if name is None:
+        name = tag.rsplit("}", 1)[-1]
+        if len(_LOCAL_NAMES) < 4096:  # bounded: hostile input cannot grow it forever
+            _LOCAL_NAMES[tag] = name
+    return name
+
+
+def _children(el: Any, name: str) -> list[Any]:
+    """Direct child elements with local name ``name`` (``*``: all), any namespace.
+
+    A plain loop over the children beats ``find``/``iterchildren(tag)`` here:
+    both build a path or tag matcher per call, which dominated parse time.
+    """
+    out = []
+    for child in el:
+        tag = child.tag
+        if isinstance(tag, str) and (name == "*" or _local_name(tag) == name):
+            out.append(child)
+    return out
+
+
+def _first(el: Any, name: str) -> Any:
+    for child in el:
+        tag = child.tag
+        if isinstance(tag, str) and _local_name(tag) == name:
+            return child
+    return None
+
+
+def _fields(el: Any, stop: frozenset[str] = frozenset()) -> dict[str, str]:
+    """Local name -> stripped text of the direct children (first of each), in one pass.
+
+    The hot loops (a VXSE53 lists ~1,300 municipalities) read several
+    children of each element; one pass is several times cheaper than a lookup each.
+    Iteration ends at the first child named in ``stop`` (the long lists that
+    follow the scalar fields, such as IntensityStation).
+    """
+    out: dict[str, str] = {}
+    for child in el:
+        tag = child.tag
+        if not isinstance(tag, str):
+            continue
+        name = _local_name(tag)
+        if name in stop:
+            break
+        if name not in out:
+            text = child.text
+            out[name] = text.strip() if text else ""
+    return out
+
+
+_STATION = frozenset({"Station"})
+# Head/Headline/Information repeats the body's areas; not needed from the Head.
+_HEADLINE_INFO = frozenset({"Information"})
+
+
+def _flat(el: Any, prefix: str = "", stop: frozenset[str] = frozenset()) -> dict[str, str]:
+    """The whole subtree in one pass: ``"Area/Name"`` -> text, ``"X/Y@attr"`` -> value.
+
+    First occurrence wins; children named in ``stop`` are skipped (read them as lists).
+    """
+    out: dict[str, str] = {}
+    stack = [(el, prefix)]
+    while stack:
+        node, base = stack.pop()
+        for child in node:
+            tag = child.tag
+            if not isinstance(tag, str):
+                continue
+            name = _local_name(tag)
+            if name in stop:
+                continue
+            path = base + name
+            if path in out:
+                continue
+            text = child.text
+            out[path] = text.strip() if text else ""
+            for key, value in child.items():
+                out.setdefault(f"{path}@{key}", value.strip())
+            if len(child):
+                stack.append((child, path + "/"))
+    return out
 
 
 def _find(el: Any, path: str) -> Any:
-    return None if el is None else el.find(_p(path))
+    for name in _steps(path):
+        if el is None:
+            return None
+        el = _first(el, name)
+    return el
+
+
+def _text(el: Any, path: str) -> str:
+    el = _find(el, path)
+    if el is None:
+        return ""
+    value = el.text
+    return value.strip() if value else ""
 
 
 def _findall(el: Any, path: str) -> list[Any]:
-    return [] if el is None else el.findall(_p(path))
+    if el is None:
+        return []
+    nodes = [el]
+    for name in _steps(path):
+        nodes = [child for node in nodes for child in _children(node, name)]
+    return nodes
 
 
 def _codes(code: str) -> tuple[str, ...]:
@@ -302,18 +402,20 @@ def _parse_root(root: Any, data: bytes, url: str | None, codes: AreaCodes | None
     head = _find(root, "Head")
     if control is None or head is None:
         return Failed("Report lacks Control or Head")
-    control_title = _text(control, "Title")
-    office = _text(control, "EditorialOffice") or _text(control, "PublishingOffice")
-    status_text = _text(control, "Status")
+    cf = _fields(control)
+    hf = _flat(head, stop=_HEADLINE_INFO)
+    control_title = cf.get("Title", "")
+    office = cf.get("EditorialOffice") or cf.get("PublishingOffice", "")
+    status_text = cf.get("Status", "")
     # An unknown status is fenced like a test: never let it reach the public.
     status = _STATUS.get(status_text, Status.TEST)
-    info_type = _text(head, "InfoType")
+    info_type = hf.get("InfoType", "")
     msg_type = _MSG_TYPE.get(info_type, MsgType.ALERT)
-    event_id = _text(head, "EventID")
-    serial = _text(head, "Serial")
-    head_title = _text(head, "Title")
-    report_dt = _text(head, "ReportDateTime")
-    sent = _dt(report_dt) or _dt(_text(control, "DateTime"))
+    event_id = hf.get("EventID", "")
+    serial = hf.get("Serial", "")
+    head_title = hf.get("Title", "")
+    report_dt = hf.get("ReportDateTime", "")
+    sent = _dt(report_dt) or _dt(cf.get("DateTime", ""))
     kind = kind_from_name(url) or _TITLE_KIND.get(control_title, "")
     series_key = "|".join((control_title, office, status_text))
     if event_id:
@@ -353,8 +455,8 @@ def _parse_root(root: Any, data: bytes, url: str | None, codes: AreaCodes | None
         kind=kind,
         series_key=series_key,
         identifier=identifier,
-        headline=_text(head, "Headline/Text"),
-        valid=_dt(_text(head, "ValidDateTime")),
+        headline=hf.get("Headline/Text", ""),
+        valid=_dt(hf.get("ValidDateTime", "")),
         codes=codes,
         data=data,
         url=url,
@@ -379,8 +481,12 @@ def _alert(ctx: _Ctx, res: _Result) -> Alert:
         rating = Rating(LIFTED.severity, LIFTED.urgency, LIFTED.certainty, res.rating.priority)
     comments = _comments(ctx.body)
     if ctx.codes is not None:
-        resolvable = [a for a in res.areas if a.details.get("code_type", "") in _RESOLVABLE]
-        unknown = ctx.codes.resolve_areas(resolvable).unknown
+        by_type: dict[str, list[str]] = {}
+        for area in res.areas:
+            code_type = area.details.get("code_type", "")
+            if code_type in _RESOLVABLE:
+                by_type.setdefault(code_type, []).extend(area.codes)
+        unknown = [u for t, c in by_type.items() for u in ctx.codes.unknown(c, t)]
         details["area_codes_version"] = ctx.codes.version
         if unknown:
             details["unknown_area_codes"] = list(unknown)
@@ -412,7 +518,7 @@ def _alert(ctx: _Ctx, res: _Result) -> Alert:
 
 def _comments(body: Any) -> list[str]:
     out: list[str] = []
-    for comments in _findall(body, "Comments") + _findall(body, "*/Comments"):
+    for comments in _findall(body, "Comments"):
         for child in comments:
             name = _local(child)
             if name in ("WarningComment", "ForecastComment", "VarComment", "ObservationComment"):
@@ -457,8 +563,9 @@ def _handler_for(control_title: str) -> Any:
 
 
 def _kinds(item: Any) -> Iterator[tuple[str, str]]:
-    for kind in _findall(item, "Kind"):
-        yield _text(kind, "Name"), _text(kind, "Status")
+    for kind in _children(item, "Kind"):
+        f = _fields(kind)
+        yield f.get("Name", ""), f.get("Status", "")
 
 
 def _item_areas(item: Any) -> list[Any]:
@@ -507,7 +614,8 @@ def _weather_warnings(ctx: _Ctx) -> _Result:
                 change = _text(item, "ChangeStatus")
                 if change:
                     d["change"] = change
-                areas.append(Area(_text(area, "Name"), _codes(_text(area, "Code")), details=d))
+                af = _fields(area)
+                areas.append(Area(af.get("Name", ""), _codes(af.get("Code", "")), details=d))
     best = most_severe(in_force_all)
     if best is not None:
         event, rating = best
@@ -527,21 +635,16 @@ def _earthquake(body: Any) -> dict[str, Any]:
     eq = _find(body, "Earthquake")
     if eq is None:
         return {}
+    f = _flat(eq)
     out: dict[str, Any] = {
-        "origin_time": _text(eq, "OriginTime"),
-        "hypocenter": _text(eq, "Hypocenter/Area/Name"),
-        "hypocenter_code": _text(eq, "Hypocenter/Area/Code"),
+        "origin_time": f.get("OriginTime", ""),
+        "hypocenter": f.get("Hypocenter/Area/Name", ""),
+        "hypocenter_code": f.get("Hypocenter/Area/Code", ""),
+        "hypocenter_detail": f.get("Hypocenter/Area/NameFromMark", ""),
+        "magnitude": f.get("Magnitude", ""),
+        "magnitude_description": f.get("Magnitude@description", ""),
     }
-    mark = _text(eq, "Hypocenter/Area/NameFromMark")
-    if mark:
-        out["hypocenter_detail"] = mark
     out.update(_coordinate(_find(eq, "Hypocenter/Area/Coordinate")))
-    magnitude = _find(eq, "Magnitude")
-    if magnitude is not None:
-        out["magnitude"] = (magnitude.text or "").strip()
-        desc = magnitude.get("description")
-        if desc:
-            out["magnitude_description"] = desc.strip()
     return {k: v for k, v in out.items() if v not in ("", None)}
 
 
@@ -555,19 +658,21 @@ def _seismic(ctx: _Ctx) -> _Result:
         pref_name = _text(pref, "Name")
         for area in _findall(pref, "Area"):
             cities = _findall(area, "City")
-            area_name = _text(area, "Name")
+            f = _fields(area, _SEISMIC_LISTS)
+            area_name = f.get("Name", "")
             if not cities:
                 areas.append(
                     Area(
                         area_name,
-                        _codes(_text(area, "Code")),
-                        details=_intensity_details(area, SEISMIC_AREA_CODE_TYPE, pref_name),
+                        _codes(f.get("Code", "")),
+                        details=_intensity_details(f, SEISMIC_AREA_CODE_TYPE, pref_name),
                     )
                 )
             for city in cities:
-                d = _intensity_details(city, CITY_CODE_TYPE, pref_name)
+                cf = _fields(city, _SEISMIC_LISTS)
+                d = _intensity_details(cf, CITY_CODE_TYPE, pref_name)
                 d["area"] = area_name
-                areas.append(Area(_text(city, "Name"), _codes(_text(city, "Code")), details=d))
+                areas.append(Area(cf.get("Name", ""), _codes(cf.get("Code", "")), details=d))
     if max_int:
         details["max_intensity"] = max_int
     if ctx.control_title == "震源に関する情報" or not max_int:
@@ -581,9 +686,9 @@ def _seismic(ctx: _Ctx) -> _Result:
     return _Result(event, rating, areas, details, texts)
 
 
-def _intensity_details(el: Any, code_type: str, pref: str) -> dict[str, str]:
-    d = {"code_type": code_type, "intensity": _text(el, "MaxInt"), "pref": pref}
-    condition = _text(el, "Condition")
+def _intensity_details(f: dict[str, str], code_type: str, pref: str) -> dict[str, str]:
+    d = {"code_type": code_type, "intensity": f.get("MaxInt", ""), "pref": pref}
+    condition = f.get("Condition")
     if condition:  # e.g. 震度５弱以上未入電
         d["condition"] = condition
     return d
@@ -632,28 +737,30 @@ def _tsunami(ctx: _Ctx) -> _Result:
     areas: dict[str, Area] = {}
     by_category: dict[str, list[str]] = {}
     for item in _findall(tsunami, "Forecast/Item"):
-        name, code = _text(item, "Area/Name"), _text(item, "Area/Code")
-        kind_name = _text(item, "Category/Kind/Name")
+        f = _flat(item, stop=_STATION)
+        name, code = f.get("Area/Name", ""), f.get("Area/Code", "")
+        kind_name = f.get("Category/Kind/Name", "")
         category = _tsunami_category(kind_name)
-        last = _text(item, "Category/LastKind/Name")
+        last = f.get("Category/LastKind/Name", "")
         d = {"code_type": TSUNAMI_CODE_TYPE, "category": category, "kind": kind_name}
         if last:
             d["last_kind"] = last
             if category in ("津波予報", "津波なし") and _tsunami_category(last) in _TSUNAMI_ORDER[:3]:
                 d["lifted"] = _tsunami_category(last)
-        first = _text(item, "FirstHeight/ArrivalTime") or _text(item, "FirstHeight/Condition")
+        first = f.get("FirstHeight/ArrivalTime") or f.get("FirstHeight/Condition")
         if first:
             d["first_arrival"] = first
-        max_height = _height(_find(item, "MaxHeight/TsunamiHeight"))
+        max_height = f.get("MaxHeight/TsunamiHeight@description") or f.get("MaxHeight/TsunamiHeight@condition", "")
         if max_height:
             d["max_height"] = max_height
-        condition = _text(item, "MaxHeight/Condition")
+        condition = f.get("MaxHeight/Condition")
         if condition:
             d["max_height_condition"] = condition
-        stations = [
-            f"{_text(st, 'Name')} {_text(st, 'FirstHeight/ArrivalTime') or _text(st, 'FirstHeight/Condition')}".strip()
-            for st in _findall(item, "Station")
-        ]
+        stations = []
+        for station in _children(item, "Station"):
+            sf = _flat(station)
+            when = sf.get("FirstHeight/ArrivalTime") or sf.get("FirstHeight/Condition", "")
+            stations.append(f"{sf.get('Name', '')} {when}".strip())
         if stations:
             d["stations"] = "、".join(stations)
         areas[code] = Area(name, _codes(code), details=d)
@@ -661,16 +768,18 @@ def _tsunami(ctx: _Ctx) -> _Result:
     for item in _findall(tsunami, "Observation/Item"):
         code = _text(item, "Area/Code")
         observed = []
-        for station in _findall(item, "Station"):
-            value = _height(_find(station, "MaxHeight/TsunamiHeight"))
-            value = value or _text(station, "MaxHeight/Condition")
-            observed.append(f"{_text(station, 'Name')} {value}".strip())
+        for station in _children(item, "Station"):
+            sf = _flat(station)
+            value = sf.get("MaxHeight/TsunamiHeight@description") or sf.get("MaxHeight/TsunamiHeight@condition", "")
+            value = value or sf.get("MaxHeight/Condition", "")
+            observed.append(f"{sf.get('Name', '')} {value}".strip())
         if not observed:
             continue
         base = areas.get(code)
         d = dict(base.details) if base else {"code_type": TSUNAMI_CODE_TYPE}
         d["observed"] = "、".join(observed)
-        areas[code] = Area(base.description if base else _text(item, "Area/Name"), _codes(code), details=d)
+        description = base.description if base else _text(item, "Area/Name")
+        areas[code] = Area(description, _codes(code), details=d)
     top = next((c for c in _TSUNAMI_ORDER if c in by_category), "")
     details: dict[str, Any] = {
         "tsunami_categories": by_category,

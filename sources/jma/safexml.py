@@ -87,7 +87,7 @@ def parse_xml(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> etree._Elem
     size = len(data)
     if size > max_bytes:
         raise UnsafeXmlError(f"document is {size} bytes, over the {max_bytes}-byte limit")
-    if not data.strip():
+    if not data or data.isspace():
         raise MalformedXmlError(f"empty document ({size} bytes)")
     if _prolog_has_doctype(data):
         raise UnsafeXmlError(f"document has a DOCTYPE/ENTITY declaration ({size} bytes); refused")

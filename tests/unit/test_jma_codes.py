@@ -46,6 +46,8 @@ def test_unknown_codes_are_reported_not_raised(codes: AreaCodes) -> None:
     res = codes.resolve(["220031", "123456", "", "nonsense", "123456"])
     assert NUMAZU in res.municipalities
     assert res.unknown == ("123456", "", "nonsense")
+    assert codes.unknown(["220031", "123456", "123456"]) == ("123456",)
+    assert codes.unknown(["380", "999"], TSUNAMI_CODE_TYPE) == ("999",)
 
 
 def test_tsunami_region_needs_its_code_type(codes: AreaCodes) -> None:
@@ -71,9 +73,7 @@ def test_resolve_areas_uses_code_type(codes: AreaCodes) -> None:
     assert res.unknown == ()
 
 
-def test_tsunami_table_covers_every_region_in_the_telegrams(
-    codes: AreaCodes, shared_data: Path
-) -> None:
+def test_tsunami_table_covers_every_region_in_the_telegrams(codes: AreaCodes, shared_data: Path) -> None:
     from sources.jma.safexml import parse_xml
 
     seen: dict[str, str] = {}

@@ -14,8 +14,7 @@ from sources.jma.safexml import MalformedXmlError, UnsafeXmlError, parse_xml
 BILLION_LAUGHS = (
     b'<?xml version="1.0"?>\n<!DOCTYPE lolz [\n<!ENTITY lol "lol">\n'
     + b"".join(
-        b'<!ENTITY lol%d "%s">\n' % (i, (b"&lol%d;" % (i - 1) if i > 1 else b"&lol;") * 10)
-        for i in range(1, 10)
+        b'<!ENTITY lol%d "%s">\n' % (i, (b"&lol%d;" % (i - 1) if i > 1 else b"&lol;") * 10) for i in range(1, 10)
     )
     + b"]>\n<lolz>&lol9;</lolz>"
 )
@@ -26,18 +25,9 @@ QUADRATIC = (
     + b"&a;" * 50_000
     + b"</kaboom>"
 )
-XXE_FILE = (
-    b'<?xml version="1.0"?><!DOCTYPE foo [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>'
-    b"<foo>&xxe;</foo>"
-)
-XXE_HTTP = (
-    b'<?xml version="1.0"?><!DOCTYPE foo [<!ENTITY xxe SYSTEM "http://127.0.0.1:9/x">]>'
-    b"<foo>&xxe;</foo>"
-)
-XXE_PARAMETER = (
-    b'<?xml version="1.0"?><!DOCTYPE foo [<!ENTITY % p SYSTEM "http://127.0.0.1:9/x.dtd"> %p;]>'
-    b"<foo/>"
-)
+XXE_FILE = b'<?xml version="1.0"?><!DOCTYPE foo [<!ENTITY xxe SYSTEM "file:///etc/passwd">]><foo>&xxe;</foo>'
+XXE_HTTP = b'<?xml version="1.0"?><!DOCTYPE foo [<!ENTITY xxe SYSTEM "http://127.0.0.1:9/x">]><foo>&xxe;</foo>'
+XXE_PARAMETER = b'<?xml version="1.0"?><!DOCTYPE foo [<!ENTITY % p SYSTEM "http://127.0.0.1:9/x.dtd"> %p;]><foo/>'
 # A DOCTYPE behind a comment that looks like an element start, to get past the
 # prolog scan: the parsed-tree check must still refuse it.
 HIDDEN_BEHIND_COMMENT = b"<!-- <a -->" + BILLION_LAUGHS[len(b'<?xml version="1.0"?>\n') :]
