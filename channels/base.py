@@ -94,9 +94,7 @@ class Channel(Protocol):
     def render(self, alert: Alert, language: str) -> Message:
         """Turn an alert into this channel's message in ``language``. Pure."""
 
-    async def send(
-        self, message: Message, recipients: Sequence[Recipient]
-    ) -> Mapping[int, SendResult]:
+    async def send(self, message: Message, recipients: Sequence[Recipient]) -> Mapping[int, SendResult]:
         """One attempt; the answer maps each recipient's ``delivery_id`` to a result."""
 
     async def close(self) -> None:

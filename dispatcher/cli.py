@@ -1,7 +1,215 @@
-"""Command line entry point (placeholder until wired)."""
+"""Command line: ``dispatcher <command>`` (also ``python -m dispatcher``).
+
+Commands:
+    run             run the daemon
+    demo            run the daemon against local stand-ins (``--once``: scenario, summary, exit)
+    migrate         apply database migrations
+    check-config    validate a configuration file
+    status          recent alerts with per-channel delivery counts (``--json``)
+    parse           parse JMA telegrams, one JSON object per file
+    locate          districts and hazard zones at a point
+    subscribe       add or update a subscription
+    approve         release an alert held for approval
+"""
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
-def main() -> int:
+from dispatcher import logs
+from dispatcher.settings import ConfigError, Settings, load
+
+log = logging.getLogger("dispatcher")
+STARTED = time.monotonic()
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dispatcher", description="Disaster information dissemination service")
+    p.add_argument("--config", "-c", help="configuration file laid over the defaults (or $DISPATCHER_CONFIG)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("run", help="run the daemon")
+    d = sub.add_parser("demo", help="run the daemon against local stand-ins of JMA, Telegram and SMTP")
+    d.add_argument("--once", action="store_true", help="run the scenario, print a summary, exit 0 if all delivered")
+    d.add_argument("--port", type=int, default=8080, help="dashboard port (default 8080; 0 picks a free one)")
+    d.add_argument("--interval", type=float, default=4.0, help="seconds between replayed telegrams")
+    sub.add_parser("migrate", help="apply database migrations")
+    c = sub.add_parser("check-config", help="validate a configuration file")
+    c.add_argument("file", nargs="?", help="file to check (default: --config, $DISPATCHER_CONFIG or the defaults)")
+    s = sub.add_parser("status", help="recent alerts with per-channel delivery counts")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("--limit", type=int, default=20)
+    pa = sub.add_parser("parse", help="parse JMA telegrams; one JSON object per file")
+    pa.add_argument("files", nargs="+")
+    lo = sub.add_parser("locate", help="districts and hazard zones at a point (JSON)")
+    lo.add_argument("lat", type=float)
+    lo.add_argument("lon", type=float)
+    su = sub.add_parser("subscribe", help="add or update a subscription")
+    su.add_argument("--channel", required=True)
+    su.add_argument("--address", required=True, help="chat id, e-mail address…")
+    su.add_argument("--area", action="append", required=True, help="JMA municipality or district code (repeatable)")
+    su.add_argument("--language", default="ja", choices=["ja", "ja-easy", "en"])
+    su.add_argument("--name", default="")
+    su.add_argument("--test-recipient", action="store_true", help="also receives exercise/test traffic")
+    ap = sub.add_parser("approve", help="release an alert held for approval")
+    ap.add_argument("alert_id", type=int)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "check-config":
+        return _check_config(args.file or args.config)
+    if args.command == "parse":
+        return _parse(args.files)
+    if args.command == "locate":
+        return _locate(args.lat, args.lon)
+    try:
+        settings = load(args.config)
+    except ConfigError as exc:
+        print(f"dispatcher: configuration error: {exc}", file=sys.stderr)
+        return 2
+    logs.setup(settings.service.log_level, settings.service.log_format)
+    commands: dict[str, Callable[[Settings, argparse.Namespace], Awaitable[int]]] = {
+        "run": _run,
+        "demo": _demo,
+        "migrate": _migrate,
+        "status": _status,
+        "subscribe": _subscribe,
+        "approve": _approve,
+    }
+    try:
+        return asyncio.run(commands[args.command](settings, args))
+    except KeyboardInterrupt:
+        return 130
+    except OSError as exc:
+        log.error("%s failed: %s", args.command, exc)
+        return 1
+
+
+def _check_config(path: str | None) -> int:
+    try:
+        settings = load(path)
+    except ConfigError as exc:
+        print(f"dispatcher: configuration error: {exc}", file=sys.stderr)
+        return 2
+    enabled = ", ".join(c.name for c in settings.enabled_channels()) or "none"
+    print(f"configuration OK: {' + '.join(settings.files)} (channels enabled: {enabled})")
+    return 0
+
+
+def _parse(files: list[str]) -> int:
+    from sources.jma.cli import parse_files
+
+    for obj in parse_files(files):
+        print(json.dumps(obj, ensure_ascii=False), flush=True)
+    return 0
+
+
+def _locate(lat: float, lon: float) -> int:
+    from geo.cli import locate_json
+
+    print(json.dumps(locate_json(lat, lon), ensure_ascii=False, indent=2))
+    return 0
+
+
+async def _run(settings: Settings, _args: argparse.Namespace) -> int:
+    from dispatcher.app import Service, run_forever
+
+    await run_forever(Service(settings))
+    return 0
+
+
+async def _demo(settings: Settings, args: argparse.Namespace) -> int:
+    from dispatcher.demo import Demo
+
+    demo = Demo(settings, once=args.once, port=args.port, interval=args.interval)
+    demo.started = STARTED
+    return await demo.run()
+
+
+async def _connect(settings: Settings) -> Any:
+    from dispatcher.store import db
+
+    dsn = await db.resolve_dsn(settings.database_url(), settings.service.state_dir, settings.database.embedded_database)
+    conn = await db.connect(dsn)
+    await db.migrate(conn)
+    return conn
+
+
+async def _migrate(settings: Settings, _args: argparse.Namespace) -> int:
+    from dispatcher.store import db
+
+    dsn = await db.resolve_dsn(settings.database_url(), settings.service.state_dir, settings.database.embedded_database)
+    conn = await db.connect(dsn)
+    try:
+        applied = await db.migrate(conn)
+    finally:
+        await conn.close()
+    print("applied: " + ", ".join(applied) if applied else "database is up to date")
+    return 0
+
+
+async def _status(settings: Settings, args: argparse.Namespace) -> int:
+    from dispatcher import status
+
+    conn = await _connect(settings)
+    try:
+        alerts = await status.recent_alerts(conn, args.limit)
+        if args.json:
+            print(json.dumps({"alerts": alerts, "totals": await status.totals(conn)}, ensure_ascii=False, indent=2))
+        else:
+            print(status.format_table(alerts))
+    finally:
+        await conn.close()
+    return 0
+
+
+async def _subscribe(settings: Settings, args: argparse.Namespace) -> int:
+    from dispatcher.store.subscribers import subscribe
+
+    conn = await _connect(settings)
+    try:
+        sid = await subscribe(
+            conn,
+            channel=args.channel,
+            address=args.address,
+            areas=args.area,
+            language=args.language,
+            display_name=args.name,
+            test_recipient=args.test_recipient,
+        )
+    finally:
+        await conn.close()
+    print(f"subscription {sid}: {args.channel} {args.address} → {', '.join(args.area)}")
+    return 0
+
+
+async def _approve(settings: Settings, args: argparse.Namespace) -> int:
+    from dispatcher.pipeline import CodeTargeter, Pipeline
+    from dispatcher.store import db
+
+    dsn = await db.resolve_dsn(settings.database_url(), settings.service.state_dir, settings.database.embedded_database)
+    pool = await db.create_pool(dsn, min_size=1, max_size=2)
+    try:
+        from channels import load_channel_class
+
+        per_person, broadcast = [], []
+        for cs in settings.enabled_channels():
+            (broadcast if load_channel_class(cs.name).broadcast else per_person).append(cs.name)
+        pipeline = Pipeline(pool, targeter=CodeTargeter(), channels=per_person, broadcast_channels=broadcast)
+        try:
+            result = await pipeline.release(args.alert_id)
+        except (LookupError, ValueError) as exc:
+            print(f"dispatcher: {exc}", file=sys.stderr)
+            return 1
+    finally:
+        await pool.close()
+    print(f"alert {args.alert_id} released: {result.deliveries} deliveries queued")
     return 0

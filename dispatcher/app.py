@@ -1,0 +1,332 @@
+"""Wiring and lifecycle of the daemon.
+
+:class:`Service` builds every part from :class:`~dispatcher.settings.Settings`:
+the database (embedded or ``DATABASE_URL``) and its migrations, the channels
+from the registry, the outbox workers, the polled sources on an apscheduler
+``AsyncIOScheduler`` and the web server. Stopping (SIGTERM) stops polling,
+lets in-flight sends finish for up to ``delivery.shutdown_grace`` seconds,
+returns everything else to the queue for the next start, and exits cleanly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import AsyncIterator, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from channels import load_channel_class
+from channels.base import Channel, ChannelContext
+from channels.templates import Templates
+from dispatcher.model import Alert
+from dispatcher.pipeline import CodeTargeter, IngestResult, Pipeline
+from dispatcher.settings import Settings
+from dispatcher.store import alerts as alert_store
+from dispatcher.store import db
+from dispatcher.worker import OutboxWorker, Wakeups
+from sources.jma.codes import default_codes
+from sources.jma.feed import JmaSource
+
+log = logging.getLogger(__name__)
+
+
+class JmaCodeExpander:
+    """JMA area codes (府県予報区 … 市町村等, 津波予報区) → 市町村等 codes."""
+
+    def expand(self, alert: Alert) -> tuple[set[str], set[str]]:
+        res = default_codes().resolve_areas(alert.areas)
+        recognised = set(alert.area_codes) - set(res.unknown)
+        return set(res.municipalities), recognised
+
+
+class ServiceContext:
+    """The :class:`sources.base.SourceContext` the sources get."""
+
+    def __init__(self, pool: asyncpg.Pool, pipeline: Pipeline) -> None:
+        self.pool = pool
+        self.pipeline = pipeline
+
+    async def emit(self, alert: Alert, *, document_id: int | None = None, hold: bool = False) -> IngestResult:
+        return await self.pipeline.ingest(alert, document_id=document_id, hold=hold)
+
+    async def claim_document(self, source: str, url: str) -> int | None:
+        async with self.pool.acquire() as conn:
+            return await alert_store.claim_document(conn, source, url) or await alert_store.reclaim_failed_document(
+                conn, source, url, max_attempts=5
+            )
+
+    async def record_document(
+        self,
+        doc_id: int,
+        *,
+        outcome: str,
+        content: bytes | None = None,
+        kind: str | None = None,
+        title: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        async with self.pool.acquire() as conn:
+            await alert_store.record_document(
+                conn, doc_id, outcome=outcome, content=content, kind=kind, title=title, error=error
+            )
+
+    async def known_documents(self, source: str, urls: list[str]) -> set[str]:
+        async with self.pool.acquire() as conn:
+            return await alert_store.known_documents(conn, source, urls)
+
+    async def feed_state(self, url: str) -> Mapping[str, Any]:
+        async with self.pool.acquire() as conn:
+            row = await conn.fetchrow("SELECT * FROM feed_state WHERE url = $1", url)
+        return dict(row) if row else {}
+
+    async def save_feed_state(
+        self, url: str, *, status: int | None, etag: str | None, last_modified: str | None, error: str | None
+    ) -> int:
+        async with self.pool.acquire() as conn:
+            return int(
+                await conn.fetchval(
+                    """
+                    INSERT INTO feed_state (url, etag, last_modified, last_polled, last_status, last_error,
+                                            consecutive_failures)
+                    VALUES ($1, $2, $3, now(), $4, $5, CASE WHEN $5::text IS NULL THEN 0 ELSE 1 END)
+                    ON CONFLICT (url) DO UPDATE SET etag = EXCLUDED.etag, last_modified = EXCLUDED.last_modified,
+                        last_polled = now(), last_status = EXCLUDED.last_status, last_error = EXCLUDED.last_error,
+                        consecutive_failures = CASE WHEN $5::text IS NULL THEN 0
+                                                    ELSE feed_state.consecutive_failures + 1 END
+                    RETURNING consecutive_failures
+                    """,
+                    url,
+                    etag,
+                    last_modified,
+                    status,
+                    error,
+                )
+            )
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self, name: str) -> AsyncIterator[bool]:
+        key = int.from_bytes(name.encode()[:8].ljust(8, b"\0"), "big", signed=True)
+        async with self.pool.acquire() as conn:
+            got = bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", key))
+            try:
+                yield got
+            finally:
+                if got:
+                    await conn.execute("SELECT pg_advisory_unlock($1)", key)
+
+
+def sd_notify(state: str) -> None:
+    """Tell systemd about our state (Type=notify); a no-op outside systemd."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):
+        address = "\0" + address[1:]
+    with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.sendto(state.encode(), address)
+
+
+class Service:
+    """The daemon."""
+
+    def __init__(self, settings: Settings, *, dsn: str | None = None) -> None:
+        self.settings = settings
+        self._dsn = dsn
+        self.pool: asyncpg.Pool | None = None
+        self.channels: dict[str, Channel] = {}
+        self.workers: list[OutboxWorker] = []
+        self._worker_tasks: list[asyncio.Task[None]] = []
+        self.sources: list[JmaSource] = []
+        self.scheduler: AsyncIOScheduler | None = None
+        self.runner: web.AppRunner | None = None
+        self.wakeups: Wakeups | None = None
+        self.pipeline: Pipeline | None = None
+        self.context: ServiceContext | None = None
+        self.stopped = asyncio.Event()
+        self.started_at = time.monotonic()
+        self.web_url: str | None = None
+        self._watchdog: asyncio.Task[None] | None = None
+
+    @property
+    def dsn(self) -> str:
+        assert self._dsn is not None
+        return self._dsn
+
+    async def start(self) -> None:
+        s = self.settings
+        self._dsn = self._dsn or await db.resolve_dsn(
+            s.database_url(), s.service.state_dir, s.database.embedded_database
+        )
+        conn = await db.connect(self.dsn)
+        try:
+            applied = await db.migrate(conn)
+        finally:
+            await conn.close()
+        if applied:
+            log.info("database migrated", extra={"applied": ",".join(applied)})
+        self.pool = await db.create_pool(self.dsn, min_size=s.database.pool_min, max_size=s.database.pool_max)
+        await self._open_channels()
+        per_person = [n for n, ch in self.channels.items() if not ch.broadcast]
+        broadcast = [n for n, ch in self.channels.items() if ch.broadcast]
+        self.pipeline = Pipeline(
+            self.pool, targeter=CodeTargeter(JmaCodeExpander()), channels=per_person, broadcast_channels=broadcast
+        )
+        self.context = ServiceContext(self.pool, self.pipeline)
+        self.wakeups = Wakeups(self.dsn)
+        self.wakeups.start()
+        for name, channel in self.channels.items():
+            worker = OutboxWorker(
+                channel,
+                self.pool,
+                delivery=s.delivery,
+                settings=s.channels.get(name),
+                wakeup=self.wakeups.event(name),
+            )
+            self.workers.append(worker)
+            self._worker_tasks.append(asyncio.create_task(worker.run(), name=f"worker-{name}"))
+        self._start_sources()
+        if s.web.enabled:
+            await self._start_web()
+        sd_notify("READY=1")
+        self._watchdog = asyncio.create_task(self._watchdog_loop(), name="watchdog")
+        log.info(
+            "service started",
+            extra={"channels": ",".join(self.channels) or "none", "web": self.web_url or "off",
+                   "database": "embedded" if not s.database_url() else "external"},
+        )
+
+    async def _open_channels(self) -> None:
+        templates = Templates.load()
+        context = ChannelContext(templates=templates, public_url=self.settings.service.public_url)
+        for cs in self.settings.enabled_channels():
+            cls = load_channel_class(cs.name)
+            channel: Channel = cls(cs.options, context)
+            await channel.open()
+            health = await channel.healthcheck()
+            if not health.ok:
+                # Keep the channel: deliveries queue up and go out when it recovers.
+                log.warning("channel unhealthy at start", extra={"channel": cs.name, "detail": health.detail})
+            self.channels[cs.name] = channel
+
+    def _start_sources(self) -> None:
+        s = self.settings
+        self.scheduler = AsyncIOScheduler(timezone="UTC")
+        if s.jma.enabled and s.jma.feeds:
+            jma = JmaSource(
+                s.jma.feeds,
+                timeout=s.jma.timeout_seconds,
+                concurrency=s.jma.fetch_concurrency,
+                user_agent=s.jma.user_agent,
+                poll_seconds=s.jma.poll_seconds,
+            )
+            self.sources.append(jma)
+            if s.jma.poll_seconds >= 60 and s.jma.poll_seconds % 60 == 0:
+                minutes = s.jma.poll_seconds // 60
+                trigger: dict[str, Any] = {
+                    "trigger": "cron",
+                    "minute": f"*/{minutes}",
+                    "second": s.jma.poll_offset_seconds,
+                }
+            else:
+                trigger = {"trigger": "interval", "seconds": s.jma.poll_seconds}
+            self.scheduler.add_job(
+                self._poll,
+                args=[jma],
+                id="jma",
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=30,
+                next_run_time=datetime.now(UTC) + timedelta(seconds=0.5),
+                **trigger,
+            )
+        self.scheduler.start()
+
+    async def _poll(self, source: JmaSource) -> None:
+        assert self.context is not None
+        try:
+            await source.poll(self.context)
+        except (asyncpg.PostgresConnectionError, OSError) as exc:
+            log.warning("poll skipped: database unavailable", extra={"source": source.name, "error": str(exc)})
+        except Exception:
+            log.exception("poll failed", extra={"source": source.name})
+
+    async def _start_web(self) -> None:
+        from dispatcher.web.app import create_app
+
+        app = create_app(self)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, self.settings.web.host, self.settings.web.port)
+        await site.start()
+        port = self.settings.web.port
+        for sock in getattr(site._server, "sockets", None) or []:
+            port = sock.getsockname()[1]
+        self.web_url = f"http://{self.settings.web.host}:{port}"
+
+    async def _watchdog_loop(self) -> None:
+        usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
+        if not usec:
+            return
+        while True:
+            await asyncio.sleep(usec / 2_000_000)
+            assert self.pool is not None
+            try:
+                async with self.pool.acquire(timeout=5) as conn:
+                    await conn.fetchval("SELECT 1")
+            except Exception as exc:
+                # Not kicking the watchdog lets systemd restart a wedged daemon;
+                # a database outage alone is survivable, so keep kicking then.
+                log.warning("watchdog: database check failed", extra={"error": str(exc)})
+            sd_notify("WATCHDOG=1")
+
+    async def stop(self) -> None:
+        """Graceful stop; see the module docstring."""
+        sd_notify("STOPPING=1")
+        log.info("stopping: polling off, finishing in-flight sends")
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
+        for worker in self.workers:
+            worker.stop()
+        if self._worker_tasks:
+            _done, pending = await asyncio.wait(self._worker_tasks, timeout=self.settings.delivery.shutdown_grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+                log.warning("shutdown grace expired; unsent work stays queued", extra={"workers": len(pending)})
+        if self.runner is not None:
+            await self.runner.cleanup()
+        if self.wakeups is not None:
+            await self.wakeups.stop()
+        for source in self.sources:
+            await source.close()
+        for channel in self.channels.values():
+            with contextlib.suppress(Exception):
+                await channel.close()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        if self.pool is not None:
+            await self.pool.close()
+        self.stopped.set()
+        log.info("stopped")
+
+
+async def run_forever(service: Service) -> None:
+    """Start, wait for SIGTERM/SIGINT, stop."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await service.start()
+    await stop.wait()
+    await service.stop()

@@ -1,0 +1,263 @@
+"""``dispatcher demo``: the real daemon against local stand-ins, on the embedded defaults.
+
+It starts a JMA feed stand-in replaying real JMA telegrams (``config/demo``),
+a Telegram Bot API stand-in and an SMTP server, subscribes a handful of demo
+residents of 沼津市, and runs the real :class:`~dispatcher.app.Service` against
+a fresh ``dispatcher_demo`` database. Every alert and delivery can be watched in
+the log and on the dashboard. With ``--once`` it publishes everything at once,
+waits until every expected message has reached the stand-ins, prints a summary
+and exits 0 only if all did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import signal
+import time
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import resources
+from urllib.parse import urlsplit, urlunsplit
+
+from channels.email import EmailConfig
+from channels.telegram import TelegramConfig
+from dispatcher import status
+from dispatcher.app import Service
+from dispatcher.settings import ChannelSettings, Settings
+from dispatcher.standins.jma_feed import JmaFeedStandIn
+from dispatcher.standins.smtp import SmtpStandIn
+from dispatcher.standins.telegram_api import TelegramStandIn
+from dispatcher.store import db
+from dispatcher.store.subscribers import subscribe
+
+log = logging.getLogger("dispatcher.demo")
+
+DEMO_DATABASE = "dispatcher_demo"
+NUMAZU = "2220300"
+
+
+@dataclass(frozen=True, slots=True)
+class DemoSubscriber:
+    name: str
+    channel: str
+    address: str
+    language: str
+    test_recipient: bool = False
+
+
+SUBSCRIBERS = (
+    DemoSubscriber("山田 花子", "telegram", "100001", "ja"),
+    DemoSubscriber("John Smith", "telegram", "100002", "en"),
+    DemoSubscriber("グエン・ヴァン・アン", "email", "nguyen@example.jp", "ja-easy"),
+    DemoSubscriber("鈴木 一郎", "email", "suzuki@example.jp", "ja"),
+    DemoSubscriber("沼津市 危機管理課 (test)", "telegram", "900001", "ja", test_recipient=True),
+    DemoSubscriber("沼津市 危機管理課 (test)", "email", "kikikanri-test@example.jp", "ja", test_recipient=True),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class DemoTelegram:
+    """A replayed telegram and who in the demo must receive it."""
+
+    file: str
+    feed: str
+    why: str
+    public: bool  # an actual alert for 沼津市: every subscriber; exercise: test recipients only
+    reaches_numazu: bool = True
+
+
+SCENARIO = (
+    DemoTelegram("noto2024_VXSE53_WInfoL.xml", "eqvol", "real 震源・震度情報 naming 沼津市", public=True),
+    DemoTelegram("20231009072652_07314633_VTSE41.xml", "eqvol", "real 津波注意報 for 静岡県", public=True),
+    DemoTelegram("32-35_01_03_240613_VXSE53.xml", "eqvol", "JMA exercise (訓練) sample", public=False),
+    DemoTelegram("15_17_01_250123_VPWW54.xml", "regular", "warning for another prefecture", public=True,
+                 reaches_numazu=False),
+)
+
+
+def expected_messages() -> Counter[tuple[str, str]]:
+    """(channel, address) → how many messages the scenario must deliver there."""
+    want: Counter[tuple[str, str]] = Counter()
+    for t in SCENARIO:
+        if not t.reaches_numazu:
+            continue
+        for s in SUBSCRIBERS:
+            if t.public or s.test_recipient:
+                want[(s.channel, s.address)] += 1
+    return want
+
+
+def with_database(dsn: str, name: str) -> str:
+    """``dsn`` pointing at database ``name`` instead."""
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path="/" + name))
+
+
+async def _fresh_database(settings: Settings) -> str:
+    base = await db.resolve_dsn(settings.database_url(), settings.service.state_dir, "postgres")
+    conn = await db.connect(base)
+    try:
+        await conn.execute(f"DROP DATABASE IF EXISTS {DEMO_DATABASE} WITH (FORCE)")
+        await conn.execute(f"CREATE DATABASE {DEMO_DATABASE}")
+    finally:
+        await conn.close()
+    return with_database(base, DEMO_DATABASE)
+
+
+class Demo:
+    def __init__(self, settings: Settings, *, once: bool, port: int, interval: float) -> None:
+        self.base_settings = settings
+        self.once = once
+        self.port = port
+        self.interval = interval
+        self.feed = JmaFeedStandIn()
+        self.telegram = TelegramStandIn()
+        self.smtp = SmtpStandIn()
+        self.service: Service | None = None
+        self.started = time.monotonic()
+
+    def _settings(self) -> Settings:
+        s = self.base_settings
+        host, port = self.smtp.host, self.smtp.port
+        channels = {
+            "telegram": ChannelSettings(
+                "telegram", enabled=True, options=TelegramConfig(token="123456:DEMO", base_url=self.telegram.base_url)
+            ),
+            "email": ChannelSettings(
+                "email",
+                enabled=True,
+                options=EmailConfig(host=host, port=port, sender="沼津市 防災情報 <bousai@city.numazu.example>"),
+            ),
+        }
+        return dataclasses.replace(
+            s,
+            jma=dataclasses.replace(
+                s.jma, feeds=tuple(self.feed.feed_url(f) for f in ("regular", "extra", "eqvol", "other")),
+                poll_seconds=2,
+            ),
+            web=dataclasses.replace(s.web, port=self.port),
+            delivery=dataclasses.replace(s.delivery, poll_interval=0.5),
+            channels=channels,
+        )
+
+    async def run(self) -> int:
+        await self.feed.start()
+        await self.telegram.start()
+        await self.smtp.start()
+        settings = self._settings()
+        dsn = await _fresh_database(settings)
+        conn = await db.connect(dsn)
+        try:
+            await db.migrate(conn)
+            for s in SUBSCRIBERS:
+                await subscribe(
+                    conn, channel=s.channel, address=s.address, areas=[NUMAZU], language=s.language,
+                    display_name=s.name, test_recipient=s.test_recipient,
+                )
+        finally:
+            await conn.close()
+        log.info("demo: %d subscribers in 沼津市 (%s)", len(SUBSCRIBERS), NUMAZU)
+        self.service = Service(settings, dsn=dsn)
+        await self.service.start()
+        log.info("demo: dashboard at %s  (Ctrl-C to stop)", self.service.web_url)
+        publisher = asyncio.create_task(self._publish())
+        try:
+            if self.once:
+                ok = await self._wait_for_expected(timeout=90.0)
+            else:
+                await self._wait_for_signal()
+                ok = self._check()[0]
+        finally:
+            publisher.cancel()
+            await self._summary()
+            await self.service.stop()
+            await self.telegram.stop()
+            await self.smtp.stop()
+            await self.feed.stop()
+        return 0 if ok else 1
+
+    async def _publish(self) -> None:
+        folder = resources.files("config") / "demo" / "telegrams"
+        for i, t in enumerate(SCENARIO):
+            if i and not self.once:
+                await asyncio.sleep(self.interval)
+            body = (folder / t.file).read_bytes()
+            self.feed.publish(t.feed, t.file, body, title=t.why, updated=datetime.now(UTC))
+            log.info("demo: JMA stand-in publishes %s (%s)", t.file, t.why)
+
+    def _received(self) -> Counter[tuple[str, str]]:
+        got: Counter[tuple[str, str]] = Counter()
+        for m in self.telegram.messages:
+            got[("telegram", str(m.chat_id))] += 1
+        for mail in self.smtp.messages:
+            for rcpt in mail.rcpt_tos:
+                got[("email", rcpt)] += 1
+        return got
+
+    def _check(self) -> tuple[bool, Counter[tuple[str, str]], Counter[tuple[str, str]]]:
+        want, got = expected_messages(), self._received()
+        return want == got, want, got
+
+    async def _wait_for_expected(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        first_logged = False
+        while time.monotonic() < deadline:
+            ok, _want, got = self._check()
+            if got and not first_logged:
+                first_logged = True
+                log.info("demo: first delivery %.2f s after start", time.monotonic() - self.started)
+            if ok:
+                # Give a stray extra message a moment to show up before declaring success.
+                await asyncio.sleep(1.0)
+                return self._check()[0]
+            await asyncio.sleep(0.2)
+        return False
+
+    async def _wait_for_signal(self) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+
+    async def _summary(self) -> None:
+        assert self.service is not None and self.service.pool is not None
+        async with self.service.pool.acquire() as conn:
+            alerts = await status.recent_alerts(conn, 20)
+            totals = await status.totals(conn)
+            docs = await status.documents_summary(conn)
+        ok, want, got = self._check()
+        first = min((m.at for m in self.telegram.messages), default=None)
+        lines = [
+            "",
+            "Demo summary",
+            f"  telegrams fetched: {sum(docs.values())} ({', '.join(f'{n} {k}' for k, n in sorted(docs.items()))})",
+            f"  alerts ingested:   {len(alerts)}",
+            "",
+            f"  {'channel':<10} {'queued':>7} {'sending':>8} {'delivered':>10} {'failed':>7} {'expected':>9} "
+            f"{'received':>9}",
+        ]
+        for ch in ("telegram", "email"):
+            t = totals.get(ch, dict.fromkeys(status.STATES, 0))
+            exp = sum(n for (c, _a), n in want.items() if c == ch)
+            rec = sum(n for (c, _a), n in got.items() if c == ch)
+            lines.append(
+                f"  {ch:<10} {t['queued']:>7} {t['sending']:>8} {t['delivered']:>10} {t['failed']:>7} {exp:>9} {rec:>9}"
+            )
+        lines.append("")
+        lines.append(status.format_table(alerts))
+        if first is not None:
+            lines.append(f"\n  first Telegram delivery {first - self.started:.2f} s after `dispatcher demo` started")
+        lines.append(f"\n  result: {'OK: every expected delivery was made' if ok else 'FAILED: deliveries missing'}")
+        if not ok:
+            for key in sorted(set(want) | set(got)):
+                if want[key] != got[key]:
+                    lines.append(f"    {key[0]} {key[1]}: expected {want[key]}, received {got[key]}")
+        print("\n".join(lines), flush=True)
+
+
+async def run_demo(settings: Settings, *, once: bool, port: int, interval: float = 4.0) -> int:
+    return await Demo(settings, once=once, port=port, interval=interval).run()

@@ -1,0 +1,75 @@
+"""Rate limits and backoff used by the outbox workers.
+
+A :class:`TokenBucket` paces a channel's requests globally (Telegram: about 30
+messages/s); :class:`RecipientSpacing` keeps the minimum interval between two
+messages to the same recipient (Telegram: 1 message/s per chat). Pauses a
+provider asks for (HTTP 429) are not kept here but in the database
+(``channel_state``, ``recipient_pauses``) so that every worker and every
+restart honours them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import OrderedDict
+
+
+class TokenBucket:
+    """Classic token bucket; ``acquire`` waits until a token is available.
+
+    ``burst`` defaults to one second's worth of tokens, but at most
+    ``max_burst``: starting a batch with a full second of tokens would exceed a
+    strict per-second limit enforced over a sliding window.
+    """
+
+    def __init__(self, rate: float, burst: float | None = None) -> None:
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self.rate = rate
+        self.capacity = max(1.0, burst if burst is not None else min(rate, 1.0 + rate * 0.1))
+        self._tokens = self.capacity
+        self._last = time.monotonic()
+        self._lock = asyncio.Lock()
+
+    def _refill(self) -> None:
+        now = time.monotonic()
+        self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
+        self._last = now
+
+    async def acquire(self, tokens: float = 1.0) -> None:
+        async with self._lock:
+            while True:
+                self._refill()
+                if self._tokens >= tokens:
+                    self._tokens -= tokens
+                    return
+                await asyncio.sleep((tokens - self._tokens) / self.rate)
+
+
+class RecipientSpacing:
+    """Minimum interval between two sends to one recipient (bounded memory)."""
+
+    def __init__(self, interval: float, max_entries: int = 100_000) -> None:
+        self.interval = interval
+        self._last: OrderedDict[str, float] = OrderedDict()
+        self._max = max_entries
+
+    def reserve(self, address: str) -> float:
+        """Reserve the next slot for ``address``; return seconds to wait for it."""
+        now = time.monotonic()
+        last = self._last.get(address)
+        slot = now if last is None else max(now, last + self.interval)
+        self._last[address] = slot
+        self._last.move_to_end(address)
+        while len(self._last) > self._max:
+            self._last.popitem(last=False)
+        return slot - now
+
+
+def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
+    """Jittered exponential backoff ("full jitter"), capped: uniform in [base, min(cap, base·2^n)]."""
+    r = rng or random
+    ceiling = min(cap, base * (2 ** max(0, attempt - 1)))
+    return r.uniform(min(base, ceiling), ceiling)

@@ -1,0 +1,386 @@
+"""Configuration schema and loading.
+
+The packaged ``config/default.toml`` is read first; an operator's file (``--config``
+or ``$DISPATCHER_CONFIG``) is laid over it. Every section is a frozen dataclass
+below, and every channel section ``[channels.<name>]`` is validated against that
+channel's own ``config_class``. Unknown or misspelt keys, wrong types and missing
+files are rejected with a :class:`ConfigError` naming the file, the key and what
+was expected.
+
+Secrets never live in the file: a secret field ``token`` (a dataclass field with
+``repr=False``) is given as ``token_env = "NAME"`` (read from the environment) or
+``token_file = "/path"`` (read from a file, e.g. a systemd credential). A plain
+``token = "..."`` is accepted for local experiments only and logged as a warning.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import logging
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+JMA_FEEDS = (
+    "https://www.data.jma.go.jp/developer/xml/feed/regular.xml",
+    "https://www.data.jma.go.jp/developer/xml/feed/extra.xml",
+    "https://www.data.jma.go.jp/developer/xml/feed/eqvol.xml",
+    "https://www.data.jma.go.jp/developer/xml/feed/other.xml",
+)
+
+
+class ConfigError(ValueError):
+    """A configuration problem, phrased as ``file: [section] key: what is wrong``."""
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceConfig:
+    """[service]: who we are and where state lives."""
+
+    name: str = "沼津市 防災情報配信"
+    # JMA 市町村等 codes of the municipality (or municipalities) served.
+    area_codes: tuple[str, ...] = ("2220300",)
+    state_dir: Path = Path("var")
+    public_url: str = "http://127.0.0.1:8080"
+    log_level: str = "INFO"
+    log_format: str = "text"  # text | json
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseConfig:
+    """[database]: PostgreSQL. ``url`` empty means: ``$DATABASE_URL`` or embedded."""
+
+    url: str = dataclasses.field(default="", repr=False)
+    pool_min: int = 2
+    pool_max: int = 10
+    embedded_database: str = "dispatcher"
+
+
+@dataclass(frozen=True, slots=True)
+class WebConfig:
+    """[web]: the HTTP server (dashboard, public pages, webhooks)."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+
+@dataclass(frozen=True, slots=True)
+class JmaConfig:
+    """[jma]: polling of the JMA disaster XML Atom feeds."""
+
+    enabled: bool = True
+    feeds: tuple[str, ...] = JMA_FEEDS
+    # Cron-like: every ``poll_seconds`` at ``poll_offset_seconds`` past the minute.
+    poll_seconds: int = 60
+    poll_offset_seconds: int = 20
+    fetch_concurrency: int = 4
+    timeout_seconds: float = 10.0
+    user_agent: str = "numazu-dispatcher/0.1 (+https://www.city.numazu.shizuoka.jp/)"
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryConfig:
+    """[delivery]: the outbox workers."""
+
+    batch_size: int = 100
+    # Fallback poll when no NOTIFY arrives (seconds).
+    poll_interval: float = 2.0
+    max_attempts: int = 8
+    backoff_base: float = 2.0
+    backoff_max: float = 600.0
+    # How long a claimed delivery may stay "sending" before another worker
+    # assumes its owner died and re-queues it.
+    lease_seconds: float = 60.0
+    concurrency: int = 32
+    shutdown_grace: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelSettings:
+    """[channels.<name>]: generic keys every channel has, plus its own ``options``."""
+
+    name: str
+    enabled: bool = False
+    rate_per_second: float | None = None
+    per_recipient_interval: float | None = None
+    batch_size: int | None = None
+    options: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The whole configuration."""
+
+    service: ServiceConfig = field(default_factory=ServiceConfig)
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    web: WebConfig = field(default_factory=WebConfig)
+    jma: JmaConfig = field(default_factory=JmaConfig)
+    delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
+    channels: Mapping[str, ChannelSettings] = field(default_factory=dict)
+    files: tuple[str, ...] = ()
+
+    def enabled_channels(self) -> list[ChannelSettings]:
+        return [c for c in self.channels.values() if c.enabled]
+
+    def database_url(self) -> str | None:
+        """The configured server, or None for the embedded one."""
+        return self.database.url or os.environ.get("DATABASE_URL") or None
+
+
+_SECTIONS: dict[str, type[Any]] = {
+    "service": ServiceConfig,
+    "database": DatabaseConfig,
+    "web": WebConfig,
+    "jma": JmaConfig,
+    "delivery": DeliveryConfig,
+}
+_CHANNEL_GENERIC = {"enabled", "rate_per_second", "per_recipient_interval", "batch_size"}
+
+
+def default_config_path() -> Path:
+    return Path(str(resources.files("config") / "default.toml"))
+
+
+def load(path: str | os.PathLike[str] | None = None, *, env: Mapping[str, str] | None = None) -> Settings:
+    """Load the defaults and lay ``path`` (or ``$DISPATCHER_CONFIG``) over them."""
+    env = os.environ if env is None else env
+    files = [default_config_path()]
+    chosen = path if path is not None else env.get("DISPATCHER_CONFIG")
+    if chosen:
+        files.append(Path(chosen))
+    merged: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    for f in files:
+        data = _read_toml(f)
+        _merge(merged, data, origin, str(f))
+    return _build_settings(merged, origin, env, tuple(str(f) for f in files))
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: configuration file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+
+
+def _merge(into: dict[str, Any], new: Mapping[str, Any], origin: dict[str, str], file: str, prefix: str = "") -> None:
+    """Deep-merge ``new`` into ``into``, remembering which file set each key."""
+    for key, value in new.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value, origin, file, dotted + ".")
+        else:
+            into[key] = value
+            origin[dotted] = file
+            if isinstance(value, dict):
+                for sub in _flatten(value, dotted + "."):
+                    origin[sub] = file
+
+
+def _flatten(d: Mapping[str, Any], prefix: str) -> list[str]:
+    out = []
+    for k, v in d.items():
+        out.append(prefix + k)
+        if isinstance(v, dict):
+            out.extend(_flatten(v, prefix + k + "."))
+    return out
+
+
+def _build_settings(data: dict[str, Any], origin: dict[str, str], env: Mapping[str, str], files: tuple[str, ...]) -> Settings:
+    def where(key: str) -> str:
+        return origin.get(key, files[-1])
+
+    unknown = set(data) - set(_SECTIONS) - {"channels"}
+    for key in sorted(unknown):
+        raise ConfigError(f"{where(key)}: unknown section [{key}]{_suggest(key, [*_SECTIONS, 'channels'])}")
+    sections: dict[str, Any] = {}
+    for name, cls in _SECTIONS.items():
+        raw = data.get(name, {})
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{where(name)}: [{name}] must be a table")
+        sections[name] = build_dataclass(cls, raw, section=name, where=where, env=env)
+    channels: dict[str, ChannelSettings] = {}
+    raw_channels = data.get("channels", {})
+    if not isinstance(raw_channels, dict):
+        raise ConfigError(f"{where('channels')}: [channels] must be a table of channel sections")
+    for cname, raw in raw_channels.items():
+        channels[cname] = _build_channel(cname, raw, where, env)
+    return Settings(**sections, channels=channels, files=files)
+
+
+def _build_channel(name: str, raw: Any, where: Any, env: Mapping[str, str]) -> ChannelSettings:
+    from channels import REGISTRY, load_channel_class
+
+    section = f"channels.{name}"
+    if name not in REGISTRY:
+        raise ConfigError(f"{where(section)}: unknown channel [{section}]{_suggest(name, list(REGISTRY))}")
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where(section)}: [{section}] must be a table")
+    generic = {k: v for k, v in raw.items() if k in _CHANNEL_GENERIC}
+    own = {k: v for k, v in raw.items() if k not in _CHANNEL_GENERIC}
+    enabled = _check_type(generic.get("enabled", False), bool, section, "enabled", where)
+    cls = load_channel_class(name)
+    options = None
+    if enabled:
+        options = build_dataclass(cls.config_class, own, section=section, where=where, env=env,
+                                  extra_known=_CHANNEL_GENERIC)
+    else:
+        # A disabled channel may lack its secrets, but its keys must still exist.
+        known = _known_keys(cls.config_class) | _CHANNEL_GENERIC
+        for key in own:
+            if key not in known:
+                raise ConfigError(f"{where(section + '.' + key)}: [{section}] unknown key '{key}'{_suggest(key, sorted(known))}")
+    return ChannelSettings(
+        name=name,
+        enabled=enabled,
+        rate_per_second=_opt_num(generic, "rate_per_second", section, where),
+        per_recipient_interval=_opt_num(generic, "per_recipient_interval", section, where),
+        batch_size=_check_type(generic["batch_size"], int, section, "batch_size", where) if "batch_size" in generic else None,
+        options=options,
+    )
+
+
+def _opt_num(raw: Mapping[str, Any], key: str, section: str, where: Any) -> float | None:
+    if key not in raw:
+        return None
+    return float(_check_type(raw[key], float, section, key, where))
+
+
+def _known_keys(cls: type[Any]) -> set[str]:
+    keys = set()
+    for f in dataclasses.fields(cls):
+        keys.add(f.name)
+        if not f.repr:
+            keys |= {f.name + "_env", f.name + "_file"}
+    return keys
+
+
+def build_dataclass(
+    cls: type[T],
+    raw: Mapping[str, Any],
+    *,
+    section: str,
+    where: Any,
+    env: Mapping[str, str],
+    extra_known: set[str] | frozenset[str] = frozenset(),
+) -> T:
+    """Build ``cls`` from a TOML table, checking keys and types; secrets via _env/_file."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    known = _known_keys(cls) | set(extra_known)
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in extra_known:
+            continue
+        if key not in known:
+            raise ConfigError(f"{where(section + '.' + key)}: [{section}] unknown key '{key}'{_suggest(key, sorted(known - set(extra_known)))}")
+        if key.endswith(("_env", "_file")) and key not in fields:
+            base = key.rsplit("_", 1)[0]
+            values[base] = _read_secret(key, value, section, where, env)
+            continue
+        if not fields[key].repr and value:
+            log.warning("secret given in plain text in configuration", extra={"section": section, "key": key})
+        values[key] = _check_type(value, hints[key], section, key, where)
+    for name, f in fields.items():
+        if name not in values and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            hint = f" (or {name}_env / {name}_file)" if not f.repr else ""
+            raise ConfigError(f"{where(section)}: [{section}] missing required key '{name}'{hint}")
+    return cls(**values)
+
+
+def _read_secret(key: str, value: Any, section: str, where: Any, env: Mapping[str, str]) -> str:
+    if not isinstance(value, str):
+        raise ConfigError(f"{where(section + '.' + key)}: [{section}] {key} must be a string")
+    if key.endswith("_env"):
+        if value not in env:
+            raise ConfigError(f"{where(section + '.' + key)}: [{section}] {key}: environment variable {value} is not set")
+        return env[value]
+    try:
+        return Path(value).read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"{where(section + '.' + key)}: [{section}] {key}: cannot read {value}: {exc.strerror}") from None
+
+
+def _check_type(value: Any, hint: Any, section: str, key: str, where: Any) -> Any:
+    """Coerce TOML values to the field's type, or explain what was expected."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+
+    def fail(expected: str) -> ConfigError:
+        return ConfigError(
+            f"{where(section + '.' + key)}: [{section}] {key} = {value!r}: expected {expected}, got {type(value).__name__}"
+        )
+
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _check_type(value, arg, section, key, where)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise errors[0] if errors else fail(str(hint))
+    if hint is Any:
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise fail("true or false")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise fail("an integer")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise fail("a number")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise fail("a string")
+        return value
+    if hint is Path:
+        if not isinstance(value, str):
+            raise fail("a path (string)")
+        return Path(value)
+    if origin in (tuple, list):
+        if not isinstance(value, list):
+            raise fail("a list")
+        item = args[0] if args else Any
+        items = [_check_type(v, item, section, key, where) for v in value]
+        return tuple(items) if origin is tuple else items
+    if origin in (dict, Mapping) or hint is dict:
+        if not isinstance(value, dict):
+            raise fail("a table")
+        return dict(value)
+    if typing.get_origin(hint) is typing.Literal:
+        if value not in args:
+            raise fail("one of " + ", ".join(map(repr, args)))
+        return value
+    return value
+
+
+def _suggest(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1)
+    if close:
+        return f" (did you mean '{close[0]}'?)"
+    return f" (expected one of: {', '.join(sorted(choices))})" if choices else ""

@@ -1,0 +1,90 @@
+"""Read models for operators: recent alerts with per-channel delivery counts.
+
+Shared by ``dispatcher status``, the dashboard and the JSON API.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+STATES = ("queued", "sending", "delivered", "failed", "superseded", "expired")
+
+
+async def recent_alerts(conn: asyncpg.Connection, limit: int = 20) -> list[dict[str, Any]]:
+    rows = await conn.fetch(
+        """
+        WITH recent AS (
+            SELECT id, identifier, source, kind, event, headline, status, msg_type, state, priority,
+                   severity, sent, received_at, area_codes
+            FROM alerts ORDER BY received_at DESC, id DESC LIMIT $1
+        )
+        SELECT r.*, COALESCE(c.counts, '{}'::jsonb) AS counts
+        FROM recent r
+        LEFT JOIN LATERAL (
+            SELECT jsonb_object_agg(channel, states) AS counts FROM (
+                SELECT channel, jsonb_object_agg(state, n) AS states
+                FROM (SELECT channel, state::text, count(*) AS n FROM deliveries
+                      WHERE alert_id = r.id GROUP BY channel, state) s
+                GROUP BY channel
+            ) per_channel
+        ) c ON true
+        ORDER BY r.received_at DESC, r.id DESC
+        """,
+        limit,
+    )
+    out = []
+    for r in rows:
+        counts = {ch: {st: int(states.get(st, 0)) for st in STATES} for ch, states in r["counts"].items()}
+        out.append(
+            {
+                "id": r["id"],
+                "identifier": r["identifier"],
+                "source": r["source"],
+                "kind": r["kind"],
+                "event": r["event"],
+                "headline": r["headline"],
+                "status": r["status"],
+                "msg_type": r["msg_type"],
+                "state": r["state"],
+                "priority": r["priority"],
+                "severity": r["severity"],
+                "sent": r["sent"].isoformat(),
+                "received_at": r["received_at"].isoformat(),
+                "area_codes": list(r["area_codes"]),
+                "deliveries": counts,
+            }
+        )
+    return out
+
+
+async def totals(conn: asyncpg.Connection) -> dict[str, dict[str, int]]:
+    """Per channel, deliveries by state (whole database)."""
+    rows = await conn.fetch("SELECT channel, state::text AS state, count(*) AS n FROM deliveries GROUP BY 1, 2")
+    out: dict[str, dict[str, int]] = {}
+    for r in rows:
+        out.setdefault(r["channel"], dict.fromkeys(STATES, 0))[r["state"]] = int(r["n"])
+    return out
+
+
+async def documents_summary(conn: asyncpg.Connection) -> dict[str, int]:
+    rows = await conn.fetch("SELECT outcome, count(*) AS n FROM documents GROUP BY 1")
+    return {r["outcome"]: int(r["n"]) for r in rows}
+
+
+def format_table(alerts: list[dict[str, Any]]) -> str:
+    """A plain-text table for the terminal."""
+    if not alerts:
+        return "no alerts yet"
+    lines = [f"{'id':>5}  {'received':<19}  {'kind':<7} {'state':<10} {'event':<24} deliveries"]
+    for a in alerts:
+        per = "; ".join(
+            f"{ch}: {c['delivered']} delivered, {c['queued'] + c['sending']} pending, {c['failed']} failed"
+            for ch, c in sorted(a["deliveries"].items())
+        )
+        lines.append(
+            f"{a['id']:>5}  {a['received_at'][:19].replace('T', ' '):<19}  {a['kind']:<7} {a['state']:<10} "
+            f"{a['event'][:24]:<24} {per or '-'}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,158 @@
+"""PostgreSQL access: the embedded server, the connection pool and migrations.
+
+With ``DATABASE_URL`` (or ``[database] url``) the service uses that server.
+Without it, an embedded PostgreSQL is started with pgserver
+(https://github.com/orm011/pgserver) in ``<state_dir>/pg``. pgserver's first
+start in a fresh directory is not safe against a second process doing the same
+at once (the second fails with ``FileExistsError``), so the first start is
+serialised with an exclusive file lock; afterwards every process (daemon, CLI,
+parallel tests) reuses the running server.
+
+Migrations are the numbered ``migrations/NNNN_name.sql`` files, applied in order
+under an advisory lock, each in its own transaction, and recorded in
+``schema_migrations``; ``schema.sql`` is the same schema in one file (a test
+checks the two agree).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import re
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+log = logging.getLogger(__name__)
+
+MIGRATION_LOCK = 0x6E756D617A75  # advisory lock key: "numazu"
+_MIGRATION_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+def migrations() -> list[Migration]:
+    """The packaged migrations, in order."""
+    found = []
+    for entry in resources.files("dispatcher.store.migrations").iterdir():
+        m = _MIGRATION_RE.match(entry.name)
+        if m:
+            found.append(Migration(int(m.group(1)), m.group(2), entry.read_text(encoding="utf-8")))
+    found.sort(key=lambda mig: mig.version)
+    for i, mig in enumerate(found, start=1):
+        if mig.version != i:
+            raise RuntimeError(f"migrations are not numbered 1..n: found {mig.version:04d} at position {i}")
+    return found
+
+
+def schema_sql() -> str:
+    return resources.files("dispatcher.store").joinpath("schema.sql").read_text(encoding="utf-8")
+
+
+@contextlib.contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+_embedded: dict[Path, Any] = {}
+
+
+def embedded_server_uri(state_dir: Path, database: str = "postgres") -> str:
+    """Start (or reuse) the embedded PostgreSQL in ``state_dir/pg``; return its URI.
+
+    Blocking: call it from a thread (``asyncio.to_thread``) in async code.
+    """
+    import pgserver  # heavy import, only when embedded
+
+    pgdata = (state_dir / "pg").resolve()
+    with _file_lock(state_dir / "pgserver.lock"):
+        server = _embedded.get(pgdata)
+        if server is None:
+            log.info("starting embedded PostgreSQL", extra={"pgdata": str(pgdata)})
+            server = pgserver.get_server(pgdata, cleanup_mode="stop")
+            _embedded[pgdata] = server
+        if database != "postgres":
+            exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{_ident(database)}';")
+            if "1 row" not in exists:
+                server.psql(f'CREATE DATABASE "{_ident(database)}";')
+        return str(server.get_uri(database))
+
+
+def _ident(name: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        raise ValueError(f"invalid database name {name!r}")
+    return name
+
+
+async def resolve_dsn(url: str | None, state_dir: Path, database: str) -> str:
+    """The DSN to use: ``url`` if given, else the embedded server's."""
+    if url:
+        return url
+    return await asyncio.to_thread(embedded_server_uri, state_dir, database)
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def connect(dsn: str, **kw: Any) -> asyncpg.Connection:
+    conn: asyncpg.Connection = await asyncpg.connect(dsn, **kw)
+    await _init_connection(conn)
+    return conn
+
+
+async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_init_connection)
+    assert pool is not None
+    return pool
+
+
+async def migrate(conn: asyncpg.Connection) -> list[str]:
+    """Apply pending migrations; return the names applied. Safe to run concurrently."""
+    applied: list[str] = []
+    await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
+    try:
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version integer PRIMARY KEY, name text NOT NULL,"
+            " applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+        for mig in migrations():
+            if mig.version in done:
+                continue
+            async with conn.transaction():
+                await conn.execute(mig.sql)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", mig.version, mig.name
+                )
+            log.info("applied migration", extra={"migration": f"{mig.version:04d}_{mig.name}"})
+            applied.append(f"{mig.version:04d}_{mig.name}")
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
+    return applied
+
+
+@contextlib.asynccontextmanager
+async def transaction(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    async with pool.acquire() as conn, conn.transaction():
+        yield conn

@@ -1,0 +1,283 @@
+"""The delivery outbox in PostgreSQL: fan-out, claiming, completion.
+
+Fan-out writes all deliveries of an alert in one ``INSERT … SELECT`` under the
+``(alert_id, channel, address)`` unique constraint, so re-running it is
+harmless. Workers claim with ``FOR UPDATE SKIP LOCKED`` ordered by priority then
+age, and every state change is logged to ``delivery_events`` by triggers (see
+``schema.sql``), which also ``NOTIFY deliveries`` with the channel name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+NOTIFY_CHANNEL = "deliveries"
+
+
+async def fan_out(
+    conn: asyncpg.Connection,
+    *,
+    alert_id: int,
+    priority: int,
+    channels: Sequence[str],
+    target_codes: Sequence[str],
+    public: bool,
+) -> int:
+    """Queue one delivery per active matching subscription; return rows written.
+
+    Exercise and test alerts (``public`` false) reach only test recipients.
+    """
+    result = await conn.execute(
+        """
+        INSERT INTO deliveries (alert_id, channel, subscription_id, address, language, priority)
+        SELECT $1, s.channel, s.id, s.address, sub.language, $2
+        FROM subscriptions s JOIN subscribers sub ON sub.id = s.subscriber_id
+        WHERE s.active AND s.channel = ANY($3::text[]) AND s.areas && $4::text[]
+          AND ($5 OR s.test_recipient)
+        ON CONFLICT (alert_id, channel, address) DO NOTHING
+        """,
+        alert_id,
+        priority,
+        list(channels),
+        list(target_codes),
+        public,
+    )
+    return int(result.split()[-1])
+
+
+async def fan_out_broadcast(
+    conn: asyncpg.Connection, *, alert_id: int, priority: int, channels: Sequence[str], language: str = "ja"
+) -> int:
+    """One delivery per broadcast channel (a post, not a message per person)."""
+    if not channels:
+        return 0
+    result = await conn.execute(
+        """
+        INSERT INTO deliveries (alert_id, channel, address, language, priority)
+        SELECT $1, c, '*', $3, $2 FROM unnest($4::text[]) AS c
+        ON CONFLICT (alert_id, channel, address) DO NOTHING
+        """,
+        alert_id,
+        priority,
+        language,
+        list(channels),
+    )
+    return int(result.split()[-1])
+
+
+async def fan_out_followers(conn: asyncpg.Connection, *, alert_id: int, priority: int, replaced: Sequence[int]) -> int:
+    """An update or cancel also reaches everyone who received what it replaces."""
+    result = await conn.execute(
+        """
+        INSERT INTO deliveries (alert_id, channel, subscription_id, address, language, priority)
+        SELECT DISTINCT ON (d.channel, d.address) $1, d.channel, d.subscription_id, d.address, d.language, $2
+        FROM deliveries d
+        LEFT JOIN subscriptions s ON s.id = d.subscription_id
+        WHERE d.alert_id = ANY($3::bigint[]) AND d.state = 'delivered'
+          AND (d.subscription_id IS NULL OR s.active)
+        ON CONFLICT (alert_id, channel, address) DO NOTHING
+        """,
+        alert_id,
+        priority,
+        list(replaced),
+    )
+    return int(result.split()[-1])
+
+
+async def supersede_queued(conn: asyncpg.Connection, alert_ids: Sequence[int], reason: str) -> int:
+    """What is still queued for replaced alerts will not be sent."""
+    result = await conn.execute(
+        "UPDATE deliveries SET state = 'superseded', last_error = $2, updated_at = now()"
+        " WHERE alert_id = ANY($1::bigint[]) AND state = 'queued'",
+        list(alert_ids),
+        reason,
+    )
+    return int(result.split()[-1])
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    id: int
+    alert_id: int
+    address: str
+    language: str
+    subscription_id: int | None
+    priority: int
+    attempts: int
+
+
+async def claim(conn: asyncpg.Connection, channel: str, limit: int, lease_seconds: float) -> list[Claimed]:
+    """Claim up to ``limit`` due deliveries of ``channel``, most urgent first."""
+    rows = await conn.fetch(
+        """
+        WITH picked AS (
+            SELECT d.id FROM deliveries d
+            WHERE d.channel = $1 AND d.state = 'queued' AND d.not_before <= now()
+              AND NOT EXISTS (SELECT 1 FROM recipient_pauses p
+                              WHERE p.channel = d.channel AND p.address = d.address
+                                AND p.paused_until > now())
+            ORDER BY d.priority, d.id
+            LIMIT $2
+            FOR UPDATE SKIP LOCKED
+        )
+        UPDATE deliveries d
+        SET state = 'sending', attempts = d.attempts + 1, updated_at = now(),
+            lease_until = now() + make_interval(secs => $3)
+        FROM picked WHERE d.id = picked.id
+        RETURNING d.id, d.alert_id, d.address, d.language, d.subscription_id, d.priority, d.attempts
+        """,
+        channel,
+        limit,
+        lease_seconds,
+    )
+    out = [
+        Claimed(r["id"], r["alert_id"], r["address"], r["language"], r["subscription_id"], r["priority"], r["attempts"])
+        for r in rows
+    ]
+    out.sort(key=lambda c: (c.priority, c.id))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What to write back for one delivery."""
+
+    id: int
+    state: str  # delivered | failed | queued | superseded | expired
+    remote_id: str | None = None
+    error: str | None = None
+    not_before: datetime | None = None
+    # A rate-limited attempt does not count against the retry budget.
+    refund_attempt: bool = False
+
+
+async def complete(conn: asyncpg.Connection, outcomes: Sequence[Outcome]) -> None:
+    """Write all outcomes of a batch in one statement."""
+    if not outcomes:
+        return
+    await conn.execute(
+        """
+        UPDATE deliveries d SET
+            state = v.state::delivery_state,
+            remote_id = COALESCE(v.remote_id, d.remote_id),
+            last_error = v.error,
+            not_before = COALESCE(v.not_before, d.not_before),
+            attempts = d.attempts - CASE WHEN v.refund THEN 1 ELSE 0 END,
+            lease_until = NULL,
+            updated_at = now()
+        FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::bool[])
+            AS v(id, state, remote_id, error, not_before, refund)
+        WHERE d.id = v.id AND d.state = 'sending'
+        """,
+        [o.id for o in outcomes],
+        [o.state for o in outcomes],
+        [o.remote_id for o in outcomes],
+        [o.error for o in outcomes],
+        [o.not_before for o in outcomes],
+        [o.refund_attempt for o in outcomes],
+    )
+
+
+async def requeue_expired_leases(conn: asyncpg.Connection) -> int:
+    """Deliveries left "sending" by a dead worker go back to the queue.
+
+    This is the only path to a duplicate: the provider may have accepted the
+    message before the worker died.
+    """
+    result = await conn.execute(
+        "UPDATE deliveries SET state = 'queued', lease_until = NULL, last_error = 'lease expired (worker died?)',"
+        " updated_at = now() WHERE state = 'sending' AND lease_until < now()"
+    )
+    return int(result.split()[-1])
+
+
+async def release(conn: asyncpg.Connection, ids: Sequence[int], reason: str) -> int:
+    """Give claimed-but-unsent deliveries back (shutdown), refunding the attempt."""
+    if not ids:
+        return 0
+    result = await conn.execute(
+        "UPDATE deliveries SET state = 'queued', lease_until = NULL, attempts = GREATEST(attempts - 1, 0),"
+        " last_error = $2, updated_at = now() WHERE id = ANY($1::bigint[]) AND state = 'sending'",
+        list(ids),
+        reason,
+    )
+    return int(result.split()[-1])
+
+
+async def deactivate_subscriptions(conn: asyncpg.Connection, ids: Sequence[int], reason: str) -> None:
+    if ids:
+        await conn.execute(
+            "UPDATE subscriptions SET active = false, deactivated_at = now(), deactivated_reason = $2"
+            " WHERE id = ANY($1::bigint[]) AND active",
+            list(ids),
+            reason,
+        )
+
+
+async def pause_recipient(conn: asyncpg.Connection, channel: str, address: str, until: datetime) -> None:
+    await conn.execute(
+        "INSERT INTO recipient_pauses (channel, address, paused_until) VALUES ($1, $2, $3)"
+        " ON CONFLICT (channel, address) DO UPDATE SET paused_until = GREATEST(recipient_pauses.paused_until,"
+        " EXCLUDED.paused_until)",
+        channel,
+        address,
+        until,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelState:
+    paused_until: datetime | None
+    failures: int
+    backoff_until: datetime | None
+
+
+async def channel_state(conn: asyncpg.Connection, channel: str) -> ChannelState:
+    row = await conn.fetchrow(
+        "SELECT paused_until, failures, backoff_until FROM channel_state WHERE channel = $1", channel
+    )
+    if row is None:
+        return ChannelState(None, 0, None)
+    return ChannelState(row["paused_until"], row["failures"], row["backoff_until"])
+
+
+async def pause_channel(conn: asyncpg.Connection, channel: str, until: datetime, reason: str) -> None:
+    await conn.execute(
+        "INSERT INTO channel_state (channel, paused_until, last_error) VALUES ($1, $2, $3)"
+        " ON CONFLICT (channel) DO UPDATE SET paused_until = GREATEST(channel_state.paused_until,"
+        " EXCLUDED.paused_until), last_error = EXCLUDED.last_error, updated_at = now()",
+        channel,
+        until,
+        reason,
+    )
+
+
+async def record_channel_failure(conn: asyncpg.Connection, channel: str, reason: str) -> int:
+    """Count a consecutive channel-wide failure; return the new count."""
+    return int(
+        await conn.fetchval(
+            "INSERT INTO channel_state (channel, failures, last_error) VALUES ($1, 1, $2)"
+            " ON CONFLICT (channel) DO UPDATE SET failures = channel_state.failures + 1,"
+            " last_error = EXCLUDED.last_error, updated_at = now() RETURNING failures",
+            channel,
+            reason,
+        )
+    )
+
+
+async def set_channel_backoff(conn: asyncpg.Connection, channel: str, until: datetime) -> None:
+    await conn.execute(
+        "UPDATE channel_state SET backoff_until = $2, updated_at = now() WHERE channel = $1", channel, until
+    )
+
+
+async def record_channel_success(conn: asyncpg.Connection, channel: str) -> None:
+    await conn.execute(
+        "UPDATE channel_state SET failures = 0, backoff_until = NULL, updated_at = now()"
+        " WHERE channel = $1 AND (failures > 0 OR backoff_until IS NOT NULL)",
+        channel,
+    )

@@ -1,0 +1,182 @@
+-- The current schema in one file, for readers and fresh installs.
+-- It must equal the result of applying migrations/ in order: tests/integration/test_schema.py checks it.
+-- Change the schema by adding a migration AND updating this file.
+
+CREATE TYPE alert_status AS ENUM ('actual', 'exercise', 'test', 'draft');
+CREATE TYPE alert_msg_type AS ENUM ('alert', 'update', 'cancel');
+-- active: current; superseded: a newer alert of its series replaced it;
+-- cancelled: withdrawn; stale: arrived after a newer one of its series;
+-- held: waiting for approval.
+CREATE TYPE alert_state AS ENUM ('active', 'superseded', 'cancelled', 'stale', 'held');
+CREATE TYPE delivery_state AS ENUM ('queued', 'sending', 'delivered', 'failed', 'superseded', 'expired');
+
+-- Every document a source fetched or received, parsed or not: the memory of
+-- "have we fetched this?" (JMA blocks clients that fetch a file twice) and the
+-- stored original of each alert (zlib-compressed).
+CREATE TABLE documents (
+    id          bigserial PRIMARY KEY,
+    source      text NOT NULL,
+    url         text NOT NULL,
+    received_at timestamptz NOT NULL DEFAULT now(),
+    -- pending (claimed, not yet fetched), parsed, unsupported, error, fetch_failed
+    outcome     text NOT NULL DEFAULT 'pending',
+    kind        text,
+    title       text,
+    error       text,
+    size        integer,
+    content     bytea,
+    attempts    integer NOT NULL DEFAULT 0,
+    UNIQUE (source, url)
+);
+CREATE INDEX documents_outcome ON documents (outcome, received_at DESC);
+
+-- Conditional-GET state of each polled feed.
+CREATE TABLE feed_state (
+    url                  text PRIMARY KEY,
+    etag                 text,
+    last_modified        text,
+    last_polled          timestamptz,
+    last_status          integer,
+    last_error           text,
+    consecutive_failures integer NOT NULL DEFAULT 0
+);
+
+CREATE TABLE alerts (
+    id           bigserial PRIMARY KEY,
+    identifier   text NOT NULL,
+    sender       text NOT NULL,
+    source       text NOT NULL,
+    kind         text NOT NULL DEFAULT '',
+    sent         timestamptz NOT NULL,
+    status       alert_status NOT NULL,
+    msg_type     alert_msg_type NOT NULL,
+    refs         text[] NOT NULL DEFAULT '{}',
+    event        text NOT NULL,
+    severity     text NOT NULL,
+    urgency      text NOT NULL,
+    certainty    text NOT NULL,
+    priority     smallint NOT NULL,
+    headline     text NOT NULL DEFAULT '',
+    description  text NOT NULL DEFAULT '',
+    instruction  text NOT NULL DEFAULT '',
+    areas        jsonb NOT NULL DEFAULT '[]',
+    area_codes   text[] NOT NULL DEFAULT '{}',
+    -- area_codes expanded to everything a subscription may name (municipality
+    -- and district codes): the audience is `subscriptions.areas && target_codes`.
+    target_codes text[] NOT NULL DEFAULT '{}',
+    expires      timestamptz,
+    series_key   text,
+    details      jsonb NOT NULL DEFAULT '{}',
+    document_id  bigint REFERENCES documents (id),
+    state        alert_state NOT NULL DEFAULT 'active',
+    replaced_by  bigint REFERENCES alerts (id),
+    received_at  timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (sender, identifier)
+);
+CREATE INDEX alerts_series ON alerts (series_key, sent DESC);
+CREATE INDEX alerts_received ON alerts (received_at DESC);
+
+CREATE TABLE subscribers (
+    id           bigserial PRIMARY KEY,
+    display_name text NOT NULL DEFAULT '',
+    language     text NOT NULL DEFAULT 'ja',
+    created_at   timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE TABLE subscriptions (
+    id                 bigserial PRIMARY KEY,
+    subscriber_id      bigint NOT NULL REFERENCES subscribers (id) ON DELETE CASCADE,
+    channel            text NOT NULL,
+    address            text NOT NULL,
+    -- JMA municipality codes and district codes this subscription follows.
+    areas              text[] NOT NULL DEFAULT '{}',
+    active             boolean NOT NULL DEFAULT true,
+    -- Receives exercise and test traffic (訓練/試験), which never goes public.
+    test_recipient     boolean NOT NULL DEFAULT false,
+    created_at         timestamptz NOT NULL DEFAULT now(),
+    deactivated_at     timestamptz,
+    deactivated_reason text,
+    UNIQUE (channel, address)
+);
+CREATE INDEX subscriptions_areas ON subscriptions USING gin (areas) WHERE active;
+
+-- The outbox: one row per (alert, channel, recipient address).
+CREATE TABLE deliveries (
+    id              bigserial PRIMARY KEY,
+    alert_id        bigint NOT NULL REFERENCES alerts (id),
+    channel         text NOT NULL,
+    subscription_id bigint REFERENCES subscriptions (id) ON DELETE SET NULL,
+    address         text NOT NULL,
+    language        text NOT NULL DEFAULT 'ja',
+    state           delivery_state NOT NULL DEFAULT 'queued',
+    priority        smallint NOT NULL,
+    attempts        integer NOT NULL DEFAULT 0,
+    not_before      timestamptz NOT NULL DEFAULT now(),
+    lease_until     timestamptz,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    remote_id       text,
+    last_error      text,
+    UNIQUE (alert_id, channel, address)
+);
+CREATE INDEX deliveries_queue ON deliveries (channel, priority, id) WHERE state = 'queued';
+CREATE INDEX deliveries_sending ON deliveries (lease_until) WHERE state = 'sending';
+CREATE INDEX deliveries_alert ON deliveries (alert_id, channel, state);
+
+-- Append-only log of every delivery state transition, written by triggers so
+-- no code path can forget it.
+CREATE TABLE delivery_events (
+    id          bigserial PRIMARY KEY,
+    delivery_id bigint NOT NULL,
+    at          timestamptz NOT NULL DEFAULT clock_timestamp(),
+    state       delivery_state NOT NULL,
+    attempt     integer NOT NULL DEFAULT 0,
+    detail      text
+);
+CREATE INDEX delivery_events_delivery ON delivery_events (delivery_id, id);
+
+CREATE FUNCTION deliveries_log_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO delivery_events (delivery_id, state, attempt, detail)
+    SELECT n.id, n.state, n.attempts, NULL FROM new_rows n;
+    PERFORM pg_notify('deliveries', c.channel) FROM (SELECT DISTINCT channel FROM new_rows) c;
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION deliveries_log_update() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO delivery_events (delivery_id, state, attempt, detail)
+    SELECT n.id, n.state, n.attempts, COALESCE(n.last_error, n.remote_id)
+    FROM new_rows n JOIN old_rows o ON o.id = n.id
+    WHERE n.state IS DISTINCT FROM o.state OR n.attempts IS DISTINCT FROM o.attempts;
+    PERFORM pg_notify('deliveries', c.channel)
+    FROM (SELECT DISTINCT n.channel FROM new_rows n JOIN old_rows o ON o.id = n.id
+          WHERE n.state = 'queued' AND o.state <> 'queued') c;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER deliveries_after_insert AFTER INSERT ON deliveries
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION deliveries_log_insert();
+CREATE TRIGGER deliveries_after_update AFTER UPDATE ON deliveries
+    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION deliveries_log_update();
+
+-- Per-channel state shared by every worker and surviving restarts: a pause
+-- asked for by the provider (429) and the backoff after consecutive failures.
+CREATE TABLE channel_state (
+    channel       text PRIMARY KEY,
+    paused_until  timestamptz,
+    failures      integer NOT NULL DEFAULT 0,
+    backoff_until timestamptz,
+    last_error    text,
+    updated_at    timestamptz NOT NULL DEFAULT now()
+);
+
+-- Per-recipient pauses (e.g. Telegram's per-chat 429).
+CREATE TABLE recipient_pauses (
+    channel      text NOT NULL,
+    address      text NOT NULL,
+    paused_until timestamptz NOT NULL,
+    PRIMARY KEY (channel, address)
+);
