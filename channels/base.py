@@ -107,7 +107,7 @@ class ChannelFactory(Protocol):
     name: ClassVar[str]
     config_class: ClassVar[type[Any]]
 
-    def __call__(self, config: Any) -> Channel: ...
+    def __call__(self, config: Any, context: ChannelContext) -> Channel: ...
 
 
 @dataclass(frozen=True, slots=True)
