@@ -205,7 +205,11 @@ def _flatten(d: Mapping[str, Any], prefix: str) -> list[str]:
 
 def _build_settings(data: dict[str, Any], origin: dict[str, str], env: Mapping[str, str], files: tuple[str, ...]) -> Settings:
     def where(key: str) -> str:
-        return origin.get(key, files[-1])
+        # A key names the file that set it; a section, the last file touching it.
+        if key in origin and not isinstance(_lookup(data, key), dict):
+            return origin[key]
+        touching = {f for k, f in origin.items() if k == key or k.startswith(key + ".")}
+        return next((f for f in reversed(files) if f in touching), files[-1])
 
     unknown = set(data) - set(_SECTIONS) - {"channels"}
     for key in sorted(unknown):
@@ -377,6 +381,15 @@ def _check_type(value: Any, hint: Any, section: str, key: str, where: Any) -> An
             raise fail("one of " + ", ".join(map(repr, args)))
         return value
     return value
+
+
+def _lookup(data: Mapping[str, Any], dotted: str) -> Any:
+    node: Any = data
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    return node
 
 
 def _suggest(word: str, choices: list[str]) -> str:

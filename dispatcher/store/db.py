@@ -22,6 +22,7 @@ import fcntl
 import json
 import logging
 import re
+import warnings
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from importlib import resources
@@ -80,7 +81,10 @@ def embedded_server_uri(state_dir: Path, database: str = "postgres") -> str:
 
     Blocking: call it from a thread (``asyncio.to_thread``) in async code.
     """
-    import pgserver  # heavy import, only when embedded
+    with warnings.catch_warnings():
+        # platformdirs warns when XDG_RUNTIME_DIR is unset (root, containers); harmless here.
+        warnings.simplefilter("ignore")
+        import pgserver  # heavy import, only when embedded
 
     pgdata = (state_dir / "pg").resolve()
     with _file_lock(state_dir / "pgserver.lock"):

@@ -1,0 +1,151 @@
+"""Configuration loading: every error names the file, the key and what was expected."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dispatcher.settings import ConfigError, default_config_path, load
+
+
+def write(tmp_path: Path, text: str, name: str = "site.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def error_of(path: Path | str, env: dict[str, str] | None = None) -> str:
+    with pytest.raises(ConfigError) as info:
+        load(path, env=env or {})
+    return str(info.value)
+
+
+def test_defaults_load_and_are_usable() -> None:
+    s = load(None, env={})
+    assert s.service.area_codes == ("2220300",)
+    assert s.jma.poll_offset_seconds == 20
+    assert len(s.jma.feeds) == 4
+    assert s.enabled_channels() == []
+    assert s.files == (str(default_config_path()),)
+
+
+def test_operator_file_overrides_only_what_it_sets(tmp_path: Path) -> None:
+    path = write(tmp_path, '[web]\nport = 9090\n[jma]\nfeeds = ["http://127.0.0.1:1/feed.xml"]\n')
+    s = load(path, env={})
+    assert s.web.port == 9090
+    assert s.web.host == "127.0.0.1"
+    assert s.jma.feeds == ("http://127.0.0.1:1/feed.xml",)
+    assert s.jma.poll_seconds == 60
+
+
+def test_missing_file_is_named(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.toml"
+    msg = error_of(missing)
+    assert str(missing) in msg and "not found" in msg
+
+
+def test_invalid_toml_names_file_and_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "[web]\nport = = 1\n")
+    msg = error_of(path)
+    assert str(path) in msg and "line 2" in msg
+
+
+def test_unknown_section_suggests_the_right_one(tmp_path: Path) -> None:
+    path = write(tmp_path, "[delivry]\nbatch_size = 5\n")
+    msg = error_of(path)
+    assert str(path) in msg and "[delivry]" in msg and "did you mean 'delivery'" in msg
+
+
+def test_misspelt_key_is_named_with_its_section_and_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "[web]\nprot = 8080\n")
+    msg = error_of(path)
+    assert msg.startswith(str(path))
+    assert "[web] unknown key 'prot'" in msg and "did you mean 'port'" in msg
+
+
+def test_wrong_type_says_what_was_expected(tmp_path: Path) -> None:
+    path = write(tmp_path, '[web]\nport = "eighty"\n')
+    msg = error_of(path)
+    assert str(path) in msg and "[web] port" in msg and "expected an integer" in msg and "got str" in msg
+
+
+def test_bool_is_not_an_integer(tmp_path: Path) -> None:
+    msg = error_of(write(tmp_path, "[delivery]\nmax_attempts = true\n"))
+    assert "[delivery] max_attempts" in msg and "expected an integer" in msg
+
+
+def test_list_items_are_checked(tmp_path: Path) -> None:
+    msg = error_of(write(tmp_path, "[jma]\nfeeds = [1, 2]\n"))
+    assert "[jma] feeds" in msg and "expected a string" in msg
+
+
+def test_unknown_channel_is_rejected(tmp_path: Path) -> None:
+    msg = error_of(write(tmp_path, "[channels.telegarm]\nenabled = true\n"))
+    assert "unknown channel [channels.telegarm]" in msg and "did you mean 'telegram'" in msg
+
+
+def test_unknown_channel_key_is_rejected_even_when_disabled(tmp_path: Path) -> None:
+    msg = error_of(write(tmp_path, "[channels.email]\nenabled = false\nhots = 'x'\n"))
+    assert "[channels.email] unknown key 'hots'" in msg and "did you mean 'host'" in msg
+
+
+def test_enabled_channel_needs_its_secret(tmp_path: Path) -> None:
+    path = write(tmp_path, "[channels.telegram]\nenabled = true\n")
+    msg = error_of(path)
+    assert str(path) in msg and "missing required key 'token'" in msg and "token_env" in msg
+
+
+def test_secret_from_unset_environment_variable_is_named(tmp_path: Path) -> None:
+    path = write(tmp_path, '[channels.telegram]\nenabled = true\ntoken_env = "BOT_TOKEN"\n')
+    msg = error_of(path, env={})
+    assert "[channels.telegram] token_env" in msg and "BOT_TOKEN is not set" in msg
+
+
+def test_secrets_come_from_env_or_file_and_never_show(tmp_path: Path) -> None:
+    secret_file = tmp_path / "smtp-password"
+    secret_file.write_text("hunter2-smtp\n", encoding="utf-8")
+    path = write(
+        tmp_path,
+        '[channels.telegram]\nenabled = true\ntoken_env = "BOT_TOKEN"\n'
+        f'[channels.email]\nenabled = true\nhost = "mail.example"\npassword_file = "{secret_file}"\n',
+    )
+    s = load(path, env={"BOT_TOKEN": "123:SECRET-TOKEN"})
+    telegram = s.channels["telegram"].options
+    email = s.channels["email"].options
+    assert telegram.token == "123:SECRET-TOKEN"
+    assert email.password == "hunter2-smtp"
+    shown = repr(s)
+    assert "SECRET-TOKEN" not in shown and "hunter2" not in shown
+
+
+def test_secret_file_that_cannot_be_read(tmp_path: Path) -> None:
+    path = write(tmp_path, f'[channels.email]\nenabled = true\npassword_file = "{tmp_path / "absent"}"\n')
+    msg = error_of(path)
+    assert "[channels.email] password_file" in msg and "cannot read" in msg
+
+
+def test_environment_selects_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "[web]\nport = 7000\n")
+    assert load(None, env={"DISPATCHER_CONFIG": str(path)}).web.port == 7000
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "dispatcher", *args], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def test_check_config_cli_accepts_a_good_file(tmp_path: Path) -> None:
+    result = run_cli("check-config", str(write(tmp_path, "[web]\nport = 8081\n")))
+    assert result.returncode == 0, result.stderr
+    assert "configuration OK" in result.stdout
+
+
+def test_check_config_cli_rejects_with_file_and_key(tmp_path: Path) -> None:
+    path = write(tmp_path, "[service]\nstate_dri = 'x'\n")
+    result = run_cli("check-config", str(path))
+    assert result.returncode == 2
+    assert str(path) in result.stderr and "unknown key 'state_dri'" in result.stderr
