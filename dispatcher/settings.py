@@ -108,6 +108,21 @@ class DeliveryConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class GeoConfig:
+    """[geo]: the district and hazard-zone layers used for targeting (empty = packaged).
+
+    ``districts`` is a GeoJSON file of the city's official districts; the packaged file
+    is an ILLUSTRATIVE partition (``config/geo/README.md``). ``hazards`` is a PLATEAU
+    folder (``udx/lsld``, ``udx/fld``…). After changing either, run ``dispatcher relocate``.
+    """
+
+    districts: str = ""
+    district_code_property: str = "code"
+    district_name_property: str = "name"
+    hazards: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class ChannelSettings:
     """[channels.<name>]: generic keys every channel has, plus its own ``options``."""
 
@@ -128,6 +143,7 @@ class Settings:
     web: WebConfig = field(default_factory=WebConfig)
     jma: JmaConfig = field(default_factory=JmaConfig)
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
+    geo: GeoConfig = field(default_factory=GeoConfig)
     channels: Mapping[str, ChannelSettings] = field(default_factory=dict)
     files: tuple[str, ...] = ()
 
@@ -145,6 +161,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "web": WebConfig,
     "jma": JmaConfig,
     "delivery": DeliveryConfig,
+    "geo": GeoConfig,
 }
 _CHANNEL_GENERIC = {"enabled", "rate_per_second", "per_recipient_interval", "batch_size"}
 
