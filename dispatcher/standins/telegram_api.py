@@ -14,6 +14,8 @@ groups migrated to supergroups, and server errors.
 
 from __future__ import annotations
 
+import asyncio
+
 import json
 import math
 import time
@@ -83,6 +85,8 @@ class TelegramStandIn:
         self._last_per_chat: dict[str, float] = {}
         self._runner: web.AppRunner | None = None
         self.base_url = ""
+        # Seconds to wait before answering sendMessage.
+        self.delay = 0.0
 
     # -- knobs ---------------------------------------------------------------
 
@@ -172,6 +176,9 @@ class TelegramStandIn:
         if method == "getme":
             return web.json_response({"ok": True, "result": BOT_USER})
         if method == "sendmessage":
+            if self.delay:
+                # A slow provider: lets tests catch sends in flight.
+                await asyncio.sleep(self.delay)
             return self._send_message(params)
         return self._error(404, "Not Found")
 

@@ -104,9 +104,7 @@ def publish(stack: Stack, shared_data: Path, rel: str = NOTO_VXSE53) -> None:
     stack.feed.publish("eqvol", path.name, path.read_bytes(), title="震源・震度に関する情報")
 
 
-async def test_real_telegram_reaches_numazu_subscribers_on_telegram_and_email(
-    stack: Stack, shared_data: Path
-) -> None:
+async def test_real_telegram_reaches_numazu_subscribers_on_telegram_and_email(stack: Stack, shared_data: Path) -> None:
     publish(stack, shared_data)
     rows = await wait_settled(stack.dsn, expected=3)
 
@@ -140,9 +138,7 @@ async def test_real_telegram_reaches_numazu_subscribers_on_telegram_and_email(
     assert stack.feed.fetches_of(Path(NOTO_VXSE53).name) == 1
 
 
-async def test_telegram_429_pauses_telegram_for_retry_after_and_loses_nothing(
-    stack: Stack, shared_data: Path
-) -> None:
+async def test_telegram_429_pauses_telegram_for_retry_after_and_loses_nothing(stack: Stack, shared_data: Path) -> None:
     stack.telegram.flood(2, count=1)  # the next sendMessage gets 429 retry_after=2
     started = time.monotonic()
     publish(stack, shared_data)
