@@ -29,24 +29,15 @@ from channels import load_channel_class
 from channels.base import Channel, ChannelContext
 from channels.templates import Templates
 from dispatcher.model import Alert
-from dispatcher.pipeline import CodeTargeter, IngestResult, Pipeline
+from dispatcher.pipeline import IngestResult, Pipeline
 from dispatcher.settings import Settings
 from dispatcher.store import alerts as alert_store
 from dispatcher.store import db
+from dispatcher.targeting import default_targeter
 from dispatcher.worker import OutboxWorker, Wakeups
-from sources.jma.codes import default_codes
 from sources.jma.feed import JmaSource
 
 log = logging.getLogger(__name__)
-
-
-class JmaCodeExpander:
-    """JMA area codes (府県予報区 … 市町村等, 津波予報区) → 市町村等 codes."""
-
-    def expand(self, alert: Alert) -> tuple[set[str], set[str]]:
-        res = default_codes().resolve_areas(alert.areas)
-        recognised = set(alert.area_codes) - set(res.unknown)
-        return set(res.municipalities), recognised
 
 
 class ServiceContext:
@@ -179,7 +170,7 @@ class Service:
         per_person = [n for n, ch in self.channels.items() if not ch.broadcast]
         broadcast = [n for n, ch in self.channels.items() if ch.broadcast]
         self.pipeline = Pipeline(
-            self.pool, targeter=CodeTargeter(JmaCodeExpander()), channels=per_person, broadcast_channels=broadcast
+            self.pool, targeter=default_targeter(s.geo), channels=per_person, broadcast_channels=broadcast
         )
         self.context = ServiceContext(self.pool, self.pipeline)
         self.wakeups = Wakeups(self.dsn)

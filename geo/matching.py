@@ -20,6 +20,8 @@ Coordinates are WGS84/JGD2011 degrees (the two are treated as equal, see
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -177,6 +179,22 @@ class GeoIndex:
         """Whether the district layer says it is not an official boundary set."""
         return bool(self.districts.metadata.get("illustrative"))
 
+    @functools.cached_property
+    def version(self) -> str:
+        """A stable fingerprint of what :meth:`locate` can answer: district and zone codes and shapes.
+
+        Stored with each subscriber's located areas; when it changes (a new district file,
+        new hazard data) those areas must be recomputed. Municipalities are left out:
+        nothing derived from them is stored per subscriber.
+        """
+        digest = hashlib.sha256()
+        for layer in (self.districts, *self.hazards):
+            digest.update(f"layer\x1f{layer.name}\x1f{len(layer)}\x1e".encode())
+            for feature, wkb in zip(layer.features, shapely.to_wkb(layer.geometries, output_dimension=2), strict=True):
+                digest.update(f"{feature.code}\x1f{feature.kind}\x1f".encode())
+                digest.update(wkb)
+        return "geo-" + digest.hexdigest()[:20]
+
     def zone(self, zone_id: str) -> Feature | None:
         """The hazard zone with this id, or None."""
         return self._zones.get(zone_id)
@@ -235,6 +253,7 @@ class GeoIndex:
     def summary(self) -> Mapping[str, Any]:
         """Layer names and sizes, for logs and the CLI."""
         return {
+            "version": self.version,
             "municipalities": len(self.municipalities),
             "districts": len(self.districts),
             "illustrative_districts": self.illustrative,

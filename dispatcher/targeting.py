@@ -1,0 +1,176 @@
+"""Targeting: which codes an alert reaches, and which codes a subscriber follows.
+
+An alert names places as JMA area codes (府県予報区 ``220000`` … 市町村等 ``2220300``,
+津波予報区), CAP polygons and circles, district codes or hazard-zone names. The
+pipeline's :class:`~dispatcher.pipeline.CodeTargeter` turns them into *target codes*
+with two expanders:
+
+* :class:`JmaCodeExpander`: JMA codes → 7-digit 市町村等 codes (``sources.jma.codes``);
+* :class:`GeoExpander`: everything → district codes and hazard-zone ids of the geo
+  layers (``geo.resolve_areas``), plus those 市町村等 codes.
+
+A subscription follows codes in ``subscriptions.areas``: what the subscriber chose
+(a district by name or code, a JMA municipality code) and, when they shared a location,
+the district and zones computed once from it (``dispatcher.store.subscribers``). The
+audience of an alert is then ``areas && target_codes`` under a GIN index: no geometry at
+send time (DESIGN.md §6).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from dispatcher.model import Alert
+from dispatcher.pipeline import CodeTargeter
+from geo import Coverage, GeoIndex, default_index, load_index, resolve_areas
+from sources.jma.codes import AreaCodes, Resolution, default_codes
+
+if TYPE_CHECKING:
+    from dispatcher.settings import GeoConfig
+
+__all__ = [
+    "AudienceAreas",
+    "GeoExpander",
+    "JmaCodeExpander",
+    "default_targeter",
+    "geo_index",
+    "located_codes",
+    "resolve_choices",
+]
+
+log = logging.getLogger(__name__)
+
+
+class JmaCodeExpander:
+    """JMA area codes (府県予報区 … 市町村等, 津波予報区) → 市町村等 codes."""
+
+    def __init__(self, codes: AreaCodes | None = None) -> None:
+        self._codes = codes
+
+    def expand(self, alert: Alert) -> tuple[set[str], set[str]]:
+        res = (self._codes or default_codes()).resolve_areas(alert.areas)
+        recognised = set(alert.area_codes) - set(res.unknown)
+        return set(res.municipalities), recognised
+
+
+@dataclass(frozen=True, slots=True)
+class AudienceAreas:
+    """What an alert covers: the geo coverage and the JMA municipality resolution."""
+
+    coverage: Coverage
+    municipalities: Resolution
+
+    @property
+    def target_codes(self) -> set[str]:
+        """District codes, zone ids and 市町村等 codes: what subscriptions may name."""
+        return {*self.coverage.district_codes, *self.coverage.zone_ids, *self.municipalities.municipalities}
+
+    def unknown_codes(self, alert: Alert) -> list[str]:
+        """Alert codes neither the JMA tables nor the geo layers know."""
+        geo_unknown = set(self.coverage.unknown)
+        jma_unknown = set(self.municipalities.unknown)
+        return [c for c in alert.area_codes if c in geo_unknown and c in jma_unknown]
+
+    @property
+    def shape_problems(self) -> list[str]:
+        """Descriptions of CAP shapes that could not be used."""
+        return [u for u in self.coverage.unknown if u.startswith("area ")]
+
+
+class GeoExpander:
+    """Alert areas → district codes, hazard-zone ids and 市町村等 codes.
+
+    A JMA warning for 沼津市 (``2220300``, or a coarser area containing it such as
+    ``220030`` 東部 or ``220000`` 静岡県) selects every district of the city, so it
+    reaches subscribers of each district as well as those who named ``2220300``. A CAP
+    polygon or circle selects the districts it touches; a zone id, name or number selects
+    those hazard zones.
+    """
+
+    def __init__(self, index: GeoIndex | None = None, codes: AreaCodes | None = None) -> None:
+        self._index = index
+        self._codes = codes
+
+    @property
+    def index(self) -> GeoIndex:
+        if self._index is None:
+            self._index = default_index()
+        return self._index
+
+    def areas(self, alert: Alert) -> AudienceAreas:
+        """The coverage of ``alert``; never raises on bad input."""
+        municipalities = (self._codes or default_codes()).resolve_areas(alert.areas)
+        coverage = resolve_areas(alert.areas, self.index, municipality_codes=municipalities.municipalities)
+        return AudienceAreas(coverage, municipalities)
+
+    def expand(self, alert: Alert) -> tuple[set[str], set[str]]:
+        found = self.areas(alert)
+        for problem in found.shape_problems:
+            log.warning("alert area shape unusable", extra={"alert": alert.identifier, "detail": problem})
+        recognised = set(alert.area_codes) - set(found.coverage.unknown)
+        return found.target_codes, recognised
+
+
+def geo_index(config: GeoConfig | None = None) -> GeoIndex:
+    """The geo layers the configuration names; the packaged ones (cached) by default."""
+    if config is None or (
+        not config.districts
+        and not config.hazards
+        and config.district_code_property == "code"
+        and config.district_name_property == "name"
+    ):
+        return default_index()
+    return load_index(
+        districts=config.districts or None,
+        district_code_property=config.district_code_property,
+        district_name_property=config.district_name_property,
+        hazards=config.hazards or None,
+    )
+
+
+def default_targeter(config: GeoConfig | None = None, *, index: GeoIndex | None = None) -> CodeTargeter:
+    """The service's targeter: JMA code tables, then the geo layers."""
+    return CodeTargeter(JmaCodeExpander(), GeoExpander(index or geo_index(config)))
+
+
+def resolve_choices(choices: Iterable[str], index: GeoIndex, codes: AreaCodes | None = None) -> list[str]:
+    """Codes for what a subscriber chose: district names or codes, zones, JMA codes.
+
+    A district matches by code, name or ``name_en`` (case-insensitive); a hazard zone by
+    id, name or zone number (every zone of that name); anything else must be a JMA area
+    code. Raises ValueError naming the choices that match nothing.
+    """
+    table = codes or default_codes()
+    by_name: dict[str, str] = {}
+    for d in index.districts:
+        for key in (d.code, d.name, str(d.properties.get("name_en") or "")):
+            if key:
+                by_name.setdefault(key.casefold(), d.code)
+    out: dict[str, None] = {}
+    bad: list[str] = []
+    for raw in choices:
+        choice = raw.strip()
+        district = by_name.get(choice.casefold())
+        if district is not None:
+            out[district] = None
+            continue
+        zones = index.zones_matching(choice)
+        if zones:
+            out.update((z.code, None) for z in zones)
+            continue
+        if choice and table.name(choice) is not None:
+            out[choice] = None
+            continue
+        bad.append(raw)
+    if bad:
+        names = ", ".join(d.name for d in index.districts)
+        raise ValueError(f"unknown area {', '.join(map(repr, bad))}: not a district ({names}), zone or JMA code")
+    return list(out)
+
+
+def located_codes(district_codes: Sequence[str], zone_ids: Sequence[str]) -> list[str]:
+    """The codes a located subscription follows: its districts, then its zones."""
+    return list(dict.fromkeys([*district_codes, *zone_ids]))
