@@ -192,8 +192,11 @@ class Service:
         self._watchdog = asyncio.create_task(self._watchdog_loop(), name="watchdog")
         log.info(
             "service started",
-            extra={"channels": ",".join(self.channels) or "none", "web": self.web_url or "off",
-                   "database": "embedded" if not s.database_url() else "external"},
+            extra={
+                "channels": ",".join(self.channels) or "none",
+                "web": self.web_url or "off",
+                "database": "embedded" if not s.database_url() else "external",
+            },
         )
 
     async def _open_channels(self) -> None:
@@ -259,9 +262,7 @@ class Service:
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.settings.web.host, self.settings.web.port)
         await site.start()
-        port = self.settings.web.port
-        for sock in getattr(site._server, "sockets", None) or []:
-            port = sock.getsockname()[1]
+        port = self.runner.addresses[0][1]
         self.web_url = f"http://{self.settings.web.host}:{port}"
 
     async def _watchdog_loop(self) -> None:

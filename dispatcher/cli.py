@@ -20,7 +20,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from dispatcher import logs
@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dispatcher: configuration error: {exc}", file=sys.stderr)
         return 2
     logs.setup(settings.service.log_level, settings.service.log_format)
-    commands: dict[str, Callable[[Settings, argparse.Namespace], Awaitable[int]]] = {
+    commands: dict[str, Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]]] = {
         "run": _run,
         "demo": _demo,
         "migrate": _migrate,
@@ -200,9 +200,11 @@ async def _approve(settings: Settings, args: argparse.Namespace) -> int:
     try:
         from channels import load_channel_class
 
-        per_person, broadcast = [], []
+        per_person: list[str] = []
+        broadcast: list[str] = []
         for cs in settings.enabled_channels():
-            (broadcast if load_channel_class(cs.name).broadcast else per_person).append(cs.name)
+            cls: Any = load_channel_class(cs.name)
+            (broadcast if cls.broadcast else per_person).append(cs.name)
         pipeline = Pipeline(pool, targeter=CodeTargeter(), channels=per_person, broadcast_channels=broadcast)
         try:
             result = await pipeline.release(args.alert_id)

@@ -73,8 +73,9 @@ SCENARIO = (
     DemoTelegram("noto2024_VXSE53_WInfoL.xml", "eqvol", "real 震源・震度情報 naming 沼津市", public=True),
     DemoTelegram("20231009072652_07314633_VTSE41.xml", "eqvol", "real 津波注意報 for 静岡県", public=True),
     DemoTelegram("32-35_01_03_240613_VXSE53.xml", "eqvol", "JMA exercise (訓練) sample", public=False),
-    DemoTelegram("15_17_01_250123_VPWW54.xml", "regular", "warning for another prefecture", public=True,
-                 reaches_numazu=False),
+    DemoTelegram(
+        "15_17_01_250123_VPWW54.xml", "regular", "warning for another prefecture", public=True, reaches_numazu=False
+    ),
 )
 
 
@@ -124,7 +125,12 @@ class Demo:
         host, port = self.smtp.host, self.smtp.port
         channels = {
             "telegram": ChannelSettings(
-                "telegram", enabled=True, options=TelegramConfig(token="123456:DEMO", base_url=self.telegram.base_url)
+                "telegram",
+                enabled=True,
+                options=TelegramConfig(
+                    token="123456:DEMO",  # noqa: S106 - the stand-in accepts any token
+                    base_url=self.telegram.base_url,
+                ),
             ),
             "email": ChannelSettings(
                 "email",
@@ -135,7 +141,8 @@ class Demo:
         return dataclasses.replace(
             s,
             jma=dataclasses.replace(
-                s.jma, feeds=tuple(self.feed.feed_url(f) for f in ("regular", "extra", "eqvol", "other")),
+                s.jma,
+                feeds=tuple(self.feed.feed_url(f) for f in ("regular", "extra", "eqvol", "other")),
                 poll_seconds=2,
             ),
             web=dataclasses.replace(s.web, port=self.port),
@@ -154,8 +161,13 @@ class Demo:
             await db.migrate(conn)
             for s in SUBSCRIBERS:
                 await subscribe(
-                    conn, channel=s.channel, address=s.address, areas=[NUMAZU], language=s.language,
-                    display_name=s.name, test_recipient=s.test_recipient,
+                    conn,
+                    channel=s.channel,
+                    address=s.address,
+                    areas=[NUMAZU],
+                    language=s.language,
+                    display_name=s.name,
+                    test_recipient=s.test_recipient,
                 )
         finally:
             await conn.close()

@@ -13,7 +13,7 @@ import enum
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import asyncpg
 
@@ -90,7 +90,7 @@ class Pipeline:
 
     async def ingest(self, alert: Alert, *, document_id: int | None = None, hold: bool = False) -> IngestResult:
         targets, unknown = self.targeter.target_codes(alert)
-        extra = {"alert": alert.identifier, "event": alert.event, "source": alert.source}
+        extra: dict[str, Any] = {"alert": alert.identifier, "event": alert.event, "source": alert.source}
         if unknown:
             log.warning("alert names unknown area codes", extra={**extra, "codes": ",".join(unknown)})
         async with self.pool.acquire() as conn, conn.transaction():
@@ -127,7 +127,9 @@ class Pipeline:
                 raise ValueError(f"alert {alert_id} is {row['state']}, not held")
             alert = alert_store.row_to_alert(row)
             await conn.execute("UPDATE alerts SET state = 'active' WHERE id = $1", alert_id)
-            replaced = [int(r["id"]) for r in await conn.fetch("SELECT id FROM alerts WHERE replaced_by = $1", alert_id)]
+            replaced = [
+                int(r["id"]) for r in await conn.fetch("SELECT id FROM alerts WHERE replaced_by = $1", alert_id)
+            ]
             count = await self._fan_out(conn, alert, alert_id, list(row["target_codes"]), replaced)
         log.info("held alert released", extra={"alert_id": alert_id, "deliveries": count})
         return IngestResult(Outcome.QUEUED, alert_id, count, tuple(replaced))

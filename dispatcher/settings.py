@@ -220,7 +220,9 @@ def _flatten(d: Mapping[str, Any], prefix: str) -> list[str]:
     return out
 
 
-def _build_settings(data: dict[str, Any], origin: dict[str, str], env: Mapping[str, str], files: tuple[str, ...]) -> Settings:
+def _build_settings(
+    data: dict[str, Any], origin: dict[str, str], env: Mapping[str, str], files: tuple[str, ...]
+) -> Settings:
     def where(key: str) -> str:
         # A key names the file that set it; a section, the last file touching it.
         if key in origin and not isinstance(_lookup(data, key), dict):
@@ -257,23 +259,28 @@ def _build_channel(name: str, raw: Any, where: Any, env: Mapping[str, str]) -> C
     generic = {k: v for k, v in raw.items() if k in _CHANNEL_GENERIC}
     own = {k: v for k, v in raw.items() if k not in _CHANNEL_GENERIC}
     enabled = _check_type(generic.get("enabled", False), bool, section, "enabled", where)
-    cls = load_channel_class(name)
+    cls: Any = load_channel_class(name)
     options = None
     if enabled:
-        options = build_dataclass(cls.config_class, own, section=section, where=where, env=env,
-                                  extra_known=_CHANNEL_GENERIC)
+        options = build_dataclass(
+            cls.config_class, own, section=section, where=where, env=env, extra_known=_CHANNEL_GENERIC
+        )
     else:
         # A disabled channel may lack its secrets, but its keys must still exist.
         known = _known_keys(cls.config_class) | _CHANNEL_GENERIC
         for key in own:
             if key not in known:
-                raise ConfigError(f"{where(section + '.' + key)}: [{section}] unknown key '{key}'{_suggest(key, sorted(known))}")
+                raise ConfigError(
+                    f"{where(section + '.' + key)}: [{section}] unknown key '{key}'{_suggest(key, sorted(known))}"
+                )
     return ChannelSettings(
         name=name,
         enabled=enabled,
         rate_per_second=_opt_num(generic, "rate_per_second", section, where),
         per_recipient_interval=_opt_num(generic, "per_recipient_interval", section, where),
-        batch_size=_check_type(generic["batch_size"], int, section, "batch_size", where) if "batch_size" in generic else None,
+        batch_size=_check_type(generic["batch_size"], int, section, "batch_size", where)
+        if "batch_size" in generic
+        else None,
         options=options,
     )
 
@@ -311,7 +318,10 @@ def build_dataclass(
         if key in extra_known:
             continue
         if key not in known:
-            raise ConfigError(f"{where(section + '.' + key)}: [{section}] unknown key '{key}'{_suggest(key, sorted(known - set(extra_known)))}")
+            raise ConfigError(
+                f"{where(section + '.' + key)}: [{section}] unknown key '{key}'"
+                + _suggest(key, sorted(known - set(extra_known)))
+            )
         if key.endswith(("_env", "_file")) and key not in fields:
             base = key.rsplit("_", 1)[0]
             values[base] = _read_secret(key, value, section, where, env)
@@ -331,12 +341,16 @@ def _read_secret(key: str, value: Any, section: str, where: Any, env: Mapping[st
         raise ConfigError(f"{where(section + '.' + key)}: [{section}] {key} must be a string")
     if key.endswith("_env"):
         if value not in env:
-            raise ConfigError(f"{where(section + '.' + key)}: [{section}] {key}: environment variable {value} is not set")
+            raise ConfigError(
+                f"{where(section + '.' + key)}: [{section}] {key}: environment variable {value} is not set"
+            )
         return env[value]
     try:
         return Path(value).read_text(encoding="utf-8").strip()
     except OSError as exc:
-        raise ConfigError(f"{where(section + '.' + key)}: [{section}] {key}: cannot read {value}: {exc.strerror}") from None
+        raise ConfigError(
+            f"{where(section + '.' + key)}: [{section}] {key}: cannot read {value}: {exc.strerror}"
+        ) from None
 
 
 def _check_type(value: Any, hint: Any, section: str, key: str, where: Any) -> Any:
@@ -346,7 +360,8 @@ def _check_type(value: Any, hint: Any, section: str, key: str, where: Any) -> An
 
     def fail(expected: str) -> ConfigError:
         return ConfigError(
-            f"{where(section + '.' + key)}: [{section}] {key} = {value!r}: expected {expected}, got {type(value).__name__}"
+            f"{where(section + '.' + key)}: [{section}] {key} = {value!r}: "
+            f"expected {expected}, got {type(value).__name__}"
         )
 
     if origin in (typing.Union, types.UnionType):

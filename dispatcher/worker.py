@@ -70,7 +70,7 @@ class Wakeups:
                 continue
             delay = 0.5
             lost = asyncio.Event()
-            conn.add_termination_listener(lambda _c: lost.set())
+            conn.add_termination_listener(lambda _c, ev=lost: ev.set())
             try:
                 await conn.add_listener(outbox.NOTIFY_CHANNEL, self._on_notify)
                 self.connected.set()
@@ -181,9 +181,7 @@ class OutboxWorker:
         async with self.pool.acquire() as conn:
             state = await outbox.channel_state(conn, self.name)
             now = _now()
-            if (state.paused_until and state.paused_until > now) or (
-                state.backoff_until and state.backoff_until > now
-            ):
+            if (state.paused_until and state.paused_until > now) or (state.backoff_until and state.backoff_until > now):
                 return False
             await outbox.requeue_expired_leases(conn)
             claimed = await outbox.claim(conn, self.name, self.claim_size, self.cfg.lease_seconds)

@@ -80,7 +80,7 @@ class JmaFeedStandIn:
             self.fail_next -= 1
             raise web.HTTPServiceUnavailable()
         body = self._atom(feed)
-        etag = '"' + hashlib.sha1(body).hexdigest() + '"'
+        etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
         modified = format_datetime(self._changed[feed], usegmt=True)
         if request.headers.get("If-None-Match") == etag:
             self.not_modified += 1
@@ -112,8 +112,7 @@ class JmaFeedStandIn:
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()
-        sockets = site._server.sockets if site._server else []  # type: ignore[union-attr]
-        self.base_url = f"http://{host}:{sockets[0].getsockname()[1]}"
+        self.base_url = f"http://{host}:{self._runner.addresses[0][1]}"
         return self.base_url
 
     async def stop(self) -> None:

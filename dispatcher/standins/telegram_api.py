@@ -15,7 +15,6 @@ groups migrated to supergroups, and server errors.
 from __future__ import annotations
 
 import asyncio
-
 import json
 import math
 import time

@@ -91,10 +91,11 @@ def embedded_server_uri(state_dir: Path, database: str = "postgres") -> str:
         server = _embedded.get(pgdata)
         if server is None:
             log.info("starting embedded PostgreSQL", extra={"pgdata": str(pgdata)})
-            server = pgserver.get_server(pgdata, cleanup_mode="stop")
+            server = pgserver.get_server(pgdata, cleanup_mode="stop")  # type: ignore[attr-defined]
             _embedded[pgdata] = server
         if database != "postgres":
-            exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{_ident(database)}';")
+            # _ident() admits only [A-Za-z0-9_], so interpolation is safe here.
+            exists = server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{_ident(database)}';")  # noqa: S608
             if "1 row" not in exists:
                 server.psql(f'CREATE DATABASE "{_ident(database)}";')
         return str(server.get_uri(database))

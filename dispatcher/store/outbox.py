@@ -70,7 +70,11 @@ async def fan_out_broadcast(
 
 
 async def fan_out_followers(conn: asyncpg.Connection, *, alert_id: int, priority: int, replaced: Sequence[int]) -> int:
-    """An update or cancel also reaches everyone who received what it replaces."""
+    """An update or cancel also reaches everyone who received what it replaces.
+
+    Deliveries still "sending" are followed later, on completion
+    (:func:`follow_replacements`).
+    """
     result = await conn.execute(
         """
         INSERT INTO deliveries (alert_id, channel, subscription_id, address, language, priority)
@@ -101,6 +105,15 @@ async def supersede_queued(conn: asyncpg.Connection, alert_ids: Sequence[int], r
 
 @dataclass(frozen=True, slots=True)
 class Claimed:
+    """A delivery this worker now holds ("sending", leased).
+
+    ``attempts`` counts this attempt and fences the completion: a row whose
+    lease expired and was claimed again carries a different count, so a late
+    answer of the first owner cannot overwrite the second's. ``alert_state`` and
+    ``alert_expires`` are read in the same statement, so a cancel committed
+    before the claim is always seen.
+    """
+
     id: int
     alert_id: int
     address: str
@@ -108,6 +121,8 @@ class Claimed:
     subscription_id: int | None
     priority: int
     attempts: int
+    alert_state: str = "active"
+    alert_expires: datetime | None = None
 
 
 async def claim(conn: asyncpg.Connection, channel: str, limit: int, lease_seconds: float) -> list[Claimed]:
@@ -127,19 +142,52 @@ async def claim(conn: asyncpg.Connection, channel: str, limit: int, lease_second
         UPDATE deliveries d
         SET state = 'sending', attempts = d.attempts + 1, updated_at = now(),
             lease_until = now() + make_interval(secs => $3)
-        FROM picked WHERE d.id = picked.id
-        RETURNING d.id, d.alert_id, d.address, d.language, d.subscription_id, d.priority, d.attempts
+        FROM picked, alerts a
+        WHERE d.id = picked.id AND a.id = d.alert_id
+        RETURNING d.id, d.alert_id, d.address, d.language, d.subscription_id, d.priority, d.attempts,
+                  a.state::text AS alert_state, a.expires
         """,
         channel,
         limit,
         lease_seconds,
     )
     out = [
-        Claimed(r["id"], r["alert_id"], r["address"], r["language"], r["subscription_id"], r["priority"], r["attempts"])
+        Claimed(
+            r["id"],
+            r["alert_id"],
+            r["address"],
+            r["language"],
+            r["subscription_id"],
+            r["priority"],
+            r["attempts"],
+            r["alert_state"],
+            r["expires"],
+        )
         for r in rows
     ]
     out.sort(key=lambda c: (c.priority, c.id))
     return out
+
+
+async def next_due(conn: asyncpg.Connection, channel: str) -> datetime | None:
+    """When the earliest queued delivery of ``channel`` becomes due (None: none queued)."""
+    value: datetime | None = await conn.fetchval(
+        "SELECT min(not_before) FROM deliveries WHERE channel = $1 AND state = 'queued'", channel
+    )
+    return value
+
+
+async def renew_leases(conn: asyncpg.Connection, ids: Sequence[int], lease_seconds: float) -> int:
+    """Extend the leases of deliveries still being worked on (slow sends, pacing)."""
+    if not ids:
+        return 0
+    result = await conn.execute(
+        "UPDATE deliveries SET lease_until = now() + make_interval(secs => $2)"
+        " WHERE id = ANY($1::bigint[]) AND state = 'sending'",
+        list(ids),
+        lease_seconds,
+    )
+    return int(result.split()[-1])
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,13 +201,21 @@ class Outcome:
     not_before: datetime | None = None
     # A rate-limited attempt does not count against the retry budget.
     refund_attempt: bool = False
+    # The claim's attempt count (fencing token); None writes unconditionally.
+    attempt: int | None = None
 
 
-async def complete(conn: asyncpg.Connection, outcomes: Sequence[Outcome]) -> None:
-    """Write all outcomes of a batch in one statement."""
+async def complete(conn: asyncpg.Connection, outcomes: Sequence[Outcome]) -> int:
+    """Write all outcomes of a batch in one statement; return rows written.
+
+    Only rows still "sending" under the same claim (``attempt``) are written.
+    Deliveries that went out for an alert which an update or cancel replaced
+    meanwhile get a delivery of the replacing alert too (see
+    :func:`follow_replacements`). Call inside a transaction.
+    """
     if not outcomes:
-        return
-    await conn.execute(
+        return 0
+    result = await conn.execute(
         """
         UPDATE deliveries d SET
             state = v.state::delivery_state,
@@ -169,9 +225,9 @@ async def complete(conn: asyncpg.Connection, outcomes: Sequence[Outcome]) -> Non
             attempts = d.attempts - CASE WHEN v.refund THEN 1 ELSE 0 END,
             lease_until = NULL,
             updated_at = now()
-        FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::bool[])
-            AS v(id, state, remote_id, error, not_before, refund)
-        WHERE d.id = v.id AND d.state = 'sending'
+        FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::bool[], $7::int[])
+            AS v(id, state, remote_id, error, not_before, refund, attempt)
+        WHERE d.id = v.id AND d.state = 'sending' AND (v.attempt IS NULL OR d.attempts = v.attempt)
         """,
         [o.id for o in outcomes],
         [o.state for o in outcomes],
@@ -179,7 +235,43 @@ async def complete(conn: asyncpg.Connection, outcomes: Sequence[Outcome]) -> Non
         [o.error for o in outcomes],
         [o.not_before for o in outcomes],
         [o.refund_attempt for o in outcomes],
+        [o.attempt for o in outcomes],
     )
+    delivered = [o.id for o in outcomes if o.state == "delivered"]
+    if delivered:
+        await follow_replacements(conn, delivered)
+    return int(result.split()[-1])
+
+
+async def follow_replacements(conn: asyncpg.Connection, delivered_ids: Sequence[int]) -> int:
+    """Queue the replacing alert for deliveries that went out after their alert was replaced.
+
+    The pipeline supersedes what is queued and follows what was delivered when
+    an update or cancel arrives; a delivery that was "sending" at that moment
+    is neither, and is caught here. ``FOR SHARE`` on the alert rows orders this
+    against the pipeline's ``UPDATE alerts`` (``mark_replaced``): either the
+    pipeline's follower fan-out sees this delivery as delivered, or this
+    statement sees ``replaced_by``.
+    """
+    result = await conn.execute(
+        """
+        WITH done AS (
+            SELECT d.id, d.alert_id, d.channel, d.subscription_id, d.address, d.language
+            FROM deliveries d WHERE d.id = ANY($1::bigint[]) AND d.state = 'delivered'
+        ), old AS (
+            SELECT a.id, a.replaced_by FROM alerts a
+            WHERE a.id IN (SELECT alert_id FROM done)
+            FOR SHARE
+        )
+        INSERT INTO deliveries (alert_id, channel, subscription_id, address, language, priority)
+        SELECT r.id, done.channel, done.subscription_id, done.address, done.language, r.priority
+        FROM done JOIN old ON old.id = done.alert_id JOIN alerts r ON r.id = old.replaced_by
+        WHERE r.state = 'active'
+        ON CONFLICT (alert_id, channel, address) DO NOTHING
+        """,
+        list(delivered_ids),
+    )
+    return int(result.split()[-1])
 
 
 async def requeue_expired_leases(conn: asyncpg.Connection) -> int:

@@ -75,7 +75,8 @@ async def dashboard(request: web.Request) -> web.Response:
             f'<tr class="p{a["priority"]}"><td><a href="/alerts/{a["id"]}">{a["id"]}</a></td>'
             f"<td>{html.escape(a['received_at'][:19].replace('T', ' '))}</td>"
             f'<td><span class="tag">{html.escape(a["source"])}</span> {html.escape(a["kind"])}</td>'
-            f"<td><b>{html.escape(a['event'])}</b>{ex}<br><span class=muted>{html.escape(a['headline'][:140])}</span></td>"
+            f"<td><b>{html.escape(a['event'])}</b>{ex}<br>"
+            f"<span class=muted>{html.escape(a['headline'][:140])}</span></td>"
             f"<td>{html.escape(a['state'])}</td><td>{_counts_cell(a['deliveries'])}</td></tr>"
         )
     doc_line = ", ".join(f"{n} {k}" for k, n in sorted(docs.items())) or "none yet"
