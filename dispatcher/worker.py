@@ -6,6 +6,17 @@ processes share the queue through ``FOR UPDATE SKIP LOCKED``; they wake on
 channel makes one attempt; every retry decision is taken here and written to
 the database (``not_before``, ``channel_state``, ``recipient_pauses``), so a
 provider outage slows only its channel and survives restarts.
+
+The worker streams rather than working in rounds: it keeps up to two claims'
+worth of deliveries in flight, claims again as soon as one claim's worth has
+been recorded, and a single recorder writes whatever answers have arrived in
+one transaction (bulk completion), immediately, so the window in which a
+crash can cause a duplicate is one send plus one commit. A slow recipient
+(per-chat pacing, a slow endpoint) holds only its own slot, never the batch.
+Pauses a provider asks for act in memory at once (deliveries not yet sent go
+back to the queue unsent, their attempt refunded) and in the database for
+every other worker and after a restart. Leases of deliveries still in flight
+are renewed, so only a dead process's leases expire.
 """
 
 from __future__ import annotations
@@ -29,6 +40,8 @@ from dispatcher.settings import ChannelSettings, DeliveryConfig
 from dispatcher.store import alerts as alert_store
 from dispatcher.store import outbox
 from dispatcher.store.outbox import Claimed, Outcome
+
+Answer = SendResult | Outcome
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -117,55 +130,100 @@ class OutboxWorker:
         self.batch_size = (settings.batch_size if settings and settings.batch_size else None) or channel.batch_size
         self.bucket = TokenBucket(rate)
         self.spacing = RecipientSpacing(interval) if interval else None
-        # Claim about one second of work at a time: a crash loses the outcome
-        # records of at most that much, and a higher-priority alert arriving
-        # meanwhile is picked at the next claim.
+        # Claim about one second of work at a time, and hold at most two claims'
+        # worth: a crash leaves at most that much to lease expiry, and a
+        # higher-priority alert is claimed within about a second.
         self.claim_size = max(1, min(delivery.batch_size, int(rate * self.batch_size) or 1))
+        self.max_inflight = 2 * self.claim_size
+        # Longest in-memory wait for a recipient's pacing slot; beyond it the
+        # delivery goes back to the queue with ``not_before`` at that slot.
+        self.max_spacing_wait = min(2.0 * (interval or 0.0), delivery.lease_seconds / 3)
         self.wakeup = wakeup or asyncio.Event()
         self.on_event = on_event
         self._stopping = asyncio.Event()
         self._sem = asyncio.Semaphore(max(1, delivery.concurrency))
-        self._alerts: dict[int, tuple[Alert, str, datetime | None]] = {}
+        self._alerts: dict[int, Alert] = {}
         self._messages: dict[tuple[int, str], Message] = {}
+        # Claimed and not yet recorded: id → (claim, time.monotonic() of the claim or last renewal).
+        self._inflight: dict[int, tuple[Claimed, float]] = {}
+        self._answers: list[tuple[Claimed, Answer]] = []
+        self._answered = asyncio.Event()
+        self._recorded = asyncio.Event()
+        self._sends: set[asyncio.Task[None]] = set()
+        # In-memory pauses (monotonic deadlines), mirrored in the database.
+        self._paused_until = 0.0
+        self._recipient_paused: dict[str, float] = {}
+        self._last_maintenance = 0.0
         self.sent = 0
 
     # -- lifecycle ---------------------------------------------------------
 
     def stop(self) -> None:
-        """Stop claiming; the current batch finishes."""
+        """Stop claiming; what is in flight finishes and is recorded."""
         self._stopping.set()
         self.wakeup.set()
 
     async def run(self) -> None:
-        log.info("worker started", extra={"channel": self.name, "claim_size": self.claim_size})
-        while not self._stopping.is_set():
-            try:
-                worked = await self.run_once()
-            except DB_ERRORS as exc:
-                log.warning("database unavailable; worker waits", extra={"channel": self.name, "error": str(exc)})
-                await self._sleep(1.0)
-                continue
-            except Exception:
-                # A bug must not silently kill the channel: log it, wait, go on.
-                # Claimed rows stay "sending" until their lease expires.
-                log.exception("worker round failed", extra={"channel": self.name})
-                await self._sleep(5.0)
-                continue
-            if not worked:
-                await self._idle()
+        log.info(
+            "worker started", extra={"channel": self.name, "claim_size": self.claim_size, "inflight": self.max_inflight}
+        )
+        recorder = asyncio.create_task(self._recorder(), name=f"recorder-{self.name}")
+        try:
+            while not self._stopping.is_set():
+                try:
+                    worked = await self.run_once()
+                except DB_ERRORS as exc:
+                    log.warning("database unavailable; worker waits", extra={"channel": self.name, "error": str(exc)})
+                    await self._sleep(1.0)
+                    continue
+                except Exception:
+                    # A bug must not silently kill the channel: log it, wait, go on.
+                    # Claimed rows stay "sending" until their lease expires.
+                    log.exception("worker round failed", extra={"channel": self.name})
+                    await self._sleep(5.0)
+                    continue
+                if not worked:
+                    await self._idle()
+            if self._sends:
+                await asyncio.gather(*list(self._sends), return_exceptions=True)
+            await self._drain(recorder)
+        except asyncio.CancelledError:
+            # Shutdown grace ran out: keep what was answered, give the rest back.
+            for task in list(self._sends):
+                task.cancel()
+            await asyncio.gather(*list(self._sends), return_exceptions=True)
+            await self._drain(recorder)
+            unanswered = list(self._inflight)
+            if unanswered:
+                async with self.pool.acquire() as conn:
+                    n = await outbox.release(conn, unanswered, "shutdown")
+                log.warning(
+                    "shutdown: unsent deliveries returned to the queue", extra={"channel": self.name, "count": n}
+                )
+            raise
         log.info("worker stopped", extra={"channel": self.name, "sent": self.sent})
 
+    async def _drain(self, recorder: asyncio.Task[None]) -> None:
+        """Record every answer received, then stop the recorder."""
+        recorder.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await recorder
+        if self._answers:
+            batch, self._answers = self._answers, []
+            await self._record(batch)
+
     async def _idle(self) -> None:
-        self.wakeup.clear()
         wait = self.cfg.poll_interval
-        async with self.pool.acquire() as conn:
-            state = await outbox.channel_state(conn, self.name)
-        now = _now()
-        for until in (state.paused_until, state.backoff_until):
-            if until and until > now:
-                # Paused: a NOTIFY must not wake us early, only stop() may.
-                await self._sleep(min((until - now).total_seconds(), 60.0), wake=False)
-                return
+        now = time.monotonic()
+        if self._paused_until > now:
+            # Paused: a NOTIFY must not wake us early, only stop() may.
+            await self._sleep(min(self._paused_until - now, 60.0), wake=False)
+            return
+        with contextlib.suppress(*DB_ERRORS):
+            async with self.pool.acquire() as conn:
+                due = await outbox.next_due(conn, self.name)
+            if due is not None:
+                wait = max(0.01, min(wait, (due - _now()).total_seconds()))
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.wakeup.wait(), timeout=wait)
 
@@ -174,43 +232,62 @@ class OutboxWorker:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(ev.wait(), timeout=max(0.0, seconds))
 
-    # -- one round ---------------------------------------------------------
+    # -- claiming ----------------------------------------------------------
 
     async def run_once(self) -> bool:
-        """Claim and process one batch; False when there was nothing to do."""
+        """Claim one batch and start sending it; False when there was nothing to claim."""
+        free = self.max_inflight - len(self._inflight)
+        if free < max(1, self.claim_size // 2):
+            # Full: wait until the recorder has made room.
+            self._recorded.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._recorded.wait(), timeout=1.0)
+            return True
+        if self._paused_until > time.monotonic():
+            return False
+        # Cleared before claiming, so a NOTIFY arriving during the claim is kept.
+        self.wakeup.clear()
         async with self.pool.acquire() as conn:
             state = await outbox.channel_state(conn, self.name)
             now = _now()
-            if (state.paused_until and state.paused_until > now) or (state.backoff_until and state.backoff_until > now):
+            until = max((u for u in (state.paused_until, state.backoff_until) if u and u > now), default=None)
+            if until is not None:
+                self._pause_for((until - now).total_seconds())
                 return False
-            await outbox.requeue_expired_leases(conn)
-            claimed = await outbox.claim(conn, self.name, self.claim_size, self.cfg.lease_seconds)
+            await self._maintain(conn)
+            claimed = await outbox.claim(conn, self.name, min(free, self.claim_size), self.cfg.lease_seconds)
             if not claimed:
                 return False
-            await self._load_alerts(conn, {c.alert_id for c in claimed})
-        done: list[tuple[Claimed, SendResult | Outcome]] = []
-        try:
-            await self._process(claimed, done)
-        except asyncio.CancelledError:
-            # Shutdown grace ran out: keep what was answered, give the rest back.
-            answered = {c.id for c, _r in done}
-            await self._record(done)
-            async with self.pool.acquire() as conn:
-                n = await outbox.release(conn, [c.id for c in claimed if c.id not in answered], "shutdown")
-            log.warning("shutdown: unsent deliveries returned to the queue", extra={"channel": self.name, "count": n})
-            raise
-        await self._record(done)
+            missing = {c.alert_id for c in claimed} - set(self._alerts)
+            if missing:
+                await self._load_alerts(conn, missing)
+        started = time.monotonic()
+        for c in claimed:
+            self._inflight[c.id] = (c, started)
+        self._dispatch(claimed)
         return True
 
+    async def _maintain(self, conn: asyncpg.Connection) -> None:
+        """Requeue dead workers' leases; renew ours (a few times per lease)."""
+        now = time.monotonic()
+        every = max(0.2, self.cfg.lease_seconds / 4)
+        if now - self._last_maintenance < every:
+            return
+        self._last_maintenance = now
+        await outbox.requeue_expired_leases(conn)
+        old = [cid for cid, (_c, at) in self._inflight.items() if now - at >= every]
+        if old:
+            await outbox.renew_leases(conn, old, self.cfg.lease_seconds)
+            for cid in old:
+                entry = self._inflight.get(cid)
+                if entry is not None:
+                    self._inflight[cid] = (entry[0], now)
+
     async def _load_alerts(self, conn: asyncpg.Connection, ids: set[int]) -> None:
-        # Alert state can change (cancel, supersede) so state is always re-read;
-        # the alert body is cached.
+        # Only the body is cached; the alert's state comes with every claim.
         rows = await conn.fetch("SELECT * FROM alerts WHERE id = ANY($1::bigint[])", list(ids))
         for row in rows:
-            aid = int(row["id"])
-            cached = self._alerts.get(aid)
-            alert = cached[0] if cached else alert_store.row_to_alert(row)
-            self._alerts[aid] = (alert, str(row["state"]), row["expires"])
+            self._alerts[int(row["id"])] = alert_store.row_to_alert(row)
         if len(self._alerts) > 1000:
             for aid in list(self._alerts)[:500]:
                 self._alerts.pop(aid, None)
@@ -225,36 +302,80 @@ class OutboxWorker:
             self._messages[key] = msg
         return msg
 
-    async def _process(self, claimed: Sequence[Claimed], done: list[tuple[Claimed, SendResult | Outcome]]) -> None:
-        """Send what is still due into ``done``; skipped deliveries get ready Outcomes."""
+    # -- sending -----------------------------------------------------------
+
+    def _dispatch(self, claimed: Sequence[Claimed]) -> None:
+        """Answer what need not be sent; start a send task per chunk of the rest."""
         sendable: list[Claimed] = []
         now = _now()
         for c in claimed:
-            _alert, state, expires = self._alerts[c.alert_id]
-            if state in ("cancelled", "superseded"):
-                done.append((c, Outcome(c.id, "superseded", error=f"alert {state} before sending")))
-            elif expires is not None and expires <= now:
-                done.append((c, Outcome(c.id, "expired", error=f"alert expired at {expires.isoformat()}")))
+            if c.alert_state in ("cancelled", "superseded"):
+                self._answer(c, Outcome(c.id, "superseded", error=f"alert {c.alert_state} before sending"))
+            elif c.alert_expires is not None and c.alert_expires <= now:
+                self._answer(c, Outcome(c.id, "expired", error=f"alert expired at {c.alert_expires.isoformat()}"))
+            elif c.alert_id not in self._alerts:
+                self._answer(c, Outcome(c.id, "failed", error="alert row not found"))
             else:
                 sendable.append(c)
         groups: dict[tuple[int, str], list[Claimed]] = defaultdict(list)
         for c in sendable:
             groups[(c.alert_id, c.language)].append(c)
-        tasks = []
         for (alert_id, language), items in groups.items():
-            message = self._message(alert_id, self._alerts[alert_id][0], language)
+            message = self._message(alert_id, self._alerts[alert_id], language)
             for i in range(0, len(items), self.batch_size):
-                tasks.append(self._send_chunk(message, items[i : i + self.batch_size], done))
-        await asyncio.gather(*tasks)
+                task = asyncio.create_task(self._send_chunk(message, items[i : i + self.batch_size]))
+                self._sends.add(task)
+                task.add_done_callback(self._sends.discard)
 
-    async def _send_chunk(
-        self, message: Message, chunk: Sequence[Claimed], done: list[tuple[Claimed, SendResult | Outcome]]
-    ) -> None:
+    def _answer(self, c: Claimed, answer: Answer) -> None:
+        self._answers.append((c, answer))
+        self._answered.set()
+
+    def _give_back(self, chunk: Sequence[Claimed], until: float, reason: str) -> None:
+        """Return unsent deliveries to the queue until ``until`` (monotonic), attempt refunded."""
+        not_before = _now() + timedelta(seconds=max(0.0, until - time.monotonic()))
+        for c in chunk:
+            self._answer(
+                c, Outcome(c.id, "queued", error=reason, not_before=not_before, refund_attempt=True, attempt=c.attempts)
+            )
+
+    def _held_until(self, chunk: Sequence[Claimed]) -> float:
+        """Monotonic time until which a pause holds this chunk back (0: not held)."""
+        now = time.monotonic()
+        held = self._paused_until if self._paused_until > now else 0.0
+        for c in chunk:
+            until = self._recipient_paused.get(c.address, 0.0)
+            if until > now:
+                held = max(held, until)
+        return held
+
+    async def _send_chunk(self, message: Message, chunk: Sequence[Claimed]) -> None:
+        try:
+            await self._send_chunk_inner(message, chunk)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # never leave a claim unanswered
+            log.exception("send task failed", extra={"channel": self.name})
+            for c in chunk:
+                self._answer(c, Retry(f"internal error: {exc!r}"))
+
+    async def _send_chunk_inner(self, message: Message, chunk: Sequence[Claimed]) -> None:
         if self.spacing is not None and len(chunk) == 1:
             wait = self.spacing.reserve(chunk[0].address)
+            if wait > self.max_spacing_wait:
+                self._give_back(chunk, time.monotonic() + wait, "per-recipient pacing")
+                return
             if wait > 0:
                 await asyncio.sleep(wait)
+        held = self._held_until(chunk)
+        if held:
+            self._give_back(chunk, held, "bucket paused")
+            return
         await self.bucket.acquire()
+        held = self._held_until(chunk)
+        if held:
+            self._give_back(chunk, held, "bucket paused")
+            return
         recipients = [Recipient(c.id, c.address, c.language, c.subscription_id) for c in chunk]
         # Derived from the delivery, so a retry after a lost answer carries the
         # same key and the provider can drop the duplicate.
@@ -270,15 +391,26 @@ class OutboxWorker:
         elapsed = time.monotonic() - started
         for c in chunk:
             result = results.get(c.id) or Retry("channel gave no answer for this recipient")
-            done.append((c, result))
+            if isinstance(result, Retry) and result.rate_limited:
+                # Act at once: sends waiting in this process must not hit the provider too.
+                after = result.after if result.after is not None else 1.0
+                if result.bucket is None:
+                    self._pause_for(after)
+                else:
+                    until = time.monotonic() + after
+                    self._recipient_paused[result.bucket] = max(self._recipient_paused.get(result.bucket, 0.0), until)
+            self._answer(c, result)
             self._emit(c, result, elapsed)
+
+    def _pause_for(self, seconds: float) -> None:
+        self._paused_until = max(self._paused_until, time.monotonic() + seconds)
 
     def _outcome(self, c: Claimed, result: SendResult) -> Outcome:
         now = _now()
         if isinstance(result, Delivered):
-            return Outcome(c.id, "delivered", remote_id=result.remote_id)
+            return Outcome(c.id, "delivered", remote_id=result.remote_id, attempt=c.attempts)
         if isinstance(result, Reject):
-            return Outcome(c.id, "failed", error=result.reason)
+            return Outcome(c.id, "failed", error=result.reason, attempt=c.attempts)
         if result.rate_limited:
             after = result.after if result.after is not None else 1.0
             return Outcome(
@@ -287,21 +419,27 @@ class OutboxWorker:
                 error=f"rate limited: {result.reason}",
                 not_before=now + timedelta(seconds=after),
                 refund_attempt=True,
+                attempt=c.attempts,
             )
         if c.attempts >= self.cfg.max_attempts:
-            return Outcome(c.id, "failed", error=f"gave up after {c.attempts} attempts: {result.reason}")
+            return Outcome(
+                c.id, "failed", error=f"gave up after {c.attempts} attempts: {result.reason}", attempt=c.attempts
+            )
         delay = (
             result.after
             if result.after is not None
             else backoff_delay(c.attempts, self.cfg.backoff_base, self.cfg.backoff_max)
         )
-        return Outcome(c.id, "queued", error=result.reason, not_before=now + timedelta(seconds=delay))
+        return Outcome(
+            c.id, "queued", error=result.reason, not_before=now + timedelta(seconds=delay), attempt=c.attempts
+        )
 
     def _emit(self, c: Claimed, result: SendResult, elapsed: float) -> None:
         extra = {"channel": self.name, "delivery_id": c.id, "alert_id": c.alert_id, "attempt": c.attempts}
         if isinstance(result, Delivered):
             self.sent += 1
-            log.info("delivered", extra={**extra, "remote_id": result.remote_id, "ms": round(elapsed * 1000, 1)})
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("delivered", extra={**extra, "remote_id": result.remote_id, "ms": round(elapsed * 1000, 1)})
         elif isinstance(result, Reject):
             log.warning("delivery rejected", extra={**extra, "reason": result.reason})
         else:
@@ -311,7 +449,17 @@ class OutboxWorker:
 
     # -- recording ---------------------------------------------------------
 
-    async def _record(self, done: Sequence[tuple[Claimed, SendResult | Outcome]]) -> None:
+    async def _recorder(self) -> None:
+        """Write answers as they arrive, all that are waiting in one transaction."""
+        while True:
+            await self._answered.wait()
+            self._answered.clear()
+            if not self._answers:
+                continue
+            batch, self._answers = self._answers, []
+            await self._record(batch)
+
+    async def _record(self, done: Sequence[tuple[Claimed, Answer]]) -> None:
         outcomes: list[Outcome] = []
         unsubscribe: list[int] = []
         channel_pause: tuple[datetime, str] | None = None
@@ -334,6 +482,7 @@ class OutboxWorker:
         delivered = any(isinstance(r, Delivered) for r in sent)
         transient = [r for r in sent if isinstance(r, Retry) and not r.rate_limited]
         channel_down = bool(sent) and len(transient) == len(sent)
+        backoff: list[float] = []
 
         async def write(conn: asyncpg.Connection) -> None:
             async with conn.transaction():
@@ -350,12 +499,19 @@ class OutboxWorker:
                     failures = await outbox.record_channel_failure(conn, self.name, reason)
                     delay = backoff_delay(failures, self.cfg.backoff_base, self.cfg.backoff_max)
                     await outbox.set_channel_backoff(conn, self.name, _now() + timedelta(seconds=delay))
-                    log.warning(
-                        "channel failing; backing off",
-                        extra={"channel": self.name, "failures": failures, "backoff_s": round(delay, 1)},
-                    )
+                    backoff[:] = [delay, float(failures)]
 
         await self._with_db(write)
+        for c, _r in done:
+            self._inflight.pop(c.id, None)
+        self._recorded.set()
+        if backoff:
+            # Sends still waiting in this process go back instead of failing too.
+            self._pause_for(backoff[0])
+            log.warning(
+                "channel failing; backing off",
+                extra={"channel": self.name, "failures": int(backoff[1]), "backoff_s": round(backoff[0], 1)},
+            )
 
     async def _with_db(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """Run ``fn`` until the database takes it: outcomes must not be lost."""
