@@ -35,6 +35,7 @@ from dispatcher.store import alerts as alert_store
 from dispatcher.store import db
 from dispatcher.targeting import default_targeter
 from dispatcher.worker import OutboxWorker, Wakeups
+from sources.base import PolledSource, PushedSource
 from sources.jma.feed import JmaSource
 
 log = logging.getLogger(__name__)
@@ -137,7 +138,9 @@ class Service:
         self.channels: dict[str, Channel] = {}
         self.workers: list[OutboxWorker] = []
         self._worker_tasks: list[asyncio.Task[None]] = []
-        self.sources: list[JmaSource] = []
+        # (source, every seconds, offset seconds past the minute)
+        self.polled: list[tuple[PolledSource, float, float]] = []
+        self.pushed: list[PushedSource] = []
         self.scheduler: AsyncIOScheduler | None = None
         self.runner: web.AppRunner | None = None
         self.wakeups: Wakeups | None = None
@@ -212,9 +215,13 @@ class Service:
                 log.warning("channel unhealthy at start", extra={"channel": cs.name, "detail": health.detail})
             self.channels[cs.name] = channel
 
-    def _start_sources(self) -> None:
+    def _build_sources(self) -> None:
+        """Polled sources with their schedule, and pushed sources (web routes).
+
+        A new source is one more block here; it talks to the service only
+        through :class:`ServiceContext`.
+        """
         s = self.settings
-        self.scheduler = AsyncIOScheduler(timezone="UTC")
         if s.jma.enabled and s.jma.feeds:
             jma = JmaSource(
                 s.jma.feeds,
@@ -223,20 +230,21 @@ class Service:
                 user_agent=s.jma.user_agent,
                 poll_seconds=s.jma.poll_seconds,
             )
-            self.sources.append(jma)
-            if s.jma.poll_seconds >= 60 and s.jma.poll_seconds % 60 == 0:
-                minutes = s.jma.poll_seconds // 60
-                trigger: dict[str, Any] = {
-                    "trigger": "cron",
-                    "minute": f"*/{minutes}",
-                    "second": s.jma.poll_offset_seconds,
-                }
+            self.polled.append((jma, s.jma.poll_seconds, s.jma.poll_offset_seconds))
+
+    def _start_sources(self) -> None:
+        self._build_sources()
+        self.scheduler = AsyncIOScheduler(timezone="UTC")
+        for source, every, offset in self.polled:
+            if every >= 60 and every % 60 == 0:
+                # Whole minutes: run at a fixed second past the minute (JMA: :20).
+                trigger: dict[str, Any] = {"trigger": "cron", "minute": f"*/{int(every // 60)}", "second": offset}
             else:
-                trigger = {"trigger": "interval", "seconds": s.jma.poll_seconds}
+                trigger = {"trigger": "interval", "seconds": every}
             self.scheduler.add_job(
                 self._poll,
-                args=[jma],
-                id="jma",
+                args=[source],
+                id=source.name,
                 max_instances=1,
                 coalesce=True,
                 misfire_grace_time=30,
@@ -245,7 +253,7 @@ class Service:
             )
         self.scheduler.start()
 
-    async def _poll(self, source: JmaSource) -> None:
+    async def _poll(self, source: PolledSource) -> None:
         assert self.context is not None
         try:
             await source.poll(self.context)
@@ -300,8 +308,11 @@ class Service:
             await self.runner.cleanup()
         if self.wakeups is not None:
             await self.wakeups.stop()
-        for source in self.sources:
-            await source.close()
+        for source in [p[0] for p in self.polled] + list(self.pushed):
+            close = getattr(source, "close", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    await close()
         for channel in self.channels.values():
             with contextlib.suppress(Exception):
                 await channel.close()

@@ -159,4 +159,8 @@ def create_app(service: Service) -> web.Application:
     app.router.add_get("/alerts/{id}", alert_page)
     app.router.add_get("/api/alerts", api_alerts)
     app.router.add_get("/healthz", healthz)
+    # Pushed sources (webhooks) bring their own routes.
+    if service.context is not None:
+        for source in service.pushed:
+            app.router.add_routes(source.routes(service.context))
     return app

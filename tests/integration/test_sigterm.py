@@ -17,11 +17,11 @@ from pathlib import Path
 
 import asyncpg
 
-from dispatcher.app import JmaCodeExpander
-from dispatcher.pipeline import CodeTargeter, Outcome, Pipeline
+from dispatcher.pipeline import Outcome, Pipeline
 from dispatcher.standins.telegram_api import TelegramStandIn
 from dispatcher.store import db
 from dispatcher.store.subscribers import subscribe
+from dispatcher.targeting import default_targeter
 from sources.jma.parser import Parsed, parse_telegram
 
 CHATS = [str(700000 + i) for i in range(90)]
@@ -99,7 +99,7 @@ async def test_sigterm_finishes_in_flight_keeps_the_rest_and_restart_completes(
                 await subscribe(conn, channel="telegram", address=chat, areas=["2220300"])
         outcome = parse_telegram((shared_data / "jma/live_noto2024/WInfoL.xml").read_bytes())
         assert isinstance(outcome, Parsed)
-        pipeline = Pipeline(pool, targeter=CodeTargeter(JmaCodeExpander()), channels=["telegram"])
+        pipeline = Pipeline(pool, targeter=default_targeter(), channels=["telegram"])
         result = await pipeline.ingest(outcome.alert)
         assert result.outcome is Outcome.QUEUED and result.deliveries == len(CHATS)
     finally:
