@@ -64,7 +64,7 @@ class PolledSource(Protocol):
 
     name: str
 
-    async def poll(self, ctx: SourceContext) -> None: ...
+    async def poll(self, ctx: SourceContext) -> object: ...
 
 
 @runtime_checkable
