@@ -149,6 +149,7 @@ class OutboxWorker:
         self._answers: list[tuple[Claimed, Answer]] = []
         self._answered = asyncio.Event()
         self._recorded = asyncio.Event()
+        self._closing = False
         self._sends: set[asyncio.Task[None]] = set()
         # In-memory pauses (monotonic deadlines), mirrored in the database.
         self._paused_until = 0.0
@@ -204,13 +205,10 @@ class OutboxWorker:
         log.info("worker stopped", extra={"channel": self.name, "sent": self.sent})
 
     async def _drain(self, recorder: asyncio.Task[None]) -> None:
-        """Record every answer received, then stop the recorder."""
-        recorder.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await recorder
-        if self._answers:
-            batch, self._answers = self._answers, []
-            await self._record(batch)
+        """Let the recorder write every answer received, then end it."""
+        self._closing = True
+        self._answered.set()
+        await recorder
 
     async def _idle(self) -> None:
         wait = self.cfg.poll_interval
@@ -450,11 +448,16 @@ class OutboxWorker:
     # -- recording ---------------------------------------------------------
 
     async def _recorder(self) -> None:
-        """Write answers as they arrive, all that are waiting in one transaction."""
+        """Write answers as they arrive, all that are waiting in one transaction.
+
+        Never cancelled mid-write: :meth:`_drain` asks it to finish instead.
+        """
         while True:
-            await self._answered.wait()
-            self._answered.clear()
             if not self._answers:
+                if self._closing:
+                    return
+                await self._answered.wait()
+                self._answered.clear()
                 continue
             batch, self._answers = self._answers, []
             await self._record(batch)
