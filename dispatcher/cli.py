@@ -8,7 +8,9 @@ Commands:
     status          recent alerts with per-channel delivery counts (``--json``)
     parse           parse JMA telegrams, one JSON object per file
     locate          districts and hazard zones at a point
-    subscribe       add or update a subscription
+    subscribe       add or update a subscription (areas by name or code, or a location)
+    audience        districts an alert file covers and how many subscribers it reaches
+    relocate        recompute subscribers' districts and zones after a layer change
     approve         release an alert held for approval
 """
 
@@ -53,12 +55,17 @@ def _parser() -> argparse.ArgumentParser:
     su = sub.add_parser("subscribe", help="add or update a subscription")
     su.add_argument("--channel", required=True)
     su.add_argument("--address", required=True, help="chat id, e-mail address…")
-    su.add_argument("--area", action="append", required=True, help="JMA municipality or district code (repeatable)")
+    su.add_argument("--area", action="append", default=[], help="district name or code, zone, JMA code (repeatable)")
+    su.add_argument("--lat", type=float, help="location (with --lon): follow its district and hazard zones")
+    su.add_argument("--lon", type=float)
     su.add_argument("--language", default="ja", choices=["ja", "ja-easy", "en"])
     su.add_argument("--name", default="")
     su.add_argument("--test-recipient", action="store_true", help="also receives exercise/test traffic")
     ap = sub.add_parser("approve", help="release an alert held for approval")
     ap.add_argument("alert_id", type=int)
+    au = sub.add_parser("audience", help="districts an alert (JMA or CAP XML) covers and subscribers it reaches")
+    au.add_argument("file")
+    sub.add_parser("relocate", help="recompute subscribers' districts and zones after a geo layer change")
     return p
 
 
@@ -83,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         "status": _status,
         "subscribe": _subscribe,
         "approve": _approve,
+        "audience": _audience,
+        "relocate": _relocate,
     }
     try:
         return asyncio.run(commands[args.command](settings, args))
@@ -172,22 +181,78 @@ async def _status(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _subscribe(settings: Settings, args: argparse.Namespace) -> int:
-    from dispatcher.store.subscribers import subscribe
+    from dispatcher.store.subscribers import subscribe, subscribe_location
+    from dispatcher.targeting import geo_index, resolve_choices
 
+    located = args.lat is not None and args.lon is not None
+    if (args.lat is None) != (args.lon is None) or not (args.area or located):
+        print("dispatcher: subscribe needs --area, or --lat with --lon", file=sys.stderr)
+        return 2
+    index = geo_index(settings.geo)
+    try:
+        areas = resolve_choices(args.area, index)
+        location = index.locate(args.lat, args.lon) if located else None
+    except ValueError as exc:
+        print(f"dispatcher: {exc}", file=sys.stderr)
+        return 2
+    if location is not None and not location.districts:
+        print(f"dispatcher: warning: {args.lat},{args.lon} lies in no district of the city", file=sys.stderr)
+    common: dict[str, Any] = {
+        "channel": args.channel,
+        "address": args.address,
+        "areas": areas,
+        "language": args.language,
+        "display_name": args.name,
+        "test_recipient": args.test_recipient,
+    }
     conn = await _connect(settings)
     try:
-        sid = await subscribe(
-            conn,
-            channel=args.channel,
-            address=args.address,
-            areas=args.area,
-            language=args.language,
-            display_name=args.name,
-            test_recipient=args.test_recipient,
-        )
+        if located:
+            sid = await subscribe_location(conn, lat=args.lat, lon=args.lon, index=index, **common)
+        else:
+            sid = await subscribe(conn, **common)
+        follows = await conn.fetchval("SELECT areas FROM subscriptions WHERE id = $1", sid)
     finally:
         await conn.close()
-    print(f"subscription {sid}: {args.channel} {args.address} → {', '.join(args.area)}")
+    print(f"subscription {sid}: {args.channel} {args.address} → {', '.join(follows)}")
+    return 0
+
+
+async def _audience(settings: Settings, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from dispatcher.store.subscribers import audience
+    from dispatcher.targeting import GeoExpander, default_targeter, describe, geo_index, read_alert
+
+    try:
+        alert = read_alert(await asyncio.to_thread(Path(args.file).read_bytes), url=args.file)
+    except ValueError as exc:
+        print(f"dispatcher: {args.file}: {exc}", file=sys.stderr)
+        return 1
+    index = geo_index(settings.geo)
+    targets, _unknown = default_targeter(index=index).target_codes(alert)
+    conn = await _connect(settings)
+    try:
+        per_channel = await audience(conn, targets, public=alert.is_public)
+    finally:
+        await conn.close()
+    report = {"file": args.file, **describe(alert, GeoExpander(index))}
+    report |= {"subscribers": sum(per_channel.values()), "by_channel": dict(per_channel)}
+    print(json.dumps(report, ensure_ascii=False, indent=2))
+    return 0
+
+
+async def _relocate(settings: Settings, _args: argparse.Namespace) -> int:
+    from dispatcher.store.subscribers import relocate_all
+    from dispatcher.targeting import geo_index
+
+    index = geo_index(settings.geo)
+    conn = await _connect(settings)
+    try:
+        n = await relocate_all(conn, index)
+    finally:
+        await conn.close()
+    print(f"relocated {n} subscription(s) with layers {index.version}")
     return 0
 
 

@@ -36,8 +36,10 @@ __all__ = [
     "GeoExpander",
     "JmaCodeExpander",
     "default_targeter",
+    "describe",
     "geo_index",
     "located_codes",
+    "read_alert",
     "resolve_choices",
 ]
 
@@ -174,3 +176,38 @@ def resolve_choices(choices: Iterable[str], index: GeoIndex, codes: AreaCodes | 
 def located_codes(district_codes: Sequence[str], zone_ids: Sequence[str]) -> list[str]:
     """The codes a located subscription follows: its districts, then its zones."""
     return list(dict.fromkeys([*district_codes, *zone_ids]))
+
+
+def read_alert(data: bytes, *, url: str | None = None) -> Alert:
+    """An Alert from a JMA telegram or a CAP 1.2/1.1 document; ValueError saying why not."""
+    from sources.cap import Parsed as CapParsed
+    from sources.cap import is_cap, parse_cap
+    from sources.jma.parser import Parsed, parse_telegram
+
+    if is_cap(data):
+        cap = parse_cap(data, url=url)
+        if isinstance(cap, CapParsed):
+            return cap.alert
+        raise ValueError(f"CAP: {getattr(cap, 'reason', None) or getattr(cap, 'error', '')}")
+    jma = parse_telegram(data, url=url)
+    if isinstance(jma, Parsed):
+        return jma.alert
+    raise ValueError(f"JMA: {getattr(jma, 'reason', None) or getattr(jma, 'error', '')}")
+
+
+def describe(alert: Alert, expander: GeoExpander) -> dict[str, object]:
+    """What ``dispatcher audience`` prints about an alert's areas, JSON-able."""
+    found = expander.areas(alert)
+    index = expander.index
+    table = default_codes()
+    districts = [index.districts.get(c) for c in found.coverage.district_codes]
+    zones = [index.zone(z) for z in found.coverage.zone_ids]
+    return {
+        "event": alert.event,
+        "status": str(alert.status),
+        "districts": [{"code": d.code, "name": d.name} for d in districts if d is not None],
+        "districts_illustrative": index.illustrative,
+        "zones": [{"id": z.code, "name": z.name, "kind": z.kind} for z in zones if z is not None],
+        "municipalities": [{"code": c, "name": table.name(c)} for c in sorted(found.municipalities.municipalities)],
+        "unknown": [*found.unknown_codes(alert), *found.shape_problems, *alert.details.get("problems", ())],
+    }
