@@ -5,6 +5,7 @@ Shared by ``dispatcher status``, the dashboard and the JSON API.
 
 from __future__ import annotations
 
+import unicodedata
 from typing import Any
 
 import asyncpg
@@ -73,11 +74,25 @@ async def documents_summary(conn: asyncpg.Connection) -> dict[str, int]:
     return {r["outcome"]: int(r["n"]) for r in rows}
 
 
+def _width(text: str) -> int:
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def _fit(text: str, width: int) -> str:
+    """Cut and pad ``text`` to ``width`` terminal columns (CJK characters take two)."""
+    out = ""
+    for ch in text:
+        if _width(out + ch) > width:
+            break
+        out += ch
+    return out + " " * (width - _width(out))
+
+
 def format_table(alerts: list[dict[str, Any]]) -> str:
     """A plain-text table for the terminal."""
     if not alerts:
         return "no alerts yet"
-    lines = [f"{'id':>5}  {'received':<19}  {'kind':<7} {'state':<10} {'event':<24} deliveries"]
+    lines = [f"{'id':>5}  {'received':<19}  {'kind':<7} {'state':<10} {_fit('event', 24)} deliveries"]
     for a in alerts:
         per = "; ".join(
             f"{ch}: {c['delivered']} delivered, {c['queued'] + c['sending']} pending, {c['failed']} failed"
@@ -85,6 +100,6 @@ def format_table(alerts: list[dict[str, Any]]) -> str:
         )
         lines.append(
             f"{a['id']:>5}  {a['received_at'][:19].replace('T', ' '):<19}  {a['kind']:<7} {a['state']:<10} "
-            f"{a['event'][:24]:<24} {per or '-'}"
+            f"{_fit(a['event'], 24)} {per or '-'}"
         )
     return "\n".join(lines)
