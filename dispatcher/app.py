@@ -170,6 +170,8 @@ class Service:
             log.info("database migrated", extra={"applied": ",".join(applied)})
         self.pool = await db.create_pool(self.dsn, min_size=s.database.pool_min, max_size=s.database.pool_max)
         await self._open_channels()
+        if not self.channels:
+            log.warning("no channel is enabled: alerts are stored but reach nobody (see [channels.*])")
         per_person = [n for n, ch in self.channels.items() if not ch.broadcast]
         broadcast = [n for n, ch in self.channels.items() if ch.broadcast]
         self.pipeline = Pipeline(
