@@ -357,9 +357,13 @@ class Templates:
             more = meta["more_areas"].format_map(_Blank(count=str(len(names) - limit)))
             areas = f"{areas}{meta['area_separator']}{more}"
 
+        headline, description = alert.headline.strip(), alert.description.strip()
+        # JMA's body text often repeats the headline first; say it once.
+        if headline and description.startswith(headline):
+            description = description[len(headline) :].lstrip()
         values.update(
-            headline=alert.headline.strip(),
-            description=alert.description.strip(),
+            headline=headline,
+            description=description,
             instruction=alert.instruction.strip(),
             event=alert.event,
             event_name=pack.events.get(alert.event) or alert.event,

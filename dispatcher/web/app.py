@@ -10,7 +10,9 @@ Routes:
 from __future__ import annotations
 
 import html
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
@@ -20,6 +22,7 @@ if TYPE_CHECKING:
     from dispatcher.app import Service
 
 SERVICE: web.AppKey[Service] = web.AppKey("service")
+JST = ZoneInfo("Asia/Tokyo")
 
 _CSS = """
 body{font-family:system-ui,"Hiragino Sans","Noto Sans JP",sans-serif;margin:0;background:#f5f6f8;color:#1d1f23}
@@ -73,7 +76,7 @@ async def dashboard(request: web.Request) -> web.Response:
         ex = "" if a["status"] == "actual" else f' <span class="tag ex">{html.escape(a["status"])}</span>'
         rows.append(
             f'<tr class="p{a["priority"]}"><td><a href="/alerts/{a["id"]}">{a["id"]}</a></td>'
-            f"<td>{html.escape(a['received_at'][:19].replace('T', ' '))}</td>"
+            f"<td>{datetime.fromisoformat(a['received_at']).astimezone(JST):%m-%d %H:%M:%S}</td>"
             f'<td><span class="tag">{html.escape(a["source"])}</span> {html.escape(a["kind"])}</td>'
             f"<td><b>{html.escape(a['event'])}</b>{ex}<br>"
             f"<span class=muted>{html.escape(a['headline'][:140])}</span></td>"
@@ -83,7 +86,7 @@ async def dashboard(request: web.Request) -> web.Response:
     body = (
         f"<p>Channels: {html.escape(', '.join(service.channels) or 'none enabled')} · "
         f"Documents received: {html.escape(doc_line)}</p>"
-        "<table><tr><th>#</th><th>Received (UTC)</th><th>Source</th><th>Alert</th><th>State</th>"
+        "<table><tr><th>#</th><th>Received (JST)</th><th>Source</th><th>Alert</th><th>State</th>"
         "<th>Deliveries</th></tr>" + ("".join(rows) or '<tr><td colspan="6">No alerts yet.</td></tr>') + "</table>"
     )
     return _page(service.settings.service.name + " — 配信状況 / delivery status", body, refresh=3)
@@ -92,14 +95,16 @@ async def dashboard(request: web.Request) -> web.Response:
 async def alert_page(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     assert service.pool is not None
-    try:
-        alert_id = int(request.match_info["id"])
-    except ValueError:
-        raise web.HTTPNotFound() from None
+    key = request.match_info["id"]
     async with service.pool.acquire() as conn:
-        a = await conn.fetchrow("SELECT * FROM alerts WHERE id = $1", alert_id)
+        # Operators link by number; messages to residents link by identifier.
+        if key.isdigit():
+            a = await conn.fetchrow("SELECT * FROM alerts WHERE id = $1", int(key))
+        else:
+            a = await conn.fetchrow("SELECT * FROM alerts WHERE identifier = $1 ORDER BY id LIMIT 1", key)
         if a is None:
             raise web.HTTPNotFound()
+        alert_id = int(a["id"])
         deliveries = await conn.fetch(
             "SELECT id, channel, address, language, state::text, attempts, remote_id, last_error, updated_at"
             " FROM deliveries WHERE alert_id = $1 ORDER BY channel, id LIMIT 500",
@@ -110,12 +115,13 @@ async def alert_page(request: web.Request) -> web.Response:
         f"<tr><td>{d['id']}</td><td>{html.escape(d['channel'])}</td><td>{html.escape(_mask(d['address']))}</td>"
         f"<td>{html.escape(d['language'])}</td><td>{html.escape(d['state'])}</td><td>{d['attempts']}</td>"
         f"<td>{html.escape(d['remote_id'] or '')}</td><td>{html.escape(d['last_error'] or '')}</td>"
-        f"<td>{d['updated_at']:%H:%M:%S}</td></tr>"
+        f"<td>{d['updated_at'].astimezone(JST):%H:%M:%S}</td></tr>"
         for d in deliveries
     )
     body = (
         f"<p><b>{html.escape(a['event'])}</b> — {html.escape(a['headline'])}</p>"
-        f"<p class=muted>{html.escape(a['sender'])} · sent {a['sent']:%Y-%m-%d %H:%M %Z} · {html.escape(a['status'])}"
+        f"<p class=muted>{html.escape(a['sender'])} · sent {a['sent'].astimezone(JST):%Y-%m-%d %H:%M} JST"
+        f" · {html.escape(a['status'])}"
         f" · {html.escape(a['msg_type'])} · state {html.escape(a['state'])}</p>"
         f"<p>Areas: {areas}</p><pre>{html.escape(a['description'])}</pre>"
         "<h2>Deliveries</h2><table><tr><th>#</th><th>Channel</th><th>To</th><th>Lang</th><th>State</th>"
