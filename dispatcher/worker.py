@@ -46,7 +46,17 @@ Answer = SendResult | Outcome
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-DB_ERRORS = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError)
+# What a database restart or pg_terminate_backend() looks like to a client:
+# OperatorInterventionError covers admin_shutdown and cannot_connect_now.
+DB_ERRORS = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.InterfaceError,
+    # Seen on a pooled connection whose backend was terminated mid-operation.
+    asyncpg.InternalClientError,
+    OSError,
+    asyncio.TimeoutError,
+)
 
 
 def _now() -> datetime:
@@ -460,7 +470,13 @@ class OutboxWorker:
                 self._answered.clear()
                 continue
             batch, self._answers = self._answers, []
-            await self._record(batch)
+            try:
+                await self._record(batch)
+            except Exception:
+                # A bug or an unexpected database error must not lose answers.
+                log.exception("recording outcomes failed; retrying", extra={"channel": self.name})
+                self._answers[:0] = batch
+                await asyncio.sleep(1.0)
 
     async def _record(self, done: Sequence[tuple[Claimed, Answer]]) -> None:
         outcomes: list[Outcome] = []
