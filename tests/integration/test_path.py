@@ -45,7 +45,7 @@ def settings_for(feed: JmaFeedStandIn, telegram: TelegramStandIn, smtp: SmtpStan
     return dataclasses.replace(
         base,
         service=dataclasses.replace(base.service, state_dir=tmp),
-        web=dataclasses.replace(base.web, enabled=False),
+        web=dataclasses.replace(base.web, enabled=True, port=0),
         jma=dataclasses.replace(base.jma, feeds=(feed.feed_url("eqvol"),), poll_seconds=1),
         delivery=dataclasses.replace(base.delivery, poll_interval=0.2, backoff_base=0.2, backoff_max=1.0),
         channels={
@@ -195,3 +195,35 @@ async def test_provider_5xx_is_retried_until_delivered(stack: Stack, shared_data
     r = next(r for r in rows if r["address"] == "100001")
     assert r["state"] == "delivered" and r["attempts"] == 3
     assert [m.chat_id for m in stack.telegram.messages].count("100001") == 1
+
+
+async def test_dashboard_and_alert_page_show_every_delivery(stack: Stack, shared_data: Path) -> None:
+    import aiohttp
+
+    publish(stack, shared_data)
+    await wait_settled(stack.dsn, expected=3)
+    base = stack.service.web_url
+    assert base is not None
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{base}/") as resp:
+            assert resp.status == 200
+            page = await resp.text()
+        assert "震源・震度情報" in page and "3 delivered" not in page  # per channel: telegram 2, email 1
+        assert "2 delivered" in page and "1 delivered" in page
+        async with http.get(f"{base}/api/alerts") as resp:
+            data = await resp.json()
+        [alert] = data["alerts"]
+        assert alert["deliveries"]["telegram"]["delivered"] == 2
+        assert alert["deliveries"]["email"]["delivered"] == 1
+        # Residents' messages link to the alert by identifier.
+        link = next(line for line in stack.telegram.messages[0].text.splitlines() if "/alerts/" in line)
+        path = link[link.index("/alerts/") :].strip()
+        assert link.strip().endswith(path) and "http://127.0.0.1:8080/alerts/jma-" in link  # service.public_url
+        async with http.get(f"{base}{path}") as resp:
+            assert resp.status == 200
+            detail = await resp.text()
+        assert "delivered" in detail and "JST" in detail
+        async with http.get(f"{base}/alerts/999999") as resp:
+            assert resp.status == 404
+        async with http.get(f"{base}/healthz") as resp:
+            assert (await resp.json()) == {"ok": True}
