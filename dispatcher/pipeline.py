@@ -134,21 +134,36 @@ class Pipeline:
         log.info("held alert released", extra={"alert_id": alert_id, "deliveries": count})
         return IngestResult(Outcome.QUEUED, alert_id, count, tuple(replaced))
 
+    def channels_for(self, alert: Alert) -> tuple[list[str], list[str]]:
+        """The enabled (per-person, broadcast) channels that carry ``alert``.
+
+        ``details["channels"]`` (a list of channel names, e.g. from ``[broadcast.routes]``)
+        restricts an alert to those channels; absent, every enabled channel carries it.
+        Followers of a replaced alert are not restricted: whoever got the original gets
+        its update or cancellation on the same channel.
+        """
+        allowed = alert.details.get("channels")
+        if not isinstance(allowed, list | tuple):
+            return self.channels, self.broadcast_channels
+        wanted = {str(c) for c in allowed}
+        return [c for c in self.channels if c in wanted], [c for c in self.broadcast_channels if c in wanted]
+
     async def _fan_out(
         self, conn: asyncpg.Connection, alert: Alert, alert_id: int, targets: Iterable[str], replaced: Sequence[int]
     ) -> int:
         priority = int(alert.priority)
+        channels, broadcast_channels = self.channels_for(alert)
         count = await outbox.fan_out(
             conn,
             alert_id=alert_id,
             priority=priority,
-            channels=self.channels,
+            channels=channels,
             target_codes=list(targets),
             public=alert.is_public,
         )
-        if alert.is_public and self.broadcast_channels:
+        if alert.is_public and broadcast_channels:
             count += await outbox.fan_out_broadcast(
-                conn, alert_id=alert_id, priority=priority, channels=self.broadcast_channels
+                conn, alert_id=alert_id, priority=priority, channels=broadcast_channels
             )
         if replaced:
             count += await outbox.fan_out_followers(conn, alert_id=alert_id, priority=priority, replaced=replaced)

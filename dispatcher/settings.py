@@ -123,6 +123,39 @@ class GeoConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class BroadcastConfig:
+    """[broadcast]: the municipal broadcast system (同報系防災行政無線), ``sources/broadcast/``.
+
+    The webhook (``POST /hooks/broadcast``) is served when ``secret`` is set, the
+    transcript feed is polled when ``feed_url`` is. ``groups`` maps loudspeaker groups to
+    district codes (``all`` is built in: the whole city); ``routes`` maps a broadcast
+    category to the only channels that carry it.
+    """
+
+    enabled: bool = False
+    secret: str = field(default="", repr=False)
+    # CAP senders accepted (empty: any sender holding the secret).
+    senders: tuple[str, ...] = ()
+    # Sender of JSON bodies without one, and of feed entries.
+    default_sender: str = "bousai-musen.city.numazu.shizuoka.jp"
+    max_body_bytes: int = 262144
+    max_skew_seconds: int = 300
+    feed_url: str = ""
+    feed_poll_seconds: int = 60
+    feed_timeout_seconds: float = 10.0
+    hold_emergency: bool = False
+    hold_ordinary: bool = True
+    groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    routes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.enabled and not self.secret and not self.feed_url:
+            raise ConfigError("[broadcast] enabled = true needs secret_env / secret_file (webhook) or feed_url")
+        if "all" in self.groups:
+            raise ConfigError("[broadcast.groups] 'all' is built in (the whole city) and cannot be redefined")
+
+
+@dataclass(frozen=True, slots=True)
 class ChannelSettings:
     """[channels.<name>]: generic keys every channel has, plus its own ``options``."""
 
@@ -144,6 +177,7 @@ class Settings:
     jma: JmaConfig = field(default_factory=JmaConfig)
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     geo: GeoConfig = field(default_factory=GeoConfig)
+    broadcast: BroadcastConfig = field(default_factory=BroadcastConfig)
     channels: Mapping[str, ChannelSettings] = field(default_factory=dict)
     files: tuple[str, ...] = ()
 
@@ -162,6 +196,7 @@ _SECTIONS: dict[str, type[Any]] = {
     "jma": JmaConfig,
     "delivery": DeliveryConfig,
     "geo": GeoConfig,
+    "broadcast": BroadcastConfig,
 }
 _CHANNEL_GENERIC = {"enabled", "rate_per_second", "per_recipient_interval", "batch_size"}
 
@@ -333,7 +368,11 @@ def build_dataclass(
         if name not in values and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             hint = f" (or {name}_env / {name}_file)" if not f.repr else ""
             raise ConfigError(f"{where(section)}: [{section}] missing required key '{name}'{hint}")
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ConfigError as exc:
+        # A section's own cross-key check (``__post_init__``): name the file too.
+        raise ConfigError(f"{where(section)}: {exc}") from None
 
 
 def _read_secret(key: str, value: Any, section: str, where: Any, env: Mapping[str, str]) -> str:
@@ -407,7 +446,13 @@ def _check_type(value: Any, hint: Any, section: str, key: str, where: Any) -> An
     if origin in (dict, Mapping) or hint is dict:
         if not isinstance(value, dict):
             raise fail("a table")
-        return dict(value)
+        if len(args) != 2:
+            return dict(value)
+        # Typed tables such as [broadcast.groups] (str → list of codes): check each entry.
+        return {
+            _check_type(k, args[0], section, key, where): _check_type(v, args[1], section, f"{key}.{k}", where)
+            for k, v in value.items()
+        }
     if typing.get_origin(hint) is typing.Literal:
         if value not in args:
             raise fail("one of " + ", ".join(map(repr, args)))

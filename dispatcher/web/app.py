@@ -111,6 +111,10 @@ async def alert_page(request: web.Request) -> web.Response:
             alert_id,
         )
     areas = ", ".join(html.escape(x.get("description", "")) for x in a["areas"]) or "-"
+    # What the source reported for operators (unknown loudspeaker groups, unusable CAP shapes…).
+    details = a["details"] or {}
+    reported = [str(p) for p in details.get("problems") or ()]
+    problems = "".join(f'<p class="bad">⚠ {html.escape(p)}</p>' for p in reported)
     rows = "".join(
         f"<tr><td>{d['id']}</td><td>{html.escape(d['channel'])}</td><td>{html.escape(_mask(d['address']))}</td>"
         f"<td>{html.escape(d['language'])}</td><td>{html.escape(d['state'])}</td><td>{d['attempts']}</td>"
@@ -123,7 +127,7 @@ async def alert_page(request: web.Request) -> web.Response:
         f"<p class=muted>{html.escape(a['sender'])} · sent {a['sent'].astimezone(JST):%Y-%m-%d %H:%M} JST"
         f" · {html.escape(a['status'])}"
         f" · {html.escape(a['msg_type'])} · state {html.escape(a['state'])}</p>"
-        f"<p>Areas: {areas}</p><pre>{html.escape(a['description'])}</pre>"
+        f"<p>Areas: {areas}</p>{problems}<pre>{html.escape(a['description'])}</pre>"
         "<h2>Deliveries</h2><table><tr><th>#</th><th>Channel</th><th>To</th><th>Lang</th><th>State</th>"
         f"<th>Attempts</th><th>Provider id</th><th>Last error</th><th>Updated</th></tr>{rows}</table>"
     )
