@@ -150,6 +150,7 @@ class Service:
         self.started_at = time.monotonic()
         self.web_url: str | None = None
         self._watchdog: asyncio.Task[None] | None = None
+        self._relocation: asyncio.Task[None] | None = None
 
     @property
     def dsn(self) -> str:
@@ -190,6 +191,7 @@ class Service:
             )
             self.workers.append(worker)
             self._worker_tasks.append(asyncio.create_task(worker.run(), name=f"worker-{name}"))
+        self._relocation = asyncio.create_task(self._relocate(), name="relocate")
         self._start_sources()
         if s.web.enabled:
             await self._start_web()
@@ -227,12 +229,53 @@ class Service:
         if s.jma.enabled and s.jma.feeds:
             jma = JmaSource(
                 s.jma.feeds,
+                long_feeds=dict(zip(s.jma.feeds, s.jma.long_feeds, strict=True)) if s.jma.long_feeds else None,
                 timeout=s.jma.timeout_seconds,
                 concurrency=s.jma.fetch_concurrency,
                 user_agent=s.jma.user_agent,
                 poll_seconds=s.jma.poll_seconds,
+                catchup_window=s.jma.catchup_window_seconds,
+                catchup_max_age=s.jma.catchup_max_age_seconds,
             )
             self.polled.append((jma, s.jma.poll_seconds, s.jma.poll_offset_seconds))
+        if s.broadcast.enabled:
+            self._build_broadcast()
+
+    def _build_broadcast(self) -> None:
+        """The municipal broadcast system: webhook (with a secret) and transcript feed (with a URL)."""
+        from dispatcher.targeting import geo_index
+        from sources.broadcast import BroadcastFeed, BroadcastPolicy, BroadcastWebhook
+
+        b = self.settings.broadcast
+        policy = BroadcastPolicy(
+            groups=b.groups,
+            routes=b.routes,
+            districts={d.code: d.name for d in geo_index(self.settings.geo).districts},
+            hold_emergency=b.hold_emergency,
+            hold_ordinary=b.hold_ordinary,
+        )
+        for problem in policy.misconfigured():
+            log.warning("[broadcast.groups] %s", problem)
+        for category, names in b.routes.items():
+            off = [n for n in names if n not in self.channels]
+            if off:
+                log.warning("[broadcast.routes] %s names channels not enabled: %s", category, ", ".join(off))
+        if b.secret:
+            if not self.settings.web.enabled:
+                log.warning("[broadcast] has a secret but [web] is disabled: no webhook")
+            self.pushed.append(
+                BroadcastWebhook(
+                    secret=b.secret,
+                    policy=policy,
+                    default_sender=b.default_sender,
+                    senders=b.senders,
+                    max_body_bytes=b.max_body_bytes,
+                    max_skew_seconds=b.max_skew_seconds,
+                )
+            )
+        if b.feed_url:
+            feed = BroadcastFeed(b.feed_url, policy=policy, sender=b.default_sender, timeout=b.feed_timeout_seconds)
+            self.polled.append((feed, b.feed_poll_seconds, 0))
 
     def _start_sources(self) -> None:
         self._build_sources()
@@ -274,6 +317,24 @@ class Service:
         await site.start()
         port = self.runner.addresses[0][1]
         self.web_url = f"http://{self.settings.web.host}:{port}"
+
+    async def _relocate(self) -> None:
+        """Residents' locations are matched to districts once; redo it if the layers changed."""
+        from dispatcher.store.subscribers import relocate_all
+        from dispatcher.targeting import geo_index
+
+        assert self.context is not None and self.pool is not None
+        try:
+            index = await asyncio.to_thread(geo_index, self.settings.geo)
+            async with self.context.exclusive("relocate") as mine:
+                if not mine:
+                    return
+                async with self.pool.acquire() as conn:
+                    n = await relocate_all(conn, index)
+            if n:
+                log.info("subscriber locations matched to new geo layers", extra={"count": n, "layers": index.version})
+        except Exception:
+            log.exception("relocating subscribers failed; old districts stay in use until the next start")
 
     async def _watchdog_loop(self) -> None:
         usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
@@ -318,8 +379,11 @@ class Service:
         for channel in self.channels.values():
             with contextlib.suppress(Exception):
                 await channel.close()
-        if self._watchdog is not None:
-            self._watchdog.cancel()
+        for background in (self._watchdog, self._relocation):
+            if background is not None and not background.done():
+                background.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await background
         if self.pool is not None:
             await self.pool.close()
         self.stopped.set()
