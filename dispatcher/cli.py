@@ -75,13 +75,13 @@ def main(argv: list[str] | None = None) -> int:
         return _check_config(args.file or args.config)
     if args.command == "parse":
         return _parse(args.files)
-    if args.command == "locate":
-        return _locate(args.lat, args.lon)
     try:
         settings = load(args.config)
     except ConfigError as exc:
         print(f"dispatcher: configuration error: {exc}", file=sys.stderr)
         return 2
+    if args.command == "locate":
+        return _locate(settings, args.lat, args.lon)
     logs.setup(settings.service.log_level, settings.service.log_format)
     commands: dict[str, Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]]] = {
         "run": _run,
@@ -121,10 +121,16 @@ def _parse(files: list[str]) -> int:
     return 0
 
 
-def _locate(lat: float, lon: float) -> int:
+def _locate(settings: Settings, lat: float, lon: float) -> int:
+    from dispatcher.targeting import geo_index
     from geo.cli import locate_json
 
-    print(json.dumps(locate_json(lat, lon), ensure_ascii=False, indent=2))
+    try:
+        found = locate_json(lat, lon, geo_index(settings.geo))
+    except ValueError as exc:
+        print(f"dispatcher: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(found, ensure_ascii=False, indent=2))
     return 0
 
 
