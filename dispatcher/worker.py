@@ -160,6 +160,8 @@ class OutboxWorker:
         self._answered = asyncio.Event()
         self._recorded = asyncio.Event()
         self._closing = False
+        # Whether channel_state may hold failures to reset; True at start to clear leftovers.
+        self._unhealthy = True
         self._sends: set[asyncio.Task[None]] = set()
         # In-memory pauses (monotonic deadlines), mirrored in the database.
         self._paused_until = 0.0
@@ -257,6 +259,8 @@ class OutboxWorker:
         self.wakeup.clear()
         async with self.pool.acquire() as conn:
             state = await outbox.channel_state(conn, self.name)
+            if state.failures or state.backoff_until is not None:
+                self._unhealthy = True
             now = _now()
             until = max((u for u in (state.paused_until, state.backoff_until) if u and u > now), default=None)
             if until is not None:
@@ -503,7 +507,14 @@ class OutboxWorker:
         channel_down = bool(sent) and len(transient) == len(sent)
         backoff: list[float] = []
 
+        # Only write channel health when it changes: the common case is one statement.
+        mark_healthy = delivered and self._unhealthy
+        simple = not (unsubscribe or channel_pause or recipient_pauses or mark_healthy or channel_down)
+
         async def write(conn: asyncpg.Connection) -> None:
+            if simple:
+                await outbox.complete(conn, outcomes)
+                return
             async with conn.transaction():
                 await outbox.complete(conn, outcomes)
                 await outbox.deactivate_subscriptions(conn, unsubscribe, "provider says the recipient is gone")
@@ -511,7 +522,7 @@ class OutboxWorker:
                     await outbox.pause_channel(conn, self.name, channel_pause[0], channel_pause[1])
                 for address, until in recipient_pauses.items():
                     await outbox.pause_recipient(conn, self.name, address, until)
-                if delivered:
+                if mark_healthy:
                     await outbox.record_channel_success(conn, self.name)
                 elif channel_down:
                     reason = transient[0].reason if isinstance(transient[0], Retry) else ""
@@ -521,6 +532,10 @@ class OutboxWorker:
                     backoff[:] = [delay, float(failures)]
 
         await self._with_db(write)
+        if mark_healthy:
+            self._unhealthy = False
+        elif channel_down:
+            self._unhealthy = True
         for c, _r in done:
             self._inflight.pop(c.id, None)
         self._recorded.set()

@@ -206,28 +206,42 @@ class Outcome:
 
 
 async def complete(conn: asyncpg.Connection, outcomes: Sequence[Outcome]) -> int:
-    """Write all outcomes of a batch in one statement; return rows written.
+    """Write all outcomes of a batch in one statement (one round trip); return rows written.
 
     Only rows still "sending" under the same claim (``attempt``) are written.
     Deliveries that went out for an alert which an update or cancel replaced
-    meanwhile get a delivery of the replacing alert too (see
-    :func:`follow_replacements`). Call inside a transaction.
+    meanwhile get a delivery of the replacing alert too, in the same statement
+    (see :func:`follow_replacements` for why ``FOR SHARE``).
     """
     if not outcomes:
         return 0
-    result = await conn.execute(
+    written = await conn.fetchval(
         """
-        UPDATE deliveries d SET
-            state = v.state::delivery_state,
-            remote_id = COALESCE(v.remote_id, d.remote_id),
-            last_error = v.error,
-            not_before = COALESCE(v.not_before, d.not_before),
-            attempts = d.attempts - CASE WHEN v.refund THEN 1 ELSE 0 END,
-            lease_until = NULL,
-            updated_at = now()
-        FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::bool[], $7::int[])
-            AS v(id, state, remote_id, error, not_before, refund, attempt)
-        WHERE d.id = v.id AND d.state = 'sending' AND (v.attempt IS NULL OR d.attempts = v.attempt)
+        WITH upd AS (
+            UPDATE deliveries d SET
+                state = v.state::delivery_state,
+                remote_id = COALESCE(v.remote_id, d.remote_id),
+                last_error = v.error,
+                not_before = COALESCE(v.not_before, d.not_before),
+                attempts = d.attempts - CASE WHEN v.refund THEN 1 ELSE 0 END,
+                lease_until = NULL,
+                updated_at = now()
+            FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::bool[], $7::int[])
+                AS v(id, state, remote_id, error, not_before, refund, attempt)
+            WHERE d.id = v.id AND d.state = 'sending' AND (v.attempt IS NULL OR d.attempts = v.attempt)
+            RETURNING d.id, d.alert_id, d.channel, d.subscription_id, d.address, d.language, d.state
+        ), old AS (
+            SELECT a.id, a.replaced_by FROM alerts a
+            WHERE a.id IN (SELECT alert_id FROM upd WHERE state = 'delivered')
+            FOR SHARE
+        ), followed AS (
+            INSERT INTO deliveries (alert_id, channel, subscription_id, address, language, priority)
+            SELECT r.id, upd.channel, upd.subscription_id, upd.address, upd.language, r.priority
+            FROM upd JOIN old ON old.id = upd.alert_id JOIN alerts r ON r.id = old.replaced_by
+            WHERE upd.state = 'delivered' AND r.state = 'active'
+            ON CONFLICT (alert_id, channel, address) DO NOTHING
+        )
+        SELECT count(*) FROM upd
         """,
         [o.id for o in outcomes],
         [o.state for o in outcomes],
@@ -237,14 +251,13 @@ async def complete(conn: asyncpg.Connection, outcomes: Sequence[Outcome]) -> int
         [o.refund_attempt for o in outcomes],
         [o.attempt for o in outcomes],
     )
-    delivered = [o.id for o in outcomes if o.state == "delivered"]
-    if delivered:
-        await follow_replacements(conn, delivered)
-    return int(result.split()[-1])
+    return int(written or 0)
 
 
 async def follow_replacements(conn: asyncpg.Connection, delivered_ids: Sequence[int]) -> int:
     """Queue the replacing alert for deliveries that went out after their alert was replaced.
+
+    :func:`complete` does the same inline; this is the standalone form.
 
     The pipeline supersedes what is queued and follows what was delivered when
     an update or cancel arrives; a delivery that was "sending" at that moment
