@@ -88,6 +88,21 @@ class JmaConfig:
     fetch_concurrency: int = 4
     timeout_seconds: float = 10.0
     user_agent: str = "numazu-dispatcher/0.1 (+https://www.city.numazu.shizuoka.jp/)"
+    # Long feeds for catching up, in the order of ``feeds``; empty: derived by
+    # inserting ``_l`` before ``.xml`` (eqvol.xml → eqvol_l.xml), as JMA names them.
+    long_feeds: tuple[str, ...] = ()
+    # How far back the high-frequency feeds reach (JMA: at least ten minutes);
+    # after a longer gap since the last successful poll, the long feeds are read.
+    catchup_window_seconds: int = 600
+    # Never catch up further back than this.
+    catchup_max_age_seconds: int = 21600
+
+    def __post_init__(self) -> None:
+        if self.long_feeds and len(self.long_feeds) != len(self.feeds):
+            raise ConfigError(
+                f"[jma] long_feeds must name one long feed per feed, in order "
+                f"({len(self.long_feeds)} given for {len(self.feeds)} feeds), or be empty to derive them"
+            )
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,16 +9,22 @@ minute and blocks clients that fetch the same file repeatedly, so:
 * every telegram URL is claimed in the database (``documents``) before it is
   fetched: it is never fetched twice, across restarts and across instances;
 * only one daemon instance polls at a time (a PostgreSQL advisory lock);
-* an unreachable feed backs off exponentially and is logged once per step.
+* an unreachable feed backs off exponentially (decided from ``feed_state``,
+  so it survives restarts and binds every instance);
+* after a gap longer than the high-frequency feeds reach back (first start,
+  downtime, failures) the long feeds (``*_l.xml``) are read to catch up;
+* a telegram whose fetch failed is retried on later polls, a bounded number of
+  times, with growing spacing.
 """
 
 from __future__ import annotations
 
 import asyncio
+import calendar
 import logging
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -33,6 +39,8 @@ SOURCE = "jma"
 MAX_TELEGRAM_BYTES = 5_000_000
 MAX_FEED_BYTES = 20_000_000
 MAX_FETCH_ATTEMPTS = 5
+MAX_BACKOFF_SECONDS = 1800.0
+MAX_REMEMBERED = 50_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,10 +55,43 @@ class FeedStats:
     alerts: int = 0
     unsupported: int = 0
     errors: int = 0
+    # Not polled this round: another instance just did, or the feed is backing off.
+    skipped: bool = False
+    # The long feed was read too (first start or a gap longer than the window).
+    caught_up: bool = False
+    # Telegrams whose earlier fetch failed and whose retry is not due yet.
+    deferred: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class FeedEntry:
+    """One Atom entry: the telegram URL and when JMA published it."""
+
+    url: str
+    updated: datetime | None
+
+
+def long_feed_url(url: str) -> str:
+    """JMA's long feed for a high-frequency one: ``.../eqvol.xml`` → ``.../eqvol_l.xml``."""
+    base, dot, ext = url.rpartition(".")
+    if not dot or "/" in ext or base.endswith("_l"):
+        raise ValueError(f"cannot derive a long feed from {url!r}")
+    return f"{base}_l.{ext}"
 
 
 class JmaSource:
-    """The polled JMA source."""
+    """The polled JMA source.
+
+    ``catchup_window`` is how far back the high-frequency feeds reach (JMA:
+    at least ten minutes). When the last successful poll of a feed recorded in
+    ``feed_state`` is older than that, or unknown, its long feed is read too,
+    for entries published since shortly before that poll (never more than
+    ``catchup_max_age`` ago, so a first start does not replay days of news).
+
+    A telegram whose fetch failed is retried on later polls, after
+    ``retry_growth ** (failures - 1) - 1`` skipped polls, until the database's
+    bound on attempts (``ServiceContext.claim_document``) says no more.
+    """
 
     name = "jma"
 
@@ -58,20 +99,37 @@ class JmaSource:
         self,
         feeds: Sequence[str],
         *,
+        long_feeds: Mapping[str, str] | None = None,
         timeout: float = 10.0,
         concurrency: int = 4,
         user_agent: str = "numazu-dispatcher",
         poll_seconds: float = 60.0,
+        catchup_window: float = 600.0,
+        catchup_max_age: float = 21600.0,
+        retry_growth: float = 2.0,
         parse: Callable[..., ParseOutcome] = parse_telegram,
     ) -> None:
         self.feeds = list(feeds)
+        self.long_feeds = dict(long_feeds) if long_feeds is not None else {u: long_feed_url(u) for u in self.feeds}
         self.timeout = aiohttp.ClientTimeout(total=timeout)
         self.concurrency = max(1, concurrency)
         self.user_agent = user_agent
         self.poll_seconds = poll_seconds
+        self.catchup_window = timedelta(seconds=catchup_window)
+        self.catchup_max_age = timedelta(seconds=max(catchup_max_age, catchup_window))
+        self.retry_growth = max(1.0, retry_growth)
         self.parse = parse
         self._session: aiohttp.ClientSession | None = None
-        self._next_try: dict[str, float] = {}
+        # Per telegram URL: failed fetches so far and polls still to skip before the next try.
+        self._failures: dict[str, int] = {}
+        self._wait_polls: dict[str, int] = {}
+        # URLs the database refused to hand out (exhausted or another poll has them):
+        # remembered so that every poll does not ask again.
+        self._refused: set[str] = set()
+        # Per feed, the entries of its last full read plus those whose fetch failed
+        # since: an unchanged feed (304) is handled from here, so failed fetches are
+        # retried without re-reading it. Empty at start: the first GET is unconditional.
+        self._entries: dict[str, list[FeedEntry]] = {}
         self.last_stats: list[FeedStats] = []
 
     async def close(self) -> None:
@@ -92,33 +150,53 @@ class JmaSource:
             if not mine:
                 log.debug("another instance is polling JMA feeds")
                 return []
-            stats = await asyncio.gather(*(self._poll_feed(ctx, url) for url in self.feeds))
+            for url in list(self._wait_polls):
+                self._wait_polls[url] -= 1
+                if self._wait_polls[url] <= 0:
+                    del self._wait_polls[url]
+            # One pool of fetches for all feeds: at most ``concurrency`` telegrams in flight.
+            sem = asyncio.Semaphore(self.concurrency)
+            stats = await asyncio.gather(*(self._poll_feed(ctx, url, sem) for url in self.feeds))
         self.last_stats = list(stats)
         return self.last_stats
 
-    async def _poll_feed(self, ctx: SourceContext, url: str) -> FeedStats:
-        now = time.monotonic()
-        if self._next_try.get(url, 0.0) > now:
-            return FeedStats(url, None)
+    def _due(self, state: Mapping[str, Any], now: datetime) -> bool:
+        """Whether to poll now: not if another instance just did, nor while backing off.
+
+        Decided from ``feed_state`` rather than memory, so the backoff survives a
+        restart and instances on other machines honour it too.
+        """
+        last: datetime | None = state.get("last_polled")
+        if last is None:
+            return True
+        elapsed = (now - last).total_seconds()
+        failures = int(state.get("consecutive_failures") or 0)
+        half = self.poll_seconds / 2
+        if failures == 0:
+            return elapsed >= half
+        delay = min(self.poll_seconds * 2.0 ** min(failures - 1, 10), MAX_BACKOFF_SECONDS)
+        return elapsed >= delay - half
+
+    def _catchup_cutoff(self, state: Mapping[str, Any], now: datetime) -> datetime | None:
+        """Oldest entry of the long feed to consider, or None when the high-frequency feed suffices."""
+        oldest = now - self.catchup_max_age
+        last: datetime | None = state.get("last_polled")
+        if last is None:
+            return now - self.catchup_window  # first start: what the high-frequency feed would hold
+        if int(state.get("consecutive_failures") or 0) > 0 or state.get("last_status") not in (200, 304):
+            return oldest  # when the last success was is unknown
+        if now - last <= self.catchup_window:
+            return None
+        return max(last - self.catchup_window, oldest)
+
+    async def _poll_feed(self, ctx: SourceContext, url: str, sem: asyncio.Semaphore) -> FeedStats:
         state = await ctx.feed_state(url)
-        headers = {}
-        if state.get("etag"):
-            headers["If-None-Match"] = state["etag"]
-        if state.get("last_modified"):
-            headers["If-Modified-Since"] = state["last_modified"]
+        now = datetime.now(UTC)
+        if not self._due(state, now):
+            return FeedStats(url, None, skipped=True)
+        cutoff = self._catchup_cutoff(state, now)
         try:
-            async with self._http().get(url, headers=headers) as resp:
-                if resp.status == 304:
-                    await ctx.save_feed_state(
-                        url, status=304, etag=state.get("etag"), last_modified=state.get("last_modified"), error=None
-                    )
-                    return FeedStats(url, 304)
-                if resp.status != 200:
-                    raise aiohttp.ClientResponseError(
-                        resp.request_info, resp.history, status=resp.status, message=resp.reason or ""
-                    )
-                body = await _read_capped(resp, MAX_FEED_BYTES)
-                etag, modified = resp.headers.get("ETag"), resp.headers.get("Last-Modified")
+            status, body, etag, modified = await self._get_feed(url, state, conditional=url in self._entries)
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             failures = await ctx.save_feed_state(
                 url,
@@ -127,45 +205,119 @@ class JmaSource:
                 last_modified=state.get("last_modified"),
                 error=_describe(exc),
             )
-            delay = min(self.poll_seconds * (2 ** min(failures - 1, 5)), 1800.0)
-            self._next_try[url] = now + delay
             log.warning(
                 "JMA feed unreachable; backing off",
-                extra={"feed": url, "error": _describe(exc), "failures": failures, "next_try_s": round(delay)},
+                extra={"feed": url, "error": _describe(exc), "failures": failures},
             )
             return FeedStats(url, getattr(exc, "status", None), errors=1)
-        self._next_try.pop(url, None)
-        stats = await self._handle_feed(ctx, url, body)
-        await ctx.save_feed_state(url, status=200, etag=etag, last_modified=modified, error=None)
-        return stats
+        # An unchanged feed costs no parsing: its entries are those we remember, and
+        # the database (known_documents, claim_document) says which still need a fetch.
+        entries = self._entries.get(url, [])
+        listed = {e.url for e in entries}
+        errors = 0
+        if body is not None:
+            found = _entries(body, url)
+            if found is None:
+                errors += 1
+                etag = modified = None  # read it again next time rather than trust a 304 for it
+            listed = {e.url for e in found or ()}
+            # Failed fetches stay with us after leaving the feed, until the bound says no.
+            entries = (found or []) + [e for e in entries if e.url in self._failures and e.url not in listed]
+        catchup_error: str | None = None
+        long_url = self.long_feeds.get(url)
+        if cutoff is not None and long_url:
+            try:
+                older = await self._read_long_feed(ctx, long_url)
+            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                # Recorded as a failure of the high-frequency feed, so the next poll catches up again.
+                catchup_error = f"catch-up from {long_url} failed: {_describe(exc)}"
+                log.warning("JMA long feed unreachable", extra={"feed": long_url, "error": _describe(exc)})
+            else:
+                entries += [e for e in older if e.updated is None or e.updated >= cutoff]
+                log.info(
+                    "caught up from the JMA long feed",
+                    extra={"feed": long_url, "since": cutoff.isoformat(), "entries": len(older)},
+                )
+        stats = await self._handle_entries(ctx, url, status, entries, sem)
+        self._entries[url] = [e for e in entries if e.url in listed or e.url in self._failures]
+        await ctx.save_feed_state(url, status=status, etag=etag, last_modified=modified, error=catchup_error)
+        return replace(stats, errors=stats.errors + errors + (catchup_error is not None), caught_up=cutoff is not None)
 
-    async def _handle_feed(self, ctx: SourceContext, url: str, body: bytes) -> FeedStats:
-        # feedparser never raises on bad input; it sets ``bozo`` instead.
-        parsed = feedparser.parse(body)
-        if parsed.bozo and not parsed.entries:
-            log.error("JMA feed is not a valid Atom document", extra={"feed": url, "error": str(parsed.bozo_exception)})
-            return FeedStats(url, 200, errors=1)
-        links = [link for link in (_entry_url(e) for e in parsed.entries) if link]
+    async def _get_feed(
+        self, url: str, state: Mapping[str, Any], *, conditional: bool = True
+    ) -> tuple[int, bytes | None, str | None, str | None]:
+        """Conditional GET: (status, body or None on 304, ETag, Last-Modified)."""
+        headers = {}
+        if conditional and state.get("etag"):
+            headers["If-None-Match"] = state["etag"]
+        if conditional and state.get("last_modified"):
+            headers["If-Modified-Since"] = state["last_modified"]
+        async with self._http().get(url, headers=headers) as resp:
+            if resp.status == 304:
+                return 304, None, state.get("etag"), state.get("last_modified")
+            if resp.status != 200:
+                raise aiohttp.ClientResponseError(
+                    resp.request_info, resp.history, status=resp.status, message=resp.reason or ""
+                )
+            body = await _read_capped(resp, MAX_FEED_BYTES)
+            return 200, body, resp.headers.get("ETag"), resp.headers.get("Last-Modified")
+
+    async def _read_long_feed(self, ctx: SourceContext, url: str) -> list[FeedEntry]:
+        """The long feed's entries ([] when unchanged since we last read it)."""
+        state = await ctx.feed_state(url)
+        try:
+            status, body, etag, modified = await self._get_feed(url, state)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            await ctx.save_feed_state(
+                url,
+                status=getattr(exc, "status", None),
+                etag=state.get("etag"),
+                last_modified=state.get("last_modified"),
+                error=_describe(exc),
+            )
+            raise
+        entries = _entries(body, url) if body is not None else []
+        if entries is None:
+            raise ValueError(f"{url} is not a valid Atom document")
+        await ctx.save_feed_state(url, status=status, etag=etag, last_modified=modified, error=None)
+        return entries
+
+    async def _handle_entries(
+        self, ctx: SourceContext, url: str, status: int, entries: list[FeedEntry], sem: asyncio.Semaphore
+    ) -> FeedStats:
+        links = list(dict.fromkeys(e.url for e in entries))
+        if not links:
+            return FeedStats(url, status)
         known = await ctx.known_documents(SOURCE, links)
         # Oldest first, so a series' telegrams are handled in the order JMA issued them.
-        new = [link for link in reversed(links) if link not in known]
-        sem = asyncio.Semaphore(self.concurrency)
-        results = await asyncio.gather(*(self._fetch_one(ctx, sem, link) for link in new))
+        order = sorted(
+            (e for e in entries if e.url not in known and e.url not in self._refused),
+            key=lambda e: e.updated or datetime.max.replace(tzinfo=UTC),
+        )
+        new = list(dict.fromkeys(e.url for e in order))
+        due = [link for link in new if link not in self._wait_polls]
+        results = await asyncio.gather(*(self._fetch_one(ctx, sem, link) for link in due))
         return FeedStats(
             url,
-            200,
+            status,
             entries=len(links),
             new=len(new),
             fetched=sum(1 for r in results if r != "skipped"),
             alerts=results.count("alert"),
             unsupported=results.count("unsupported"),
-            errors=results.count("error"),
+            errors=results.count("error") + results.count("fetch_failed"),
+            deferred=len(new) - len(due),
         )
 
     async def _fetch_one(self, ctx: SourceContext, sem: asyncio.Semaphore, link: str) -> str:
         doc_id = await ctx.claim_document(SOURCE, link)
         if doc_id is None:
-            return "skipped"  # another poll claimed it first
+            # Another poll has it, or its fetch failed too often; either way not ours.
+            if len(self._refused) > MAX_REMEMBERED:
+                self._refused.clear()
+            self._refused.add(link)
+            self._failures.pop(link, None)
+            return "skipped"
         async with sem:
             try:
                 async with self._http().get(link) as resp:
@@ -176,9 +328,34 @@ class JmaSource:
                     data = await _read_capped(resp, MAX_TELEGRAM_BYTES)
             except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
                 await ctx.record_document(doc_id, outcome="fetch_failed", error=_describe(exc))
-                log.warning("JMA telegram fetch failed", extra={"url": link, "error": _describe(exc)})
-                return "error"
+                failures = self._failures[link] = self._failures.get(link, 0) + 1
+                skip = int(self.retry_growth ** min(failures - 1, 16)) - 1
+                if skip > 0:
+                    self._wait_polls[link] = skip + 1  # counted down at the start of each poll
+                log.warning(
+                    "JMA telegram fetch failed",
+                    extra={"url": link, "error": _describe(exc), "failures": failures, "retry_after_polls": skip},
+                )
+                return "fetch_failed"
+        self._failures.pop(link, None)
         return await ingest_document(ctx, doc_id, data, link, self.parse)
+
+
+def _entries(body: bytes, url: str) -> list[FeedEntry] | None:
+    """The entries of an Atom feed; None when it is not one."""
+    # feedparser never raises on bad input; it sets ``bozo`` instead.
+    parsed = feedparser.parse(body)
+    if parsed.bozo and not parsed.entries:
+        log.error("JMA feed is not a valid Atom document", extra={"feed": url, "error": str(parsed.bozo_exception)})
+        return None
+    out = []
+    for entry in parsed.entries:
+        link = _entry_url(entry)
+        if link:
+            stamp = entry.get("updated_parsed") or entry.get("published_parsed")
+            updated = datetime.fromtimestamp(calendar.timegm(stamp), UTC) if stamp else None
+            out.append(FeedEntry(link, updated))
+    return out
 
 
 async def ingest_document(
