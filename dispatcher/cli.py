@@ -177,10 +177,14 @@ async def _status(settings: Settings, args: argparse.Namespace) -> int:
     conn = await _connect(settings)
     try:
         alerts = await status.recent_alerts(conn, args.limit)
+        documents = await status.documents_summary(conn)
         if args.json:
-            print(json.dumps({"alerts": alerts, "totals": await status.totals(conn)}, ensure_ascii=False, indent=2))
+            totals = await status.totals(conn)
+            print(
+                json.dumps({"alerts": alerts, "totals": totals, "documents": documents}, ensure_ascii=False, indent=2)
+            )
         else:
-            print(status.format_table(alerts))
+            print(status.format_table(alerts, documents))
     finally:
         await conn.close()
     return 0

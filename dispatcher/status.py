@@ -70,8 +70,16 @@ async def totals(conn: asyncpg.Connection) -> dict[str, dict[str, int]]:
 
 
 async def documents_summary(conn: asyncpg.Connection) -> dict[str, int]:
+    """Fetched and pushed documents by outcome (parsed, unsupported, error, fetch_failed, pending)."""
     rows = await conn.fetch("SELECT outcome, count(*) AS n FROM documents GROUP BY 1")
     return {r["outcome"]: int(r["n"]) for r in rows}
+
+
+def format_documents(documents: dict[str, int]) -> str:
+    """One line: unsupported and failed documents are what an operator must notice."""
+    order = ["parsed", "unsupported", "error", "fetch_failed", "pending"]
+    keys = [k for k in order if k in documents] + sorted(set(documents) - set(order))
+    return "documents: " + (", ".join(f"{k} {documents[k]}" for k in keys) or "none")
 
 
 def _width(text: str) -> int:
@@ -88,10 +96,11 @@ def _fit(text: str, width: int) -> str:
     return out + " " * (width - _width(out))
 
 
-def format_table(alerts: list[dict[str, Any]]) -> str:
-    """A plain-text table for the terminal."""
+def format_table(alerts: list[dict[str, Any]], documents: dict[str, int] | None = None) -> str:
+    """A plain-text table for the terminal (with the documents line when given)."""
+    footer = "" if documents is None else "\n" + format_documents(documents)
     if not alerts:
-        return "no alerts yet"
+        return "no alerts yet" + footer
     lines = [f"{'id':>5}  {'received':<19}  {'kind':<7} {'state':<10} {_fit('event', 24)} deliveries"]
     for a in alerts:
         per = "; ".join(
@@ -102,4 +111,4 @@ def format_table(alerts: list[dict[str, Any]]) -> str:
             f"{a['id']:>5}  {a['received_at'][:19].replace('T', ' '):<19}  {a['kind']:<7} {a['state']:<10} "
             f"{_fit(a['event'], 24)} {per or '-'}"
         )
-    return "\n".join(lines)
+    return "\n".join(lines) + footer
