@@ -1,8 +1,12 @@
 """Rate limits and backoff used by the outbox workers.
 
-A :class:`TokenBucket` paces a channel's requests globally (Telegram: about 30
-messages/s); :class:`RecipientSpacing` keeps the minimum interval between two
-messages to the same recipient (Telegram: 1 message/s per chat). Pauses a
+A :class:`RateLimiter` paces a channel's requests globally (Telegram: about 30
+messages/s): a :class:`TokenBucket` smooths them, and a :class:`SlidingWindow`
+guarantees what providers actually count, no more than N requests in any one
+second, with a small margin for network jitter (requests leave 1/30 s apart
+but do not arrive so). :class:`RecipientSpacing` keeps the minimum interval
+between two messages to the same recipient (Telegram: 1 message/s per chat),
+with the same margin. Pauses a
 provider asks for (HTTP 429) are not kept here but in the database
 (``channel_state``, ``recipient_pauses``) so that every worker and every
 restart honours them.
@@ -13,7 +17,12 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
+
+# Seconds added to every window and interval: requests leave exactly spaced but
+# arrive with a few milliseconds of jitter, and a provider counting "N per
+# second" on arrival would answer 429 to the one that arrives early.
+JITTER_MARGIN = 0.03
 
 
 class TokenBucket:
@@ -48,11 +57,53 @@ class TokenBucket:
                 await asyncio.sleep((tokens - self._tokens) / self.rate)
 
 
-class RecipientSpacing:
-    """Minimum interval between two sends to one recipient (bounded memory)."""
+class SlidingWindow:
+    """At most ``limit`` acquisitions in any ``window`` (+ margin) seconds."""
 
-    def __init__(self, interval: float, max_entries: int = 100_000) -> None:
-        self.interval = interval
+    def __init__(self, limit: int, window: float = 1.0, margin: float = JITTER_MARGIN) -> None:
+        if limit < 1 or window <= 0:
+            raise ValueError("limit must be >= 1 and window positive")
+        self.limit = limit
+        self.span = window + margin
+        self._times: deque[float] = deque()
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        async with self._lock:
+            while True:
+                now = time.monotonic()
+                while self._times and now - self._times[0] >= self.span:
+                    self._times.popleft()
+                if len(self._times) < self.limit:
+                    self._times.append(now)
+                    return
+                await asyncio.sleep(self.span - (now - self._times[0]))
+
+
+class RateLimiter:
+    """A channel's global budget: smooth (token bucket) and exact per window (sliding window).
+
+    A rate below one per second becomes one request per ``1/rate`` seconds.
+    """
+
+    def __init__(self, rate: float, margin: float = JITTER_MARGIN) -> None:
+        self.rate = rate
+        self.bucket = TokenBucket(rate)
+        if rate >= 1:
+            self.window = SlidingWindow(int(rate), 1.0, margin)
+        else:
+            self.window = SlidingWindow(1, 1.0 / rate, margin)
+
+    async def acquire(self) -> None:
+        await self.bucket.acquire()
+        await self.window.acquire()
+
+
+class RecipientSpacing:
+    """Minimum interval between two sends to one recipient (bounded memory), plus a jitter margin."""
+
+    def __init__(self, interval: float, max_entries: int = 100_000, margin: float = JITTER_MARGIN) -> None:
+        self.interval = interval + margin
         self._last: OrderedDict[str, float] = OrderedDict()
         self._max = max_entries
 

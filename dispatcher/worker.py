@@ -35,7 +35,7 @@ import asyncpg
 
 from channels.base import Channel, Delivered, Reject, Retry, SendResult
 from dispatcher.model import Alert, Message, Recipient
-from dispatcher.ratelimit import RecipientSpacing, TokenBucket, backoff_delay
+from dispatcher.ratelimit import RateLimiter, RecipientSpacing, backoff_delay
 from dispatcher.settings import ChannelSettings, DeliveryConfig
 from dispatcher.store import alerts as alert_store
 from dispatcher.store import outbox
@@ -138,7 +138,7 @@ class OutboxWorker:
         interval = settings.per_recipient_interval if settings and settings.per_recipient_interval else None
         interval = interval or channel.per_recipient_interval
         self.batch_size = (settings.batch_size if settings and settings.batch_size else None) or channel.batch_size
-        self.bucket = TokenBucket(rate)
+        self.bucket = RateLimiter(rate)
         self.spacing = RecipientSpacing(interval) if interval else None
         # Claim about one second of work at a time, and hold at most two claims'
         # worth: a crash leaves at most that much to lease expiry, and a
