@@ -227,3 +227,34 @@ async def test_dashboard_and_alert_page_show_every_delivery(stack: Stack, shared
             assert resp.status == 404
         async with http.get(f"{base}/healthz") as resp:
             assert (await resp.json()) == {"ok": True}
+
+
+async def test_status_cli_prints_alerts_with_per_channel_counts(stack: Stack, shared_data: Path) -> None:
+    import json
+    import os
+    import sys
+
+    publish(stack, shared_data)
+    await wait_settled(stack.dsn, expected=3)
+    env = {**os.environ, "DATABASE_URL": stack.dsn}
+    for args in (["status", "--json"], ["status"]):
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "dispatcher",
+            *args,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+        assert proc.returncode == 0, err.decode()
+        if args[-1] == "--json":
+            data = json.loads(out)
+            [alert] = data["alerts"]
+            assert alert["event"] == "震源・震度情報" and alert["kind"] == "VXSE53"
+            assert alert["deliveries"]["telegram"]["delivered"] == 2
+            assert data["totals"]["email"]["delivered"] == 1
+        else:
+            text = out.decode()
+            assert "震源・震度情報" in text and "telegram: 2 delivered" in text and "email: 1 delivered" in text
