@@ -4,7 +4,21 @@ JMA addresses weather warnings to 市町村等 (7-digit codes such as ``2220300`
 沼津市) and to the areas that group them: まとめ地域 (``220031`` 富士山南東),
 一次細分 (``220030`` 東部) and 府県予報区 (``220000`` 静岡県). Seismic
 telegrams name municipalities with the same 7-digit codes; tsunami telegrams use
-3-digit 津波予報区 codes (``380`` 静岡県) from ``tsunami_regions.csv``.
+3-digit 津波予報区 codes (``380`` 静岡県) from ``tsunami_regions.csv``, and
+seismic telegrams 3-digit 地震情報／細分区域 codes (``441`` 静岡県東部), mapped
+to municipalities by ``seismic_areas.csv`` (derived from real telegrams by
+:mod:`sources.jma.tables`; incomplete, see the README).
+
+A 7-digit 市町村等 code is the 5-digit 全国地方公共団体コード (without check
+digit) plus two digits that split some municipalities for warnings
+(``2210001`` 静岡市南部, ``2210002`` 静岡市北部). Seismic telegrams name the
+undivided municipality (``0720300`` 郡山市) and the wards of designated cities
+(``2210100`` 静岡市葵区); both resolve to the weather table's parts of that
+municipality. Wards and designated cities are exactly the ``PP1xx`` block of
+the local-government codes, so a ward ``PP1xy`` belongs to the nearest
+designated city at or below it that the table knows (``22101`` → ``22100``).
+A ward spanning both parts of a split city reaches both: over-including within
+the city is the safe direction.
 
 Codes come from 気象庁「XML個別コード表」 (https://xml.kishou.go.jp/tec_material.html),
 出典：気象庁; see ``config/jma/README.md`` for provenance and the version policy.
@@ -73,12 +87,41 @@ class AreaCodes:
         members: Mapping[str, frozenset[str]],
         tsunami_names: Mapping[str, str],
         tsunami_members: Mapping[str, frozenset[str]],
+        seismic_names: Mapping[str, str] | None = None,
+        seismic_members: Mapping[str, frozenset[str]] | None = None,
     ) -> None:
         self.version = version
         self._names = dict(names)
         self._members = dict(members)
         self._tsunami_names = dict(tsunami_names)
         self._tsunami_members = dict(tsunami_members)
+        self._seismic_names = dict(seismic_names or {})
+        self._seismic_members = dict(seismic_members or {})
+        # 5-digit municipality → its 7-digit 市町村等 entries (one, or the parts of a split one).
+        self._parts: dict[str, set[str]] = {}
+        for code, cities in self._members.items():
+            if len(code) == 7 and cities == {code}:
+                self._parts.setdefault(code[:5], set()).add(code)
+        # The undivided code of a split municipality (0720300 郡山市) stands for all its parts.
+        for code, parts in self._parts.items():
+            whole = code + "00"
+            if whole not in self._members:
+                self._members[whole] = frozenset(parts)
+
+    def municipality_parts(self, code: str) -> frozenset[str] | None:
+        """The table's 市町村等 entries for a 7-digit code, inferring wards and split municipalities."""
+        if len(code) != 7 or not code.isdigit():
+            return None
+        found = self._members.get(code)
+        if found is not None:
+            return found
+        base = code[:5]
+        if base[2] == "1":  # PP1xx: a designated city or one of its wards
+            for candidate in range(int(base), int(base[:2] + "100") - 1, -1):
+                parts = self._parts.get(f"{candidate:05d}")
+                if parts:
+                    return frozenset(parts)
+        return None
 
     @classmethod
     def load(cls, directory: str | Path | Traversable | None = None) -> AreaCodes:
@@ -113,6 +156,13 @@ class AreaCodes:
                 members.setdefault(row[col], set()).add(city)
             by_prefecture.setdefault(city[:2], set()).add(city)
 
+        seismic_names: dict[str, str] = {}
+        seismic_cities: dict[str, set[str]] = {}
+        if (base / "seismic_areas.csv").is_file():
+            for row in _read_csv(base, "seismic_areas.csv"):
+                seismic_names[row["code"]] = row["name"]
+                seismic_cities.setdefault(row["code"], set()).add(row["citycode"])
+
         tsunami_names: dict[str, str] = {}
         tsunami_members: dict[str, frozenset[str]] = {}
         if (base / "tsunami_regions.csv").is_file():
@@ -122,18 +172,28 @@ class AreaCodes:
                 for pref in row["prefectures"].split():
                     cities |= by_prefecture.get(pref, set())
                 tsunami_members[row["code"]] = frozenset(cities)
-        return cls(
+        table = cls(
             version=version,
             names=names,
             members={code: frozenset(cities) for code, cities in members.items()},
             tsunami_names=tsunami_names,
             tsunami_members=tsunami_members,
+            seismic_names=seismic_names,
         )
+        # Municipalities the telegrams named that have since merged away resolve to nothing.
+        for code, cities in seismic_cities.items():
+            found: set[str] = set()
+            for city in cities:
+                found |= table.municipality_parts(city) or set()
+            table._seismic_members[code] = frozenset(found)
+        return table
 
     def name(self, code: str, code_type: str | None = None) -> str | None:
         """The JMA name of ``code`` (forecast areas, 市町村等; 津波予報区 with its code type)."""
         if code_type == TSUNAMI_CODE_TYPE:
             return self._tsunami_names.get(code)
+        if code_type == SEISMIC_AREA_CODE_TYPE:
+            return self._seismic_names.get(code)
         return self._names.get(code)
 
     def tsunami_region_name(self, code: str) -> str | None:
@@ -143,25 +203,33 @@ class AreaCodes:
     def resolve(self, codes: Iterable[str], code_type: str | None = None) -> Resolution:
         """Expand codes to 7-digit 市町村等 codes; report codes not in the tables.
 
-        6- and 7-digit codes are forecast areas and municipalities. 3-digit codes
+        6- and 7-digit codes are forecast areas and municipalities (wards and
+        split municipalities inferred, see the module docstring). 3-digit codes
         are ambiguous (津波予報区 ``390`` 愛知県外海 vs 地震情報細分区域 ``390``
-        石川県能登), so they resolve only with ``code_type=TSUNAMI_CODE_TYPE``.
+        石川県能登), so they resolve only with ``code_type`` ``TSUNAMI_CODE_TYPE``
+        or ``SEISMIC_AREA_CODE_TYPE``.
         """
         found: set[str] = set()
         unknown: list[str] = []
-        tsunami = code_type == TSUNAMI_CODE_TYPE
         for code in codes:
-            cities = self._tsunami_members.get(code) if tsunami else self._members.get(code)
+            cities = self._lookup(code, code_type)
             if cities is None:
                 unknown.append(code)
             else:
                 found |= cities
         return Resolution(frozenset(found), tuple(dict.fromkeys(unknown)))
 
+    def _lookup(self, code: str, code_type: str | None) -> frozenset[str] | None:
+        if code_type == TSUNAMI_CODE_TYPE:
+            return self._tsunami_members.get(code)
+        if code_type == SEISMIC_AREA_CODE_TYPE:
+            return self._seismic_members.get(code)
+        found = self._members.get(code)
+        return found if found is not None else self.municipality_parts(code)
+
     def unknown(self, codes: Iterable[str], code_type: str | None = None) -> tuple[str, ...]:
         """The codes ``resolve`` would report unknown, without building the municipality set."""
-        table = self._tsunami_members if code_type == TSUNAMI_CODE_TYPE else self._members
-        return tuple(dict.fromkeys(code for code in codes if code not in table))
+        return tuple(dict.fromkeys(code for code in codes if self._lookup(code, code_type) is None))
 
     def municipalities_for(self, codes: Iterable[str], code_type: str | None = None) -> frozenset[str]:
         """The 7-digit 市町村等 codes inside ``codes`` (unknown codes ignored)."""

@@ -145,8 +145,8 @@ _REGION_PREFIX = re.compile(r"^.{1,12}?(?:都|道|府|県|地方)(?=気象|竜�
 # Warning statuses meaning "nothing in force here" (VPWW, VXWW, VPOA, VPHW).
 _NOT_IN_FORCE = frozenset({"", "解除", "なし", "発表警報・注意報はなし", "発表なし"})
 
-# Code types whose codes AreaCodes knows; the rest (rivers, seismic areas) are not checked.
-_RESOLVABLE = frozenset({CITY_CODE_TYPE, TSUNAMI_CODE_TYPE, FORECAST_CODE_TYPE})
+# Code types whose codes AreaCodes knows; the rest (rivers, volcanoes) are not checked.
+_RESOLVABLE = frozenset({CITY_CODE_TYPE, TSUNAMI_CODE_TYPE, FORECAST_CODE_TYPE, SEISMIC_AREA_CODE_TYPE})
 
 _TSUNAMI_ORDER = ("大津波警報", "津波警報", "津波注意報", "津波予報")
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 from pathlib import Path
 
 import pytest
 
 from dispatcher.model import Area
-from sources.jma.codes import TSUNAMI_CODE_TYPE, AreaCodes, default_codes
+from sources.jma import tables
+from sources.jma.codes import SEISMIC_AREA_CODE_TYPE, TSUNAMI_CODE_TYPE, AreaCodes, default_codes
+from sources.jma.parser import Parsed, parse_telegram
 
 NUMAZU = "2220300"
 
@@ -116,3 +120,42 @@ def test_load_from_directory(tmp_path: Path) -> None:
 
 def test_default_codes_is_cached() -> None:
     assert default_codes() is default_codes()
+
+
+def test_wards_of_designated_cities_resolve_to_their_city(codes: AreaCodes) -> None:
+    # 静岡市 is split in two for warnings; each ward reaches both halves.
+    assert codes.resolve(["2210100", "2210200", "2210300"]).municipalities == {"2210001", "2210002"}
+    assert codes.resolve(["2213700"]).municipalities == codes.resolve(["2213000"]).municipalities  # 浜松天竜区
+    assert codes.resolve(["2311600"]).municipalities == {"2310000"}  # 名古屋天白区 → 名古屋市
+    assert codes.resolve(["0111000"]).municipalities == {"0110000"}  # 札幌手稲区 → 札幌市
+    # The undivided code of a split municipality stands for all its parts.
+    assert codes.resolve(["0720300"]).municipalities == {"0720301", "0720302"}  # 郡山市
+    # Not a ward block (PP2xx): a merged-away town stays unknown rather than guessed.
+    assert codes.resolve(["2236100"]).unknown == ("2236100",)  # 芝川町, now part of 富士宮市
+
+
+def test_seismic_areas_resolve_with_their_code_type(codes: AreaCodes) -> None:
+    east = codes.resolve(["441"], SEISMIC_AREA_CODE_TYPE)
+    assert NUMAZU in east.municipalities and not east.unknown
+    assert codes.name("441", SEISMIC_AREA_CODE_TYPE) == "静岡県東部"
+    # 442 静岡県中部 lists 静岡市's wards: the weather table's halves of the city.
+    assert {"2210001", "2210002"} <= codes.resolve(["442"], SEISMIC_AREA_CODE_TYPE).municipalities
+    assert NUMAZU not in codes.resolve(["442"], SEISMIC_AREA_CODE_TYPE).municipalities
+    # Without the code type a 3-digit code is not a seismic area.
+    assert codes.resolve(["441"]).unknown == ("441",)
+
+
+def test_shindo_report_naming_shizuoka_east_reaches_numazu(codes: AreaCodes, shared_data: Path) -> None:
+    outcome = parse_telegram((shared_data / "jma/live_noto2024/IntensityReportL.xml").read_bytes(), url="x_VXSE51.xml")
+    assert isinstance(outcome, Parsed) and "441" in outcome.alert.area_codes
+    res = codes.resolve_areas(outcome.alert.areas)
+    assert NUMAZU in res.municipalities and res.unknown == ()
+
+
+def test_seismic_area_table_is_what_the_telegrams_say(shared_data: Path) -> None:
+    """The packaged table is exactly what sources.jma.tables derives from the data set."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert tables.main([str(shared_data / "jma")]) == 0
+    packaged = (Path(__file__).resolve().parents[2] / "config/jma/seismic_areas.csv").read_text(encoding="utf-8")
+    assert out.getvalue() == packaged
