@@ -99,6 +99,7 @@ class AreaCodes:
         self._seismic_members = dict(seismic_members or {})
         # 5-digit municipality → its 7-digit 市町村等 entries (one, or the parts of a split one).
         self._parts: dict[str, set[str]] = {}
+        self._inferred: dict[str, frozenset[str] | None] = {}
         for code, cities in self._members.items():
             if len(code) == 7 and cities == {code}:
                 self._parts.setdefault(code[:5], set()).add(code)
@@ -115,13 +116,19 @@ class AreaCodes:
         found = self._members.get(code)
         if found is not None:
             return found
+        if code in self._inferred:
+            return self._inferred[code]
         base = code[:5]
         if base[2] == "1":  # PP1xx: a designated city or one of its wards
             for candidate in range(int(base), int(base[:2] + "100") - 1, -1):
                 parts = self._parts.get(f"{candidate:05d}")
                 if parts:
-                    return frozenset(parts)
-        return None
+                    found = frozenset(parts)
+                    break
+        # A VXSE53 names ~1,000 municipalities; remember answers (bounded: input is hostile).
+        if len(self._inferred) < 20_000:
+            self._inferred[code] = found
+        return found
 
     @classmethod
     def load(cls, directory: str | Path | Traversable | None = None) -> AreaCodes:
