@@ -277,45 +277,6 @@ class Service:
             feed = BroadcastFeed(b.feed_url, policy=policy, sender=b.default_sender, timeout=b.feed_timeout_seconds)
             self.polled.append((feed, b.feed_poll_seconds, 0))
 
-        if s.broadcast.enabled:
-            self._build_broadcast()
-
-    def _build_broadcast(self) -> None:
-        """The municipal broadcast system: webhook (with a secret) and transcript feed (with a URL)."""
-        from dispatcher.targeting import geo_index
-        from sources.broadcast import BroadcastFeed, BroadcastPolicy, BroadcastWebhook
-
-        b = self.settings.broadcast
-        policy = BroadcastPolicy(
-            groups=b.groups,
-            routes=b.routes,
-            districts={d.code: d.name for d in geo_index(self.settings.geo).districts},
-            hold_emergency=b.hold_emergency,
-            hold_ordinary=b.hold_ordinary,
-        )
-        for problem in policy.misconfigured():
-            log.warning("[broadcast.groups] %s", problem)
-        for category, names in b.routes.items():
-            off = [n for n in names if n not in self.channels]
-            if off:
-                log.warning("[broadcast.routes] %s names channels not enabled: %s", category, ", ".join(off))
-        if b.secret:
-            if not self.settings.web.enabled:
-                log.warning("[broadcast] has a secret but [web] is disabled: no webhook")
-            self.pushed.append(
-                BroadcastWebhook(
-                    secret=b.secret,
-                    policy=policy,
-                    default_sender=b.default_sender,
-                    senders=b.senders,
-                    max_body_bytes=b.max_body_bytes,
-                    max_skew_seconds=b.max_skew_seconds,
-                )
-            )
-        if b.feed_url:
-            feed = BroadcastFeed(b.feed_url, policy=policy, sender=b.default_sender, timeout=b.feed_timeout_seconds)
-            self.polled.append((feed, b.feed_poll_seconds, 0))
-
     def _start_sources(self) -> None:
         self._build_sources()
         self.scheduler = AsyncIOScheduler(timezone="UTC")

@@ -45,10 +45,17 @@ async def known_documents(conn: asyncpg.Connection, source: str, urls: list[str]
 
 
 async def reclaim_failed_document(conn: asyncpg.Connection, source: str, url: str, max_attempts: int) -> int | None:
-    """A document whose fetch failed may be tried again, a bounded number of times."""
+    """A document whose fetch failed may be tried again, a bounded number of times.
+
+    So may one left ``pending`` for over five minutes: its claimer died between
+    claiming and recording it (the fetch itself has a timeout far below that).
+    """
     row = await conn.fetchrow(
-        "UPDATE documents SET outcome = 'pending' WHERE source = $1 AND url = $2"
-        " AND outcome = 'fetch_failed' AND attempts < $3 RETURNING id",
+        "UPDATE documents SET outcome = 'pending', received_at = now(),"
+        " attempts = attempts + CASE WHEN outcome = 'pending' THEN 1 ELSE 0 END"
+        " WHERE source = $1 AND url = $2 AND attempts < $3"
+        " AND (outcome = 'fetch_failed' OR (outcome = 'pending' AND received_at < now() - interval '5 minutes'))"
+        " RETURNING id",
         source,
         url,
         max_attempts,
