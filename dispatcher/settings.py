@@ -213,6 +213,8 @@ _SECTIONS: dict[str, type[Any]] = {
     "geo": GeoConfig,
     "broadcast": BroadcastConfig,
 }
+# Operator-defined mappings: a later file's table replaces the earlier one.
+REPLACED_TABLES = frozenset({"broadcast.groups", "broadcast.routes"})
 _CHANNEL_GENERIC = {"enabled", "rate_per_second", "per_recipient_interval", "batch_size"}
 
 
@@ -248,10 +250,14 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 
 def _merge(into: dict[str, Any], new: Mapping[str, Any], origin: dict[str, str], file: str, prefix: str = "") -> None:
-    """Deep-merge ``new`` into ``into``, remembering which file set each key."""
+    """Deep-merge ``new`` into ``into``, remembering which file set each key.
+
+    Tables that are data rather than settings (:data:`REPLACED_TABLES`) are
+    replaced whole, so an operator's mapping does not inherit the examples.
+    """
     for key, value in new.items():
         dotted = f"{prefix}{key}"
-        if isinstance(value, dict) and isinstance(into.get(key), dict):
+        if isinstance(value, dict) and isinstance(into.get(key), dict) and dotted not in REPLACED_TABLES:
             _merge(into[key], value, origin, file, dotted + ".")
         else:
             into[key] = value

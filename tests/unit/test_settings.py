@@ -149,3 +149,13 @@ def test_check_config_cli_rejects_with_file_and_key(tmp_path: Path) -> None:
     result = run_cli("check-config", str(path))
     assert result.returncode == 2
     assert str(path) in result.stderr and "unknown key 'state_dri'" in result.stderr
+
+
+def test_mapping_tables_are_replaced_not_merged(tmp_path: Path) -> None:
+    # The packaged [broadcast.groups] are examples for the illustrative districts;
+    # a city's own mapping must not inherit them.
+    defaults = load(None, env={})
+    assert "heda" in defaults.broadcast.groups
+    path = write(tmp_path, '[broadcast.groups]\nzone-a = ["numazu-hara"]\n')
+    s = load(path, env={})
+    assert dict(s.broadcast.groups) == {"zone-a": ("numazu-hara",)}
