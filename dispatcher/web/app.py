@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
@@ -75,7 +76,7 @@ async def dashboard(request: web.Request) -> web.Response:
     for a in alerts:
         ex = "" if a["status"] == "actual" else f' <span class="tag ex">{html.escape(a["status"])}</span>'
         rows.append(
-            f'<tr class="p{a["priority"]}"><td><a href="/alerts/{a["id"]}">{a["id"]}</a></td>'
+            f'<tr class="p{a["priority"]}"><td><a href="/alerts/{quote(a["identifier"], safe="")}">{a["id"]}</a></td>'
             f"<td>{datetime.fromisoformat(a['received_at']).astimezone(JST):%m-%d %H:%M:%S}</td>"
             f'<td><span class="tag">{html.escape(a["source"])}</span> {html.escape(a["kind"])}</td>'
             f"<td><b>{html.escape(a['event'])}</b>{ex}<br>"
@@ -97,11 +98,11 @@ async def alert_page(request: web.Request) -> web.Response:
     assert service.pool is not None
     key = request.match_info["id"]
     async with service.pool.acquire() as conn:
-        # Operators link by number; messages to residents link by identifier.
-        if key.isdigit():
+        # Links (residents' messages, the dashboard) carry the identifier, which
+        # may itself be all digits; a bare row number is accepted as a fallback.
+        a = await conn.fetchrow("SELECT * FROM alerts WHERE identifier = $1 ORDER BY id DESC LIMIT 1", key)
+        if a is None and key.isdigit() and len(key) < 19:
             a = await conn.fetchrow("SELECT * FROM alerts WHERE id = $1", int(key))
-        else:
-            a = await conn.fetchrow("SELECT * FROM alerts WHERE identifier = $1 ORDER BY id LIMIT 1", key)
         if a is None:
             raise web.HTTPNotFound()
         alert_id = int(a["id"])
