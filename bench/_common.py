@@ -88,7 +88,9 @@ async def add_subscriptions(
     )
 
 
-def make_alert(identifier: str, *, priority: Priority = Priority.HIGH, headline: str = "bench") -> Alert:
+def make_alert(
+    identifier: str, *, priority: Priority = Priority.HIGH, headline: str = "bench", codes: tuple[str, ...] = (NUMAZU,)
+) -> Alert:
     """A hand-built public alert for 沼津市."""
     return Alert(
         identifier=identifier,
@@ -103,7 +105,7 @@ def make_alert(identifier: str, *, priority: Priority = Priority.HIGH, headline:
         headline=headline,
         source="bench",
         priority=priority,
-        areas=(Area("沼津市", (NUMAZU,)),),
+        areas=(Area("沼津市", codes),),
     )
 
 
