@@ -37,6 +37,8 @@ from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Any
 
+from lxml import etree
+
 from dispatcher.model import Alert, Area, MsgType, Status
 
 from .codes import CITY_CODE_TYPE, FORECAST_CODE_TYPE, SEISMIC_AREA_CODE_TYPE, TSUNAMI_CODE_TYPE, AreaCodes
@@ -161,11 +163,14 @@ def kind_from_name(name: str | None) -> str:
 
 @lru_cache(maxsize=512)
 def _steps(path: str) -> tuple[str, ...]:
-    return tuple(path.split("/"))
+    # "{*}Name" matches Name in any namespace (or none) inside libxml2, so the
+    # children that do not match never become Python objects.
+    return tuple("{*}" + step for step in path.split("/"))
 
 
 _LOCAL_NAMES: dict[str, str] = {}
 _SEISMIC_LISTS = frozenset({"City", "IntensityStation"})
+_ELEMENTS_ONLY = etree.Element  # iterchildren(tag=etree.Element): no comments or PIs
 
 
 def _local_name(tag: str) -> str:
@@ -179,41 +184,28 @@ def _local_name(tag: str) -> str:
 
 
 def _children(el: Any, name: str) -> list[Any]:
-    """Direct child elements with local name ``name`` (``*``: all), any namespace.
-
-    A plain loop over the children beats ``find``/``iterchildren(tag)`` here:
-    both build a path or tag matcher per call, which dominated parse time.
-    """
-    out = []
-    for child in el:
-        tag = child.tag
-        if isinstance(tag, str) and (name == "*" or _local_name(tag) == name):
-            out.append(child)
-    return out
+    """Direct child elements with local name ``name`` (``*``: all), any namespace."""
+    if name == "*":
+        return list(el.iterchildren(_ELEMENTS_ONLY))
+    return list(el.iterchildren(_steps(name)[0]))
 
 
 def _first(el: Any, name: str) -> Any:
-    for child in el:
-        tag = child.tag
-        if isinstance(tag, str) and _local_name(tag) == name:
-            return child
-    return None
+    return next(el.iterchildren(_steps(name)[0]), None)
 
 
 def _fields(el: Any, stop: frozenset[str] = frozenset()) -> dict[str, str]:
     """Local name -> stripped text of the direct children (first of each), in one pass.
 
-    The hot loops (a VXSE53 lists ~1,300 municipalities) read several
-    children of each element; one pass is several times cheaper than a lookup each.
-    Iteration ends at the first child named in ``stop`` (the long lists that
-    follow the scalar fields, such as IntensityStation).
+    Elements read several children each; one pass is several times cheaper than
+    a lookup each. Iteration ends at the first child named in ``stop`` (the long
+    lists that follow the scalar fields, such as IntensityStation).
     """
     out: dict[str, str] = {}
-    for child in el:
+    names = _LOCAL_NAMES
+    for child in el.iterchildren(_ELEMENTS_ONLY):
         tag = child.tag
-        if not isinstance(tag, str):
-            continue
-        name = _local_name(tag)
+        name = names.get(tag) or _local_name(tag)
         if name in stop:
             break
         if name not in out:
@@ -233,14 +225,13 @@ def _flat(el: Any, prefix: str = "", stop: frozenset[str] = frozenset()) -> dict
     First occurrence wins; children named in ``stop`` are skipped (read them as lists).
     """
     out: dict[str, str] = {}
+    names = _LOCAL_NAMES
     stack = [(el, prefix)]
     while stack:
         node, base = stack.pop()
-        for child in node:
+        for child in node.iterchildren(_ELEMENTS_ONLY):
             tag = child.tag
-            if not isinstance(tag, str):
-                continue
-            name = _local_name(tag)
+            name = names.get(tag) or _local_name(tag)
             if name in stop:
                 continue
             path = base + name
@@ -248,18 +239,19 @@ def _flat(el: Any, prefix: str = "", stop: frozenset[str] = frozenset()) -> dict
                 continue
             text = child.text
             out[path] = text.strip() if text else ""
-            for key, value in child.items():
-                out.setdefault(f"{path}@{key}", value.strip())
+            if child.attrib:
+                for key, value in child.items():
+                    out.setdefault(f"{path}@{key}", value.strip())
             if len(child):
                 stack.append((child, path + "/"))
     return out
 
 
 def _find(el: Any, path: str) -> Any:
-    for name in _steps(path):
+    for step in _steps(path):
         if el is None:
             return None
-        el = _first(el, name)
+        el = next(el.iterchildren(step), None)
     return el
 
 
@@ -274,9 +266,10 @@ def _text(el: Any, path: str) -> str:
 def _findall(el: Any, path: str) -> list[Any]:
     if el is None:
         return []
-    nodes = [el]
-    for name in _steps(path):
-        nodes = [child for node in nodes for child in _children(node, name)]
+    steps = _steps(path)
+    nodes = list(el.iterchildren(steps[0]))
+    for step in steps[1:]:
+        nodes = [child for node in nodes for child in node.iterchildren(step)]
     return nodes
 
 
@@ -654,25 +647,8 @@ def _seismic(ctx: _Ctx) -> _Result:
     observation = _find(ctx.body, "Intensity/Observation")
     max_int = _text(observation, "MaxInt")
     areas: list[Area] = []
-    for pref in _findall(observation, "Pref"):
-        pref_name = _text(pref, "Name")
-        for area in _findall(pref, "Area"):
-            cities = _findall(area, "City")
-            f = _fields(area, _SEISMIC_LISTS)
-            area_name = f.get("Name", "")
-            if not cities:
-                areas.append(
-                    Area(
-                        area_name,
-                        _codes(f.get("Code", "")),
-                        details=_intensity_details(f, SEISMIC_AREA_CODE_TYPE, pref_name),
-                    )
-                )
-            for city in cities:
-                cf = _fields(city, _SEISMIC_LISTS)
-                d = _intensity_details(cf, CITY_CODE_TYPE, pref_name)
-                d["area"] = area_name
-                areas.append(Area(cf.get("Name", ""), _codes(cf.get("Code", "")), details=d))
+    if observation is not None:
+        _intensity_areas(observation, areas)
     if max_int:
         details["max_intensity"] = max_int
     if ctx.control_title == "震源に関する情報" or not max_int:
@@ -686,12 +662,82 @@ def _seismic(ctx: _Ctx) -> _Result:
     return _Result(event, rating, areas, details, texts)
 
 
-def _intensity_details(f: dict[str, str], code_type: str, pref: str) -> dict[str, str]:
-    d = {"code_type": code_type, "intensity": f.get("MaxInt", ""), "pref": pref}
-    condition = f.get("Condition")
-    if condition:  # e.g. 震度５弱以上未入電
-        d["condition"] = condition
-    return d
+_SCALARS = ("Name", "Code", "MaxInt", "Condition")
+
+
+def _intensity_scalars(el: Any, tags: tuple[str, ...]) -> tuple[str, str, str, str]:
+    """Name, Code, MaxInt and Condition of a seismic Area or City (first of each).
+
+    The hot loop of a VXSE53 (~1,300 municipalities, each followed by its
+    IntensityStation list): compare Clark tags instead of building a dict of
+    local names, and stop at the first City or IntensityStation child. ``tags``
+    are the four names plus City and IntensityStation in the document's own
+    namespace; a child in another namespace falls back to its local name.
+    """
+    name_tag, code_tag, max_tag, cond_tag, city_tag, station_tag = tags
+    name = code = max_int = condition = None
+    for child in el.iterchildren(_ELEMENTS_ONLY):
+        tag = child.tag
+        if tag in (station_tag, city_tag):
+            break
+        if tag == name_tag:
+            if name is None:
+                name = child.text or ""
+        elif tag == code_tag:
+            if code is None:
+                code = child.text or ""
+        elif tag == max_tag:
+            if max_int is None:
+                max_int = child.text or ""
+        elif tag == cond_tag:
+            if condition is None:
+                condition = child.text or ""
+        else:
+            local = _LOCAL_NAMES.get(tag) or _local_name(tag)
+            if local in _SEISMIC_LISTS:
+                break
+            if local in _SCALARS:  # same name, another namespace
+                text = child.text or ""
+                if local == "Name" and name is None:
+                    name = text
+                elif local == "Code" and code is None:
+                    code = text
+                elif local == "MaxInt" and max_int is None:
+                    max_int = text
+                elif local == "Condition" and condition is None:
+                    condition = text
+    return (
+        name.strip() if name else "",
+        code.strip() if code else "",
+        max_int.strip() if max_int else "",
+        condition.strip() if condition else "",
+    )
+
+
+def _intensity_areas(observation: Any, areas: list[Area]) -> None:
+    """Intensity/Observation → one Area per City, or per seismic Area without cities."""
+    tag = observation.tag
+    ns = tag[: tag.index("}") + 1] if tag.startswith("{") else ""
+    tags = tuple(ns + local for local in (*_SCALARS, "City", "IntensityStation"))
+    any_city, any_area, any_pref = _steps("City/Area/Pref")
+    for pref in observation.iterchildren(any_pref):
+        pref_name = _text(pref, "Name")
+        for area in pref.iterchildren(any_area):
+            area_name, area_code, area_int, area_cond = _intensity_scalars(area, tags)
+            has_city = False
+            for city in area.iterchildren(any_city):
+                has_city = True
+                name, code, max_int, condition = _intensity_scalars(city, tags)
+                d = {"code_type": CITY_CODE_TYPE, "intensity": max_int, "pref": pref_name}
+                if condition:  # e.g. 震度５弱以上未入電
+                    d["condition"] = condition
+                d["area"] = area_name
+                areas.append(Area(name, (code,) if code else (), details=d))
+            if not has_city:
+                d = {"code_type": SEISMIC_AREA_CODE_TYPE, "intensity": area_int, "pref": pref_name}
+                if area_cond:
+                    d["condition"] = area_cond
+                areas.append(Area(area_name, (area_code,) if area_code else (), details=d))
 
 
 def _eew(ctx: _Ctx) -> _Result:
