@@ -51,6 +51,9 @@ def _parser() -> etree.XMLParser:
             huge_tree=False,
             remove_comments=True,
             remove_pis=True,
+            # Whitespace-only text between elements is never read (texts are
+            # stripped) and dropping it makes parsing and traversal cheaper.
+            remove_blank_text=True,
             collect_ids=False,
         )
         _local.parser = parser
