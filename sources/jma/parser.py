@@ -676,10 +676,8 @@ def _intensity_scalars(el: Any, tags: tuple[str, ...]) -> tuple[str, str, str, s
     """
     name_tag, code_tag, max_tag, cond_tag, city_tag, station_tag = tags
     name = code = max_int = condition = None
-    for child in el.iterchildren(_ELEMENTS_ONLY):
+    for child in el:  # comments and PIs are removed at parse time; guarded below anyway
         tag = child.tag
-        if tag in (station_tag, city_tag):
-            break
         if tag == name_tag:
             if name is None:
                 name = child.text or ""
@@ -689,10 +687,12 @@ def _intensity_scalars(el: Any, tags: tuple[str, ...]) -> tuple[str, str, str, s
         elif tag == max_tag:
             if max_int is None:
                 max_int = child.text or ""
+        elif tag in (station_tag, city_tag):
+            break
         elif tag == cond_tag:
             if condition is None:
                 condition = child.text or ""
-        else:
+        elif isinstance(tag, str):
             local = _LOCAL_NAMES.get(tag) or _local_name(tag)
             if local in _SEISMIC_LISTS:
                 break
