@@ -719,6 +719,7 @@ def _intensity_areas(observation: Any, areas: list[Area]) -> None:
     tag = observation.tag
     ns = tag[: tag.index("}") + 1] if tag.startswith("{") else ""
     tags = tuple(ns + local for local in (*_SCALARS, "City", "IntensityStation"))
+    name_tag, code_tag, max_tag, _, _, station_tag = tags
     any_city, any_area, any_pref = _steps("City/Area/Pref")
     for pref in observation.iterchildren(any_pref):
         pref_name = _text(pref, "Name")
@@ -727,7 +728,23 @@ def _intensity_areas(observation: Any, areas: list[Area]) -> None:
             has_city = False
             for city in area.iterchildren(any_city):
                 has_city = True
-                name, code, max_int, condition = _intensity_scalars(city, tags)
+                # The usual shape, Name Code MaxInt IntensityStation…, read by position;
+                # anything else (Condition, Revise, no stations) takes the general loop.
+                kids = city[:4]
+                if (
+                    len(kids) == 4
+                    and kids[0].tag == name_tag
+                    and kids[1].tag == code_tag
+                    and kids[2].tag == max_tag
+                    and kids[3].tag == station_tag
+                ):
+                    name, code, max_int = kids[0].text, kids[1].text, kids[2].text
+                    name = name.strip() if name else ""
+                    code = code.strip() if code else ""
+                    max_int = max_int.strip() if max_int else ""
+                    condition = ""
+                else:
+                    name, code, max_int, condition = _intensity_scalars(city, tags)
                 d = {"code_type": CITY_CODE_TYPE, "intensity": max_int, "pref": pref_name}
                 if condition:  # e.g. 震度５弱以上未入電
                     d["condition"] = condition
