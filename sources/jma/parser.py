@@ -214,7 +214,6 @@ def _fields(el: Any, stop: frozenset[str] = frozenset()) -> dict[str, str]:
     return out
 
 
-_STATION = frozenset({"Station"})
 # Head/Headline/Information repeats the body's areas; not needed from the Head.
 _HEADLINE_INFO = frozenset({"Information"})
 
@@ -794,36 +793,73 @@ def _tsunami_category(name: str) -> str:
     return name.split("：", 1)[0]
 
 
+def _kids(el: Any) -> dict[str, Any]:
+    """Local name -> first direct child element of that name, in one pass."""
+    out: dict[str, Any] = {}
+    names = _LOCAL_NAMES
+    for child in el.iterchildren(_ELEMENTS_ONLY):
+        tag = child.tag
+        name = names.get(tag) or _local_name(tag)
+        if name not in out:
+            out[name] = child
+    return out
+
+
+def _attr(el: Any, key: str) -> str:
+    value = el.get(key) if el is not None else None
+    return value.strip() if value else ""
+
+
+def _first_height(kids: dict[str, Any]) -> str:
+    """FirstHeight/ArrivalTime, else FirstHeight/Condition, of a tsunami Item or Station."""
+    el = kids.get("FirstHeight")
+    if el is None:
+        return ""
+    f = _fields(el)
+    return f.get("ArrivalTime") or f.get("Condition", "")
+
+
+def _max_height(kids: dict[str, Any]) -> tuple[str, str]:
+    """(MaxHeight/TsunamiHeight@description or @condition, MaxHeight/Condition)."""
+    el = kids.get("MaxHeight")
+    if el is None:
+        return "", ""
+    mk = _kids(el)
+    height = mk.get("TsunamiHeight")
+    value = _attr(height, "description") or _attr(height, "condition")
+    return value, _text(el, "Condition")
+
+
 def _tsunami(ctx: _Ctx) -> _Result:
     """津波警報・注意報・予報 VTSE41, 津波情報 VTSE51, 沖合の津波観測に関する情報 VTSE52."""
     tsunami = _find(ctx.body, "Tsunami")
     areas: dict[str, Area] = {}
     by_category: dict[str, list[str]] = {}
     for item in _findall(tsunami, "Forecast/Item"):
-        f = _flat(item, stop=_STATION)
-        name, code = f.get("Area/Name", ""), f.get("Area/Code", "")
-        kind_name = f.get("Category/Kind/Name", "")
+        k = _kids(item)
+        af = _fields(k["Area"]) if "Area" in k else {}
+        name, code = af.get("Name", ""), af.get("Code", "")
+        cat = _kids(k["Category"]) if "Category" in k else {}
+        kind_name = _text(cat.get("Kind"), "Name")
         category = _tsunami_category(kind_name)
-        last = f.get("Category/LastKind/Name", "")
+        last = _text(cat.get("LastKind"), "Name")
         d = {"code_type": TSUNAMI_CODE_TYPE, "category": category, "kind": kind_name}
         if last:
             d["last_kind"] = last
             if category in ("津波予報", "津波なし") and _tsunami_category(last) in _TSUNAMI_ORDER[:3]:
                 d["lifted"] = _tsunami_category(last)
-        first = f.get("FirstHeight/ArrivalTime") or f.get("FirstHeight/Condition")
+        first = _first_height(k)
         if first:
             d["first_arrival"] = first
-        max_height = f.get("MaxHeight/TsunamiHeight@description") or f.get("MaxHeight/TsunamiHeight@condition", "")
+        max_height, condition = _max_height(k)
         if max_height:
             d["max_height"] = max_height
-        condition = f.get("MaxHeight/Condition")
         if condition:
             d["max_height_condition"] = condition
         stations = []
-        for station in _children(item, "Station"):
-            sf = _flat(station)
-            when = sf.get("FirstHeight/ArrivalTime") or sf.get("FirstHeight/Condition", "")
-            stations.append(f"{sf.get('Name', '')} {when}".strip())
+        for station in item.iterchildren(_steps("Station")[0]):
+            sk = _kids(station)
+            stations.append(f"{_text(station, 'Name')} {_first_height(sk)}".strip())
         if stations:
             d["stations"] = "、".join(stations)
         areas[code] = Area(name, _codes(code), details=d)
@@ -831,11 +867,10 @@ def _tsunami(ctx: _Ctx) -> _Result:
     for item in _findall(tsunami, "Observation/Item"):
         code = _text(item, "Area/Code")
         observed = []
-        for station in _children(item, "Station"):
-            sf = _flat(station)
-            value = sf.get("MaxHeight/TsunamiHeight@description") or sf.get("MaxHeight/TsunamiHeight@condition", "")
-            value = value or sf.get("MaxHeight/Condition", "")
-            observed.append(f"{sf.get('Name', '')} {value}".strip())
+        for station in item.iterchildren(_steps("Station")[0]):
+            sk = _kids(station)
+            height, condition = _max_height(sk)
+            observed.append(f"{_text(station, 'Name')} {height or condition}".strip())
         if not observed:
             continue
         base = areas.get(code)
