@@ -45,6 +45,7 @@ async def main() -> None:
                 ["deliveries expected", report.expected],
                 ["provider acceptances", report.received],
                 ["lost", report.lost],
+                ["not finished (still queued or sending at the end)", report.unfinished],
                 ["duplicates", report.duplicates],
                 ["duplicate rate (of deliveries)", f"{report.duplicate_rate:.3%}"],
                 ["duplicates per kill", report.duplicates / report.kills if report.kills else 0.0],

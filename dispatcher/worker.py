@@ -147,7 +147,10 @@ class OutboxWorker:
         self.max_inflight = 2 * self.claim_size
         # Longest in-memory wait for a recipient's pacing slot; beyond it the
         # delivery goes back to the queue with ``not_before`` at that slot.
-        self.max_spacing_wait = min(2.0 * (interval or 0.0), delivery.lease_seconds / 3)
+        # Waiting in memory holds one in-flight slot; going back to the queue costs a
+        # round trip and a wake-up per delivery, which thrashes when few chats get
+        # many messages. So wait in memory up to a second or two (within the lease).
+        self.max_spacing_wait = min(max(1.0, 2.0 * (interval or 0.0)), delivery.lease_seconds / 3)
         self.wakeup = wakeup or asyncio.Event()
         self.on_event = on_event
         self._stopping = asyncio.Event()

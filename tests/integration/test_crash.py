@@ -88,6 +88,7 @@ class CrashReport:
     duplicates: int
     explained: bool
     lost: int
+    unfinished: int
     lease_requeues: int
     # Webhook duplicates that repeated the first attempt's Idempotency-Key (a receiver can drop them).
     webhook_duplicates: int
@@ -105,7 +106,7 @@ class CrashReport:
             f"alerts queued               {self.alerts}",
             f"deliveries expected         {self.expected}",
             f"provider acceptances        {self.received}",
-            f"lost                        {self.lost}",
+            f"lost                        {self.lost} (of which still queued at the end: {self.unfinished})",
             f"duplicates                  {self.duplicates}",
             f"duplicate rate              {self.duplicate_rate:.4%} of deliveries, "
             f"{self.duplicates / self.kills if self.kills else 0:.1f} per kill",
@@ -251,7 +252,7 @@ secret_env = "{SECRET_ENV}"
             proc = await self._spawn(config)
             try:
                 async with pool.acquire() as conn:
-                    deadline = time.monotonic() + 60.0
+                    deadline = time.monotonic() + 60.0 + await self._pending(conn) / 50
                     while await self._pending(conn) and time.monotonic() < deadline:  # noqa: ASYNC110
                         await asyncio.sleep(0.1)
                 await asyncio.sleep(0.3)
@@ -297,9 +298,11 @@ secret_env = "{SECRET_ENV}"
             """
         )
         expiries: dict[tuple[str, str], int] = {}
+        unfinished = 0
         for r in rows:
             expiries[(r["channel"], f"{r['address']}|{r['identifier']}")] = int(r["expiries"])
             if r["state"] != "delivered":
+                unfinished += 1
                 problems.append(f"delivery {r['channel']} {r['address']} {r['identifier']} left {r['state']}")
         duplicates = 0
         explained = True
@@ -319,6 +322,7 @@ secret_env = "{SECRET_ENV}"
             duplicates=duplicates,
             explained=explained,
             lost=len(lost),
+            unfinished=unfinished,
             lease_requeues=sum(expiries.values()),
             webhook_duplicates=sum(n - 1 for n in hook.values()),
             webhook_same_key=sum(n - 1 for n in keys.values()),

@@ -359,7 +359,7 @@ async def test_database_backends_terminated_mid_fan_out_are_survived(database: s
 
 async def test_cancel_supersedes_queued_and_reaches_those_already_served(database: str) -> None:
     """A cancel naming the first alert stops what is queued and follows everyone who got it."""
-    chats = [str(4000 + i) for i in range(60)]
+    chats = [str(4000 + i) for i in range(100)]
     async with telegram_standin() as tg:
         await add_subscribers(database, "telegram", chats)
         channels = [(telegram(tg), ChannelSettings("telegram", enabled=True, rate_per_second=20.0))]
