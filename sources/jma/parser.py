@@ -214,38 +214,6 @@ def _fields(el: Any, stop: frozenset[str] = frozenset()) -> dict[str, str]:
     return out
 
 
-# Head/Headline/Information repeats the body's areas; not needed from the Head.
-_HEADLINE_INFO = frozenset({"Information"})
-
-
-def _flat(el: Any, prefix: str = "", stop: frozenset[str] = frozenset()) -> dict[str, str]:
-    """The whole subtree in one pass: ``"Area/Name"`` -> text, ``"X/Y@attr"`` -> value.
-
-    First occurrence wins; children named in ``stop`` are skipped (read them as lists).
-    """
-    out: dict[str, str] = {}
-    names = _LOCAL_NAMES
-    stack = [(el, prefix)]
-    while stack:
-        node, base = stack.pop()
-        for child in node.iterchildren(_ELEMENTS_ONLY):
-            tag = child.tag
-            name = names.get(tag) or _local_name(tag)
-            if name in stop:
-                continue
-            path = base + name
-            if path in out:
-                continue
-            text = child.text
-            out[path] = text.strip() if text else ""
-            if child.attrib:
-                for key, value in child.items():
-                    out.setdefault(f"{path}@{key}", value.strip())
-            if len(child):
-                stack.append((child, path + "/"))
-    return out
-
-
 def _find(el: Any, path: str) -> Any:
     for step in _steps(path):
         if el is None:
@@ -270,6 +238,30 @@ def _findall(el: Any, path: str) -> list[Any]:
     for step in steps[1:]:
         nodes = [child for node in nodes for child in node.iterchildren(step)]
     return nodes
+
+
+def _kids(el: Any) -> dict[str, Any]:
+    """Local name -> first direct child element of that name, in one pass."""
+    out: dict[str, Any] = {}
+    names = _LOCAL_NAMES
+    for child in el.iterchildren(_ELEMENTS_ONLY):
+        tag = child.tag
+        name = names.get(tag) or _local_name(tag)
+        if name not in out:
+            out[name] = child
+    return out
+
+
+def _own_text(el: Any) -> str:
+    if el is None:
+        return ""
+    value = el.text
+    return value.strip() if value else ""
+
+
+def _attr(el: Any, key: str) -> str:
+    value = el.get(key) if el is not None else None
+    return value.strip() if value else ""
 
 
 def _codes(code: str) -> tuple[str, ...]:
@@ -395,7 +387,7 @@ def _parse_root(root: Any, data: bytes, url: str | None, codes: AreaCodes | None
     if control is None or head is None:
         return Failed("Report lacks Control or Head")
     cf = _fields(control)
-    hf = _flat(head, stop=_HEADLINE_INFO)
+    hf = _fields(head)
     control_title = cf.get("Title", "")
     office = cf.get("EditorialOffice") or cf.get("PublishingOffice", "")
     status_text = cf.get("Status", "")
@@ -447,7 +439,7 @@ def _parse_root(root: Any, data: bytes, url: str | None, codes: AreaCodes | None
         kind=kind,
         series_key=series_key,
         identifier=identifier,
-        headline=hf.get("Headline/Text", ""),
+        headline=_text(head, "Headline/Text"),
         valid=_dt(hf.get("ValidDateTime", "")),
         codes=codes,
         data=data,
@@ -627,16 +619,20 @@ def _earthquake(body: Any) -> dict[str, Any]:
     eq = _find(body, "Earthquake")
     if eq is None:
         return {}
-    f = _flat(eq)
+    k = _kids(eq)
+    hypocenter = k.get("Hypocenter")
+    area = _first(hypocenter, "Area") if hypocenter is not None else None
+    af = _fields(area) if area is not None else {}
+    magnitude = k.get("Magnitude")
     out: dict[str, Any] = {
-        "origin_time": f.get("OriginTime", ""),
-        "hypocenter": f.get("Hypocenter/Area/Name", ""),
-        "hypocenter_code": f.get("Hypocenter/Area/Code", ""),
-        "hypocenter_detail": f.get("Hypocenter/Area/NameFromMark", ""),
-        "magnitude": f.get("Magnitude", ""),
-        "magnitude_description": f.get("Magnitude@description", ""),
+        "origin_time": _own_text(k.get("OriginTime")),
+        "hypocenter": af.get("Name", ""),
+        "hypocenter_code": af.get("Code", ""),
+        "hypocenter_detail": af.get("NameFromMark", ""),
+        "magnitude": _own_text(magnitude),
+        "magnitude_description": _attr(magnitude, "description"),
     }
-    out.update(_coordinate(_find(eq, "Hypocenter/Area/Coordinate")))
+    out.update(_coordinate(_first(area, "Coordinate") if area is not None else None))
     return {k: v for k, v in out.items() if v not in ("", None)}
 
 
@@ -791,23 +787,6 @@ def _tsunami_category(name: str) -> str:
         if name.startswith(category):
             return category
     return name.split("：", 1)[0]
-
-
-def _kids(el: Any) -> dict[str, Any]:
-    """Local name -> first direct child element of that name, in one pass."""
-    out: dict[str, Any] = {}
-    names = _LOCAL_NAMES
-    for child in el.iterchildren(_ELEMENTS_ONLY):
-        tag = child.tag
-        name = names.get(tag) or _local_name(tag)
-        if name not in out:
-            out[name] = child
-    return out
-
-
-def _attr(el: Any, key: str) -> str:
-    value = el.get(key) if el is not None else None
-    return value.strip() if value else ""
 
 
 def _first_height(kids: dict[str, Any]) -> str:
