@@ -761,17 +761,19 @@ def _eew(ctx: _Ctx) -> _Result:
         details["forecast_max_intensity_to"] = _text(forecast, "ForecastInt/To")
     areas: list[Area] = []
     for area in _findall(forecast, "Pref/Area"):
+        k = _kids(area)
+        forecast_int = _fields(k["ForecastInt"]) if "ForecastInt" in k else {}
         d = {
             "code_type": SEISMIC_AREA_CODE_TYPE,
-            "category": _text(area, "Category/Kind/Name"),
-            "intensity_from": _text(area, "ForecastInt/From"),
-            "intensity_to": _text(area, "ForecastInt/To"),
+            "category": _text(k.get("Category"), "Kind/Name"),
+            "intensity_from": forecast_int.get("From", ""),
+            "intensity_to": forecast_int.get("To", ""),
         }
-        for key, path in (("condition", "Condition"), ("arrival_time", "ArrivalTime")):
-            value = _text(area, path)
+        for key, name in (("condition", "Condition"), ("arrival_time", "ArrivalTime")):
+            value = _own_text(k.get(name))
             if value:
                 d[key] = value
-        areas.append(Area(_text(area, "Name"), _codes(_text(area, "Code")), details=d))
+        areas.append(Area(_own_text(k.get("Name")), _codes(_own_text(k.get("Code"))), details=d))
     return _Result(ctx.control_title, rate(ctx.control_title), areas, details, [])
 
 
@@ -806,7 +808,7 @@ def _max_height(kids: dict[str, Any]) -> tuple[str, str]:
     mk = _kids(el)
     height = mk.get("TsunamiHeight")
     value = _attr(height, "description") or _attr(height, "condition")
-    return value, _text(el, "Condition")
+    return value, _own_text(mk.get("Condition"))
 
 
 def _tsunami(ctx: _Ctx) -> _Result:
@@ -838,7 +840,7 @@ def _tsunami(ctx: _Ctx) -> _Result:
         stations = []
         for station in item.iterchildren(_steps("Station")[0]):
             sk = _kids(station)
-            stations.append(f"{_text(station, 'Name')} {_first_height(sk)}".strip())
+            stations.append(f"{_own_text(sk.get('Name'))} {_first_height(sk)}".strip())
         if stations:
             d["stations"] = "、".join(stations)
         areas[code] = Area(name, _codes(code), details=d)
@@ -849,7 +851,7 @@ def _tsunami(ctx: _Ctx) -> _Result:
         for station in item.iterchildren(_steps("Station")[0]):
             sk = _kids(station)
             height, condition = _max_height(sk)
-            observed.append(f"{_text(station, 'Name')} {height or condition}".strip())
+            observed.append(f"{_own_text(sk.get('Name'))} {height or condition}".strip())
         if not observed:
             continue
         base = areas.get(code)
@@ -899,13 +901,14 @@ def _warning_items(ctx: _Ctx) -> _Result:
             any_lifted |= bool(lifted)
             status = ",".join(s for _, s in kinds if s)
             for area in _item_areas(item):
-                code = _text(area, "Code")
+                af = _fields(area)
+                code = af.get("Code", "")
                 d = {
                     "code_type": _code_type(area, CITY_CODE_TYPE if len(code) == 7 else FORECAST_CODE_TYPE),
                     "status": status,
                     "kind": ",".join(n for n, _ in kinds if n),
                 }
-                areas.append(Area(_text(area, "Name"), _codes(code), details=d))
+                areas.append(Area(af.get("Name", ""), _codes(code), details=d))
     if any_in_force or ctx.msg_type is not MsgType.ALERT:
         rating = rate(event)
     elif any_lifted:
