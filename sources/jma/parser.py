@@ -214,6 +214,24 @@ def _fields(el: Any, stop: frozenset[str] = frozenset()) -> dict[str, str]:
     return out
 
 
+def _wanted(el: Any, wanted: frozenset[str]) -> dict[str, str]:
+    """Like ``_fields`` for the children named in ``wanted`` only; stops once it has them all.
+
+    A warning Kind carries its Name and Status first and then long Property lists.
+    """
+    out: dict[str, str] = {}
+    names = _LOCAL_NAMES
+    for child in el.iterchildren(_ELEMENTS_ONLY):
+        tag = child.tag
+        name = names.get(tag) or _local_name(tag)
+        if name in wanted and name not in out:
+            text = child.text
+            out[name] = text.strip() if text else ""
+            if len(out) == len(wanted):
+                break
+    return out
+
+
 def _find(el: Any, path: str) -> Any:
     for step in _steps(path):
         if el is None:
@@ -546,9 +564,12 @@ def _handler_for(control_title: str) -> Any:
     return None
 
 
+_NAME_STATUS = frozenset({"Name", "Status"})
+
+
 def _kinds(item: Any) -> Iterator[tuple[str, str]]:
     for kind in _children(item, "Kind"):
-        f = _fields(kind)
+        f = _wanted(kind, _NAME_STATUS)
         yield f.get("Name", ""), f.get("Status", "")
 
 
