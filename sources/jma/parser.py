@@ -400,8 +400,9 @@ def _parse_root(root: Any, data: bytes, url: str | None, codes: AreaCodes | None
             title=title,
             reason=f"not a JMA Report telegram (root element <{_local(root)}>)",
         )
-    control = _find(root, "Control")
-    head = _find(root, "Head")
+    parts = _kids(root)
+    control = parts.get("Control")
+    head = parts.get("Head")
     if control is None or head is None:
         return Failed("Report lacks Control or Head")
     cf = _fields(control)
@@ -444,7 +445,7 @@ def _parse_root(root: Any, data: bytes, url: str | None, codes: AreaCodes | None
     ctx = _Ctx(
         root=root,
         head=head,
-        body=_find(root, "Body"),
+        body=parts.get("Body"),
         control_title=control_title,
         head_title=head_title,
         office=office,
