@@ -19,7 +19,6 @@ sender or of our credentials → ``Retry`` (our configuration, not the resident'
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,8 +33,6 @@ import aiosmtplib
 from channels.base import ChannelContext, Delivered, Health, Reject, Retry, SendResult
 from channels.templates import render_message
 from dispatcher.model import Alert, Message, Recipient
-
-logger = logging.getLogger(__name__)
 
 _USER_UNKNOWN = frozenset({550, 551, 553})
 _ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
@@ -139,7 +136,6 @@ class EmailChannel:
         for recipient in recipients:
             result = await self._send_one(message, recipient)
             results[recipient.delivery_id] = result
-            self._log(recipient, result)
         return results
 
     def build(self, message: Message, recipient: Recipient) -> EmailMessage:
@@ -233,16 +229,3 @@ class EmailChannel:
             await self._smtp.rset()
         except (aiosmtplib.SMTPException, OSError, TimeoutError):
             await self._drop()
-
-    def _log(self, recipient: Recipient, result: SendResult) -> None:
-        extra = {
-            "channel": self.name,
-            "delivery_id": recipient.delivery_id,
-            "outcome": type(result).__name__.lower(),
-        }
-        if isinstance(result, Delivered):
-            logger.debug("email accepted by relay", extra=extra)
-        elif isinstance(result, Retry):
-            logger.warning("email will be retried: %s", result.reason, extra=extra)
-        else:
-            logger.info("email rejected: %s", result.reason, extra=extra)

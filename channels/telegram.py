@@ -220,7 +220,6 @@ class TelegramChannel:
         for recipient in recipients:
             result = await self._send_one(self._bot, message, recipient)
             results[recipient.delivery_id] = result
-            self._log(recipient, result)
         return results
 
     async def _send_one(self, bot: Bot, message: Message, recipient: Recipient) -> SendResult:
@@ -265,19 +264,6 @@ class TelegramChannel:
 
     def _safe(self, exc: BaseException) -> str:
         return str(exc).replace(self.config.token, "<token>")
-
-    def _log(self, recipient: Recipient, result: SendResult) -> None:
-        extra = {
-            "channel": self.name,
-            "delivery_id": recipient.delivery_id,
-            "outcome": type(result).__name__.lower(),
-        }
-        if isinstance(result, Delivered):
-            logger.debug("telegram message delivered", extra=extra)
-        elif isinstance(result, Retry):
-            logger.warning("telegram send will be retried: %s", result.reason, extra=extra)
-        else:
-            logger.info("telegram send rejected: %s", result.reason, extra=extra)
 
 
 def _retry_after_seconds(exc: RetryAfter) -> float:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,8 +31,6 @@ import aiohttp
 from channels.base import ChannelContext, Delivered, Health, Reject, Retry, SendResult
 from channels.templates import render_message
 from dispatcher.model import Alert, Message, Recipient
-
-logger = logging.getLogger(__name__)
 
 USER_AGENT = "numazu-dispatcher-webhook/0.1"
 
@@ -185,7 +182,6 @@ class WebhookChannel:
         for recipient in recipients:
             result = await self._post(self._session, body, message, recipient)
             results[recipient.delivery_id] = result
-            self._log(recipient, result)
         return results
 
     async def _post(
@@ -223,19 +219,6 @@ class WebhookChannel:
             return Retry(reason=f"webhook HTTP {status}", after=after)
         # 410 Gone: the receiver retired the endpoint on purpose.
         return Reject(reason=f"webhook HTTP {status}", unsubscribe=status == 410)
-
-    def _log(self, recipient: Recipient, result: SendResult) -> None:
-        extra = {
-            "channel": self.name,
-            "delivery_id": recipient.delivery_id,
-            "outcome": type(result).__name__.lower(),
-        }
-        if isinstance(result, Delivered):
-            logger.debug("webhook delivered", extra=extra)
-        elif isinstance(result, Retry):
-            logger.warning("webhook will be retried: %s", result.reason, extra=extra)
-        else:
-            logger.info("webhook rejected: %s", result.reason, extra=extra)
 
 
 __all__ = [
