@@ -8,6 +8,7 @@ isolated and fast.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -50,35 +51,34 @@ async def template_db(pg_server: str) -> str:
     return TEMPLATE
 
 
+@contextlib.asynccontextmanager
+async def _scratch_database(server: str, prefix: str, template: str | None = None) -> AsyncIterator[str]:
+    name = prefix + uuid.uuid4().hex[:12]
+    clause = f" TEMPLATE {template}" if template else ""
+    conn = await asyncpg.connect(server)
+    try:
+        await conn.execute(f"CREATE DATABASE {name}{clause}")
+    finally:
+        await conn.close()
+    try:
+        yield with_database(server, name)
+    finally:
+        conn = await asyncpg.connect(server)
+        try:
+            await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        finally:
+            await conn.close()
+
+
 @pytest.fixture
 async def database(pg_server: str, template_db: str) -> AsyncIterator[str]:
     """A fresh, migrated database for one test; its DSN."""
-    name = "t_" + uuid.uuid4().hex[:12]
-    conn = await asyncpg.connect(pg_server)
-    try:
-        await conn.execute(f"CREATE DATABASE {name} TEMPLATE {template_db}")
-    finally:
-        await conn.close()
-    yield with_database(pg_server, name)
-    conn = await asyncpg.connect(pg_server)
-    try:
-        await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    finally:
-        await conn.close()
+    async with _scratch_database(pg_server, "t_", template_db) as dsn:
+        yield dsn
 
 
 @pytest.fixture
 async def empty_database(pg_server: str) -> AsyncIterator[str]:
     """A fresh database without any schema."""
-    name = "e_" + uuid.uuid4().hex[:12]
-    conn = await asyncpg.connect(pg_server)
-    try:
-        await conn.execute(f"CREATE DATABASE {name}")
-    finally:
-        await conn.close()
-    yield with_database(pg_server, name)
-    conn = await asyncpg.connect(pg_server)
-    try:
-        await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    finally:
-        await conn.close()
+    async with _scratch_database(pg_server, "e_") as dsn:
+        yield dsn
