@@ -107,11 +107,18 @@ class RecipientSpacing:
         self._last: OrderedDict[str, float] = OrderedDict()
         self._max = max_entries
 
-    def reserve(self, address: str) -> float:
-        """Reserve the next slot for ``address``; return seconds to wait for it."""
+    def reserve(self, address: str, max_wait: float | None = None) -> float:
+        """Reserve the next slot for ``address``; return seconds to wait for it.
+
+        With ``max_wait``, a slot further away than that is not reserved (the
+        caller will come back later): an unused reservation would push every
+        later one back, and a delivery given back again and again would never go.
+        """
         now = time.monotonic()
         last = self._last.get(address)
         slot = now if last is None else max(now, last + self.interval)
+        if max_wait is not None and slot - now > max_wait:
+            return slot - now
         self._last[address] = slot
         self._last.move_to_end(address)
         while len(self._last) > self._max:

@@ -376,7 +376,7 @@ class OutboxWorker:
 
     async def _send_chunk_inner(self, message: Message, chunk: Sequence[Claimed]) -> None:
         if self.spacing is not None and len(chunk) == 1:
-            wait = self.spacing.reserve(chunk[0].address)
+            wait = self.spacing.reserve(chunk[0].address, max_wait=self.max_spacing_wait)
             if wait > self.max_spacing_wait:
                 self._give_back(chunk, time.monotonic() + wait, "per-recipient pacing")
                 return

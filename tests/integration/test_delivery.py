@@ -187,7 +187,9 @@ def telegram(t: TelegramStandIn) -> TelegramChannel:
     return TelegramChannel(TelegramConfig(token="42:DELIVERY", base_url=t.base_url), context())
 
 
-async def wait_until(predicate: Callable[[], bool | Awaitable[bool]], timeout: float, what: str) -> None:
+async def wait_until(
+    predicate: Callable[[], bool | Awaitable[bool]], timeout: float, what: str | Callable[[], str]
+) -> None:
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
@@ -195,7 +197,7 @@ async def wait_until(predicate: Callable[[], bool | Awaitable[bool]], timeout: f
             value = await value
         if value:
             return
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what if isinstance(what, str) else what()}"
         await asyncio.sleep(0.02)
 
 
@@ -229,7 +231,11 @@ async def test_429_pauses_only_its_bucket_refunds_the_attempt_and_loses_nothing(
         async with engine(database, FAST, channels) as (pipeline, _workers):
             for n in range(3):
                 await pipeline.ingest(alert(f"A{n}"))
-            await wait_until(lambda: len(r.accepted()) == 60 and len(tg.messages) == 60, 20, "all deliveries")
+            await wait_until(
+                lambda: len(r.accepted()) == 60 and len(tg.messages) == 60,
+                20,
+                lambda: f"all deliveries: webhook {len(r.accepted())}/60, telegram {len(tg.messages)}/60",
+            )
             await asyncio.sleep(0.3)  # a late duplicate would show up now
 
     accepted = Counter((h.path, h.identifier) for h in r.accepted())
