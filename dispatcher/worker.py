@@ -42,6 +42,8 @@ from dispatcher.store import outbox
 from dispatcher.store.outbox import Claimed, Outcome
 
 Answer = SendResult | Outcome
+# Seconds between two reads of channel_state (pauses and backoff set by other processes).
+STATE_EVERY = 0.25
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -140,11 +142,13 @@ class OutboxWorker:
         self.batch_size = (settings.batch_size if settings and settings.batch_size else None) or channel.batch_size
         self.bucket = RateLimiter(rate)
         self.spacing = RecipientSpacing(interval) if interval else None
-        # Claim about one second of work at a time, and hold at most two claims'
-        # worth: a crash leaves at most that much to lease expiry, and a
-        # higher-priority alert is claimed within about a second.
+        # Claim about one second of work at a time, and hold at most about a
+        # second's worth (two claims at least): a crash leaves at most that much to
+        # lease expiry, and a higher-priority alert is claimed within about a second.
         self.claim_size = max(1, min(delivery.batch_size, int(rate * self.batch_size) or 1))
-        self.max_inflight = 2 * self.claim_size
+        # Fast channels keep up to a second of work (at most 1,000) in flight, so
+        # that claiming and recording (a commit each) never leave the sends idle.
+        self.max_inflight = max(2 * self.claim_size, min(int(rate), 1000))
         # Longest in-memory wait for a recipient's pacing slot; beyond it the
         # delivery goes back to the queue with ``not_before`` at that slot.
         # Waiting in memory holds one in-flight slot; going back to the queue costs a
@@ -170,6 +174,7 @@ class OutboxWorker:
         self._paused_until = 0.0
         self._recipient_paused: dict[str, float] = {}
         self._last_maintenance = 0.0
+        self._state_read = 0.0
         self.sent = 0
 
     # -- lifecycle ---------------------------------------------------------
@@ -261,14 +266,18 @@ class OutboxWorker:
         # Cleared before claiming, so a NOTIFY arriving during the claim is kept.
         self.wakeup.clear()
         async with self.pool.acquire() as conn:
-            state = await outbox.channel_state(conn, self.name)
-            if state.failures or state.backoff_until is not None:
-                self._unhealthy = True
-            now = _now()
-            until = max((u for u in (state.paused_until, state.backoff_until) if u and u > now), default=None)
-            if until is not None:
-                self._pause_for((until - now).total_seconds())
-                return False
+            # Pauses set by other processes are read a few times a second, not per claim.
+            if time.monotonic() - self._state_read >= STATE_EVERY:
+                state = await outbox.channel_state(conn, self.name)
+                self._state_read = time.monotonic()
+                if state.failures or state.backoff_until is not None:
+                    self._unhealthy = True
+                now = _now()
+                until = max((u for u in (state.paused_until, state.backoff_until) if u and u > now), default=None)
+                if until is not None:
+                    self._state_read = 0.0
+                    self._pause_for((until - now).total_seconds())
+                    return False
             await self._maintain(conn)
             claimed = await outbox.claim(conn, self.name, min(free, self.claim_size), self.cfg.lease_seconds)
             if not claimed:
