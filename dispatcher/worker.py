@@ -462,8 +462,8 @@ class OutboxWorker:
         extra = {"channel": self.name, "delivery_id": c.id, "alert_id": c.alert_id, "attempt": c.attempts}
         if isinstance(result, Delivered):
             self.sent += 1
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug("delivered", extra={**extra, "remote_id": result.remote_id, "ms": round(elapsed * 1000, 1)})
+            if log.isEnabledFor(logging.INFO):
+                log.info("delivered", extra={**extra, "remote_id": result.remote_id, "ms": round(elapsed * 1000, 1)})
         elif isinstance(result, Reject):
             log.warning("delivery rejected", extra={**extra, "reason": result.reason})
         else:
