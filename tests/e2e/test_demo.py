@@ -27,4 +27,4 @@ def test_demo_once_delivers_every_expected_message(tmp_path: Path) -> None:
     telegram_row = next(line for line in out.splitlines() if line.strip().startswith("telegram "))
     assert telegram_row.split()[1:] == ["0", "0", "7", "0", "7", "7"]
     # The log shows an alert arriving and being delivered.
-    assert "alert queued" in proc.stderr and "delivered" in proc.stderr
+    assert "alert queued" in proc.stderr and "delivered" in proc.stderr, proc.stderr[-4000:]
