@@ -34,11 +34,16 @@ from dispatcher.settings import Settings
 from dispatcher.store import alerts as alert_store
 from dispatcher.store import db
 from dispatcher.targeting import default_targeter
-from dispatcher.worker import OutboxWorker, Wakeups
+from dispatcher.worker import DB_ERRORS, OutboxWorker, Wakeups
 from sources.base import PolledSource, PushedSource
 from sources.jma.feed import JmaSource
 
 log = logging.getLogger(__name__)
+
+
+# About two minutes of waiting for the database before a source sees the error
+# (and, for JMA, leaves the telegram to be fetched again on a later poll).
+EMIT_ATTEMPTS = 16
 
 
 class ServiceContext:
@@ -49,7 +54,25 @@ class ServiceContext:
         self.pipeline = pipeline
 
     async def emit(self, alert: Alert, *, document_id: int | None = None, hold: bool = False) -> IngestResult:
-        return await self.pipeline.ingest(alert, document_id=document_id, hold=hold)
+        """Hand ``alert`` to the pipeline; wait out a database outage rather than drop it.
+
+        ``ingest`` is one transaction and deduplicates by (sender, identifier),
+        so trying again after a lost connection is safe.
+        """
+        delay = 0.2
+        for attempt in range(1, EMIT_ATTEMPTS + 1):
+            try:
+                return await self.pipeline.ingest(alert, document_id=document_id, hold=hold)
+            except DB_ERRORS as exc:
+                if attempt == EMIT_ATTEMPTS:
+                    raise
+                log.warning(
+                    "database unavailable while storing an alert; retrying",
+                    extra={"alert": alert.identifier, "attempt": attempt, "error": str(exc), "retry_in": delay},
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        raise AssertionError("unreachable")
 
     async def claim_document(self, source: str, url: str) -> int | None:
         async with self.pool.acquire() as conn:
@@ -173,10 +196,11 @@ class Service:
         await self._open_channels()
         if not self.channels:
             log.warning("no channel is enabled: alerts are stored but reach nobody (see [channels.*])")
-        per_person = [n for n, ch in self.channels.items() if not ch.broadcast]
+        # Every channel serves its subscriptions (a webhook subscription is a
+        # subscriber's own endpoint); broadcast channels also post once per alert.
         broadcast = [n for n, ch in self.channels.items() if ch.broadcast]
         self.pipeline = Pipeline(
-            self.pool, targeter=default_targeter(s.geo), channels=per_person, broadcast_channels=broadcast
+            self.pool, targeter=default_targeter(s.geo), channels=list(self.channels), broadcast_channels=broadcast
         )
         self.context = ServiceContext(self.pool, self.pipeline)
         self.wakeups = Wakeups(self.dsn)

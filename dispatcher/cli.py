@@ -279,7 +279,9 @@ async def _approve(settings: Settings, args: argparse.Namespace) -> int:
         broadcast: list[str] = []
         for cs in settings.enabled_channels():
             cls: Any = load_channel_class(cs.name)
-            (broadcast if cls.broadcast else per_person).append(cs.name)
+            per_person.append(cs.name)
+            if cls.broadcast:
+                broadcast.append(cs.name)
         pipeline = Pipeline(pool, targeter=CodeTargeter(), channels=per_person, broadcast_channels=broadcast)
         try:
             result = await pipeline.release(args.alert_id)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import calendar
+import contextlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -365,8 +366,17 @@ async def ingest_document(
     outcome = await asyncio.to_thread(parse, data, url=url) if len(data) > 200_000 else parse(data, url=url)
     if isinstance(outcome, Parsed):
         alert = outcome.alert
+        # The document is marked parsed only once its alert is stored: if the
+        # database is gone for longer than emit waits, the telegram stays
+        # claimable ("fetch_failed") and a later poll tries again; never lost.
+        try:
+            await ctx.emit(alert, document_id=doc_id)
+        except Exception as exc:
+            log.error("could not store the alert of a JMA telegram", extra={"url": url, "error": str(exc)})
+            with contextlib.suppress(Exception):
+                await ctx.record_document(doc_id, outcome="fetch_failed", error=f"alert not stored: {exc}")
+            return "error"
         await ctx.record_document(doc_id, outcome="parsed", content=data, kind=alert.kind, title=alert.event)
-        await ctx.emit(alert, document_id=doc_id)
         return "alert"
     if isinstance(outcome, Unsupported):
         await ctx.record_document(
