@@ -21,7 +21,7 @@ import hmac
 import json
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, ClassVar
@@ -158,7 +158,7 @@ class WebhookChannel:
             max_length=self.max_text_length,
             public_url=self.context.public_url,
         )
-        return Message(
+        rendered = Message(
             text=message.text,
             language=message.language,
             subject=message.subject,
@@ -166,9 +166,14 @@ class WebhookChannel:
             exercise=message.exercise,
             extra={**message.extra, "alert": alert_payload(alert)},
         )
+        # The body is the same for every recipient of this message: encode it once.
+        return replace(rendered, extra={**rendered.extra, "body": self.body(rendered)})
 
     def body(self, message: Message) -> bytes:
         """The JSON document POSTed for ``message``."""
+        cached = message.extra.get("body")
+        if isinstance(cached, bytes):
+            return cached
         payload = dict(message.extra.get("alert") or {})
         payload.update(language=message.language, text=message.text, link=message.link)
         return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
