@@ -12,7 +12,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import asyncpg
@@ -69,7 +69,6 @@ class IngestResult:
     deliveries: int = 0
     replaced: tuple[int, ...] = ()
     unknown_codes: tuple[str, ...] = ()
-    notes: tuple[str, ...] = field(default=())
 
 
 class Pipeline:
@@ -101,6 +100,10 @@ class Pipeline:
                 log.info("alert already stored", extra=extra)
                 return IngestResult(Outcome.DUPLICATE)
             extra["alert_id"] = alert_id
+            if alert.series_key:
+                # Telegrams of one series are fetched concurrently: decide "newest
+                # wins" one at a time per series.
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", alert.series_key)
             if alert.series_key and await alert_store.newer_in_series(conn, alert.series_key, alert.sent, alert_id):
                 await conn.execute("UPDATE alerts SET state = 'stale' WHERE id = $1", alert_id)
                 log.info("older telegram of a series arrived late: stored, not sent", extra=extra)

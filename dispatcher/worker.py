@@ -130,7 +130,6 @@ class OutboxWorker:
         delivery: DeliveryConfig,
         settings: ChannelSettings | None = None,
         wakeup: asyncio.Event | None = None,
-        on_event: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self.channel = channel
         self.name = channel.name
@@ -156,7 +155,6 @@ class OutboxWorker:
         # many messages. So wait in memory up to a second or two (within the lease).
         self.max_spacing_wait = min(max(1.0, 2.0 * (interval or 0.0)), delivery.lease_seconds / 3)
         self.wakeup = wakeup or asyncio.Event()
-        self.on_event = on_event
         self._stopping = asyncio.Event()
         self._sem = asyncio.Semaphore(max(1, delivery.concurrency))
         self._alerts: dict[int, Alert] = {}
@@ -468,8 +466,6 @@ class OutboxWorker:
             log.warning("delivery rejected", extra={**extra, "reason": result.reason})
         else:
             log.warning("delivery will be retried", extra={**extra, "reason": result.reason, "after": result.after})
-        if self.on_event:
-            self.on_event({**extra, "result": type(result).__name__, "detail": getattr(result, "reason", "")})
 
     # -- recording ---------------------------------------------------------
 
