@@ -121,9 +121,18 @@ class WebhookChannel:
         self.config = config
         self.context = context
         self._session: aiohttp.ClientSession | None = None
+        self._last_signature: tuple[tuple[str, bytes], str] | None = None
 
     def __repr__(self) -> str:
         return f"WebhookChannel(url={self.config.url!r})"
+
+    def _signature(self, timestamp: str, body: bytes) -> str:
+        # Every recipient of a message gets the same body, and the timestamp
+        # changes once a second: sign each (timestamp, body) pair once.
+        key = (timestamp, body)
+        if self._last_signature is None or self._last_signature[0] != key:
+            self._last_signature = (key, sign(self.config.secret, timestamp, body))
+        return self._last_signature[1]
 
     async def open(self) -> None:
         """Create the HTTP session (one connection pool for the channel)."""
@@ -198,7 +207,7 @@ class WebhookChannel:
         headers = {
             "Content-Type": "application/json; charset=utf-8",
             "X-Timestamp": timestamp,
-            "X-Signature-256": sign(self.config.secret, timestamp, body),
+            "X-Signature-256": self._signature(timestamp, body),
         }
         if message.idempotency_key:
             headers["Idempotency-Key"] = message.idempotency_key

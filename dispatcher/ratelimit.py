@@ -47,6 +47,16 @@ class TokenBucket:
         self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
         self._last = now
 
+    def try_acquire(self, tokens: float = 1.0) -> bool:
+        """Take ``tokens`` now if nobody is waiting and they are there (no await)."""
+        if self._lock.locked():
+            return False  # waiters first: keep the order
+        self._refill()
+        if self._tokens >= tokens:
+            self._tokens -= tokens
+            return True
+        return False
+
     async def acquire(self, tokens: float = 1.0) -> None:
         async with self._lock:
             while True:
@@ -67,6 +77,18 @@ class SlidingWindow:
         self.span = window + margin
         self._times: deque[float] = deque()
         self._lock = asyncio.Lock()
+
+    def try_acquire(self) -> bool:
+        """Take a slot now if nobody is waiting and the window has room (no await)."""
+        if self._lock.locked():
+            return False
+        now = time.monotonic()
+        while self._times and now - self._times[0] >= self.span:
+            self._times.popleft()
+        if len(self._times) < self.limit:
+            self._times.append(now)
+            return True
+        return False
 
     async def acquire(self) -> None:
         async with self._lock:
@@ -95,8 +117,11 @@ class RateLimiter:
             self.window = SlidingWindow(1, 1.0 / rate, margin)
 
     async def acquire(self) -> None:
-        await self.bucket.acquire()
-        await self.window.acquire()
+        # Fast path without awaiting: most sends find both budgets free.
+        if not self.bucket.try_acquire():
+            await self.bucket.acquire()
+        if not self.window.try_acquire():
+            await self.window.acquire()
 
 
 class RecipientSpacing:

@@ -393,17 +393,20 @@ class OutboxWorker:
         if held:
             self._give_back(chunk, held, "bucket paused")
             return
-        await self.bucket.acquire()
-        held = self._held_until(chunk)
-        if held:
-            self._give_back(chunk, held, "bucket paused")
-            return
         recipients = [Recipient(c.id, c.address, c.language, c.subscription_id) for c in chunk]
         # Derived from the delivery, so a retry after a lost answer carries the
         # same key and the provider can drop the duplicate.
         key = f"delivery-{chunk[0].id}" if len(chunk) == 1 else f"deliveries-{chunk[0].id}-{len(chunk)}"
         message = dataclasses.replace(message, idempotency_key=key)
         async with self._sem:
+            # The rate budget is taken with a send slot in hand, right before the
+            # request: taken earlier, a wait for the slot could bunch requests up
+            # at the provider beyond its per-second limit.
+            await self.bucket.acquire()
+            held = self._held_until(chunk)
+            if held:
+                self._give_back(chunk, held, "bucket paused")
+                return
             started = time.monotonic()
             try:
                 results: dict[int, SendResult] = dict(await self.channel.send(message, recipients))
@@ -457,12 +460,23 @@ class OutboxWorker:
         )
 
     def _emit(self, c: Claimed, result: SendResult, elapsed: float) -> None:
-        extra = {"channel": self.name, "delivery_id": c.id, "alert_id": c.alert_id, "attempt": c.attempts}
         if isinstance(result, Delivered):
             self.sent += 1
             if log.isEnabledFor(logging.INFO):
-                log.info("delivered", extra={**extra, "remote_id": result.remote_id, "ms": round(elapsed * 1000, 1)})
-        elif isinstance(result, Reject):
+                log.info(
+                    "delivered",
+                    extra={
+                        "channel": self.name,
+                        "delivery_id": c.id,
+                        "alert_id": c.alert_id,
+                        "attempt": c.attempts,
+                        "remote_id": result.remote_id,
+                        "ms": round(elapsed * 1000, 1),
+                    },
+                )
+            return
+        extra = {"channel": self.name, "delivery_id": c.id, "alert_id": c.alert_id, "attempt": c.attempts}
+        if isinstance(result, Reject):
             log.warning("delivery rejected", extra={**extra, "reason": result.reason})
         else:
             log.warning("delivery will be retried", extra={**extra, "reason": result.reason, "after": result.after})
