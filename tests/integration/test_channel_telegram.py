@@ -6,7 +6,6 @@ import logging
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
 
 import pytest
 
@@ -15,42 +14,16 @@ from channels.base import Channel, ChannelContext, Delivered, Reject, Retry
 from channels.telegram import TelegramChannel, TelegramConfig
 from channels.templates import Templates
 from dispatcher.model import (
-    Alert,
-    Area,
-    Certainty,
-    MsgType,
-    Priority,
     Recipient,
-    Severity,
     Status,
-    Urgency,
 )
 from dispatcher.standins.telegram_api import TelegramStandIn
+from tests.samples import tsunami_warning
 
 TOKEN = "123456:TEST-token-never-printed"
-JST = timezone(timedelta(hours=9))
 
 # pytest resets warning filters per test; the channel module silences this one in production.
 pytestmark = pytest.mark.filterwarnings("ignore:.*attribute `retry_after`:telegram.warnings.PTBDeprecationWarning")
-
-
-def tsunami_warning(**changes: object) -> Alert:
-    alert = Alert(
-        identifier="20261129201500_0_VTSE41_270000",
-        sender="気象庁",
-        sent=datetime(2026, 11, 29, 20, 15, tzinfo=JST),
-        status=Status.ACTUAL,
-        msg_type=MsgType.ALERT,
-        event="津波警報",
-        severity=Severity.SEVERE,
-        urgency=Urgency.IMMEDIATE,
-        certainty=Certainty.LIKELY,
-        headline="東海地方の沿岸に津波警報を発表しました。",
-        source="jma",
-        priority=Priority.CRITICAL,
-        areas=(Area(description="静岡県", codes=("440",)), Area("沼津市", ("2220300",))),
-    )
-    return replace(alert, **changes)  # type: ignore[arg-type]
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import json
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 
 import pytest
 from aiohttp import web
@@ -15,27 +15,10 @@ from channels import load_channel_class
 from channels.base import Channel, ChannelContext, Delivered, Reject, Retry
 from channels.templates import Templates
 from channels.webhook import WebhookChannel, WebhookConfig, retry_after_seconds, verify_signature
-from dispatcher.model import Alert, Area, Certainty, MsgType, Recipient, Severity, Status, Urgency
+from dispatcher.model import Recipient
+from tests.samples import tsunami_warning
 
 SECRET = "whsec-numazu-test-secret"
-JST = timezone(timedelta(hours=9))
-
-
-def tsunami_warning() -> Alert:
-    return Alert(
-        identifier="20261129201500_0_VTSE41_270000",
-        sender="気象庁",
-        sent=datetime(2026, 11, 29, 20, 15, tzinfo=JST),
-        status=Status.ACTUAL,
-        msg_type=MsgType.ALERT,
-        event="津波警報",
-        severity=Severity.SEVERE,
-        urgency=Urgency.IMMEDIATE,
-        certainty=Certainty.LIKELY,
-        headline="東海地方の沿岸に津波警報を発表しました。",
-        source="jma",
-        areas=(Area(description="静岡県", codes=("440",)), Area("沼津市", ("2220300",))),
-    )
 
 
 @dataclass

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -14,43 +14,18 @@ from dispatcher.model import (
     Area,
     Certainty,
     MsgType,
-    Priority,
     Severity,
     Status,
     Urgency,
 )
+from tests.samples import JST, tsunami_warning
 
-JST = timezone(timedelta(hours=9))
 LINK = "https://bousai.city.numazu.example/alerts/42"
 
 
 @pytest.fixture(scope="module")
 def templates() -> Templates:
     return Templates.load()
-
-
-def tsunami_warning(**changes: object) -> Alert:
-    alert = Alert(
-        identifier="20261129201500_0_VTSE41_270000",
-        sender="気象庁",
-        sent=datetime(2026, 11, 29, 20, 15, tzinfo=JST),
-        status=Status.ACTUAL,
-        msg_type=MsgType.ALERT,
-        event="津波警報",
-        severity=Severity.SEVERE,
-        urgency=Urgency.IMMEDIATE,
-        certainty=Certainty.LIKELY,
-        headline="東海地方の沿岸に津波警報を発表しました。",
-        description="静岡県では、ただちに避難してください。",
-        source="jma",
-        priority=Priority.CRITICAL,
-        kind="VTSE41",
-        areas=(
-            Area(description="静岡県", codes=("440",), details={"height": "3m"}),
-            Area(description="沼津市", codes=("2220300",)),
-        ),
-    )
-    return replace(alert, **changes)  # type: ignore[arg-type]
 
 
 def intensity_report() -> Alert:
