@@ -27,19 +27,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import os
 import sys
-import tempfile
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import numpy as np
+from _common import scratch_database
 from numpy.typing import NDArray
 
 from dispatcher.model import Alert, Area, Certainty, MsgType, Severity, Status, Urgency
@@ -51,7 +48,6 @@ from geo import GeoIndex, LocateResult, default_index
 
 GOAL_SECONDS = 3.0
 AUDIENCE_GOAL_SECONDS = 0.2
-LOCAL_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 CHANNELS = ("telegram", "email")
 
 
@@ -120,39 +116,15 @@ def point_matching(index: GeoIndex, args: argparse.Namespace) -> list[Row]:
     return rows
 
 
-async def _server_dsn() -> tuple[str, str]:
-    """(maintenance DSN, where it came from): $DATABASE_URL, local PostgreSQL, embedded."""
-    url = os.environ.get("DATABASE_URL")
-    if url:
-        return url, "$DATABASE_URL"
-    with contextlib.suppress(OSError, asyncpg.PostgresError, TimeoutError):
-        conn = await asyncpg.connect(LOCAL_PG, timeout=2)
-        await conn.close()
-        return LOCAL_PG, "PostgreSQL at 127.0.0.1:5432"
-    state = Path(tempfile.mkdtemp(prefix="bench-geo-pg-"))
-    return await db.resolve_dsn(None, state, "postgres"), f"embedded pgserver in {state}"
-
-
 @contextlib.asynccontextmanager
 async def _scratch_database() -> AsyncIterator[asyncpg.Connection]:
-    """A connection to a fresh, migrated database, dropped afterwards."""
-    from dispatcher.demo import with_database
-
-    server, origin = await _server_dsn()
-    name = "bench_geo_" + uuid.uuid4().hex[:10]
-    admin = await asyncpg.connect(server)
-    try:
-        await admin.execute(f"CREATE DATABASE {name}")
-        print(f"\ndatabase {name} on {origin}")
-        conn = await db.connect(with_database(server, name))
+    """A connection to a fresh, migrated database (bench/_common.py), dropped afterwards."""
+    async with scratch_database("bench_geo") as dsn:
+        conn = await db.connect(dsn)
         try:
-            await db.migrate(conn)
             yield conn
         finally:
             await conn.close()
-    finally:
-        await admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        await admin.close()
 
 
 def _numazu_points(index: GeoIndex, n: int, seed: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
