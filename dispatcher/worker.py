@@ -168,6 +168,13 @@ class OutboxWorker:
         # Whether channel_state may hold failures to reset; True at start to clear leftovers.
         self._unhealthy = True
         self._sends: set[asyncio.Task[None]] = set()
+        # Channels without per-recipient pacing are driven by a fixed pool of
+        # sender coroutines fed by a queue: no task and no semaphore wait per
+        # delivery. Paced channels (Telegram) keep a task per send, so a chat's
+        # pacing wait never holds one of the pool's slots.
+        self._pooled = self.spacing is None
+        self._queue: asyncio.Queue[tuple[Message, Sequence[Claimed]]] = asyncio.Queue()
+        self._senders: list[asyncio.Task[None]] = []
         # In-memory pauses (monotonic deadlines), mirrored in the database.
         self._paused_until = 0.0
         self._recipient_paused: dict[str, float] = {}
@@ -187,6 +194,11 @@ class OutboxWorker:
             "worker started", extra={"channel": self.name, "claim_size": self.claim_size, "inflight": self.max_inflight}
         )
         recorder = asyncio.create_task(self._recorder(), name=f"recorder-{self.name}")
+        if self._pooled:
+            self._senders = [
+                asyncio.create_task(self._sender(), name=f"sender-{self.name}-{i}")
+                for i in range(max(1, self.cfg.concurrency))
+            ]
         try:
             while not self._stopping.is_set():
                 try:
@@ -205,12 +217,16 @@ class OutboxWorker:
                     await self._idle()
             if self._sends:
                 await asyncio.gather(*list(self._sends), return_exceptions=True)
+            await self._queue.join()
+            await self._stop_senders()
             await self._drain(recorder)
         except asyncio.CancelledError:
             # Shutdown grace ran out: keep what was answered, give the rest back.
             for task in list(self._sends):
                 task.cancel()
             await asyncio.gather(*list(self._sends), return_exceptions=True)
+            # Chunks still queued stay in _inflight and are released below.
+            await self._stop_senders()
             await self._drain(recorder)
             unanswered = list(self._inflight)
             if unanswered:
@@ -345,7 +361,11 @@ class OutboxWorker:
         for (alert_id, language), items in groups.items():
             message = self._message(alert_id, self._alerts[alert_id], language)
             for i in range(0, len(items), self.batch_size):
-                task = asyncio.create_task(self._send_chunk(message, items[i : i + self.batch_size]))
+                chunk = items[i : i + self.batch_size]
+                if self._pooled:
+                    self._queue.put_nowait((message, chunk))
+                    continue
+                task = asyncio.create_task(self._send_chunk(message, chunk))
                 self._sends.add(task)
                 task.add_done_callback(self._sends.discard)
 
@@ -370,6 +390,20 @@ class OutboxWorker:
             if until > now:
                 held = max(held, until)
         return held
+
+    async def _sender(self) -> None:
+        while True:
+            message, chunk = await self._queue.get()
+            try:
+                await self._send_chunk(message, chunk)
+            finally:
+                self._queue.task_done()
+
+    async def _stop_senders(self) -> None:
+        for task in self._senders:
+            task.cancel()
+        await asyncio.gather(*self._senders, return_exceptions=True)
+        self._senders = []
 
     async def _send_chunk(self, message: Message, chunk: Sequence[Claimed]) -> None:
         try:
