@@ -23,8 +23,6 @@ from collections import OrderedDict, deque
 # arrive with a few milliseconds of jitter, and a provider counting "N per
 # second" on arrival would answer 429 to the one that arrives early.
 JITTER_MARGIN = 0.03
-# The margin a provider's 429s can widen it to (30/s over 1.1 s is still 27/s).
-MAX_MARGIN = 0.1
 
 
 class TokenBucket:
@@ -76,13 +74,9 @@ class SlidingWindow:
         if limit < 1 or window <= 0:
             raise ValueError("limit must be >= 1 and window positive")
         self.limit = limit
-        self.window = window
         self.span = window + margin
         self._times: deque[float] = deque()
         self._lock = asyncio.Lock()
-
-    def widen(self, step: float, most: float) -> None:
-        self.span = min(self.span + step, self.window + most)
 
     def try_acquire(self) -> bool:
         """Take a slot now if nobody is waiting and the window has room (no await)."""
@@ -121,10 +115,6 @@ class RateLimiter:
             self.window = SlidingWindow(int(rate), 1.0, margin)
         else:
             self.window = SlidingWindow(1, 1.0 / rate, margin)
-
-    def widen(self, step: float = 0.02, most: float = MAX_MARGIN) -> None:
-        """After a provider's 429 on the global budget: add ``step`` to the window's margin (capped)."""
-        self.window.widen(step, most)
 
     async def acquire(self) -> None:
         # Fast path without awaiting: most sends find both budgets free.

@@ -454,11 +454,6 @@ class OutboxWorker:
                 # Act at once: sends waiting in this process must not hit the provider too.
                 after = result.after if result.after is not None else 1.0
                 if result.bucket is None:
-                    if self._paused_until <= time.monotonic():
-                        # Our spacing was not enough for the jitter between us and
-                        # the provider: keep a wider margin from now on (once per
-                        # pause, not once per answer of the same burst).
-                        self.bucket.widen()
                     self._pause_for(after)
                 else:
                     until = time.monotonic() + after
