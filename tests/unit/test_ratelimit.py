@@ -1,0 +1,59 @@
+"""Rate limiting and backoff: pure timing logic, measured on the event loop's clock."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+
+from dispatcher.ratelimit import (
+    JITTER_MARGIN,
+    RateLimiter,
+    RecipientSpacing,
+    SlidingWindow,
+    backoff_delay,
+)
+
+
+async def test_window_never_admits_more_than_the_limit_in_any_span() -> None:
+    limiter = RateLimiter(20)
+    stamps: list[float] = []
+    for _ in range(45):
+        await limiter.acquire()
+        stamps.append(time.monotonic())
+    span = 1.0 + JITTER_MARGIN
+    for i, t in enumerate(stamps):
+        assert sum(1 for u in stamps[i:] if u - t < span - 0.005) <= 20
+    # …and it does not crawl: 45 at 20/s take a bit over 2 s, not 4.
+    assert stamps[-1] - stamps[0] < 3.0
+
+
+async def test_fast_path_keeps_waiters_in_order() -> None:
+    window = SlidingWindow(3, 0.3)
+    for _ in range(3):
+        await window.acquire()
+    waiter = asyncio.create_task(window.acquire())
+    await asyncio.sleep(0.01)
+    # Someone is waiting for the window: a newcomer may not jump the queue.
+    assert window._lock.locked()
+    assert not window.try_acquire()
+    await asyncio.wait_for(waiter, timeout=2.0)
+
+
+def test_recipient_spacing_reserves_consecutive_slots() -> None:
+    spacing = RecipientSpacing(1.0)
+    assert spacing.reserve("chat") == 0.0
+    second = spacing.reserve("chat")
+    assert 1.0 <= second <= 1.0 + JITTER_MARGIN + 0.01
+    assert spacing.reserve("other") == 0.0
+    # Too far away: not reserved, so later slots are not pushed back.
+    assert spacing.reserve("chat", max_wait=0.5) > 0.5
+    assert 2.0 <= spacing.reserve("chat") <= 2.1
+
+
+def test_backoff_is_jittered_exponential_and_capped() -> None:
+    rng = random.Random(7)
+    for attempt in range(1, 12):
+        d = backoff_delay(attempt, 2.0, 600.0, rng)
+        assert 2.0 <= d <= min(600.0, 2.0 * 2 ** (attempt - 1))
+    assert max(backoff_delay(30, 2.0, 600.0, rng) for _ in range(100)) <= 600.0
