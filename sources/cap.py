@@ -25,6 +25,7 @@ from lxml import etree
 
 from dispatcher.model import Alert, Area, Certainty, MsgType, Priority, Severity, Status, Urgency
 from geo import parse_cap_circle, parse_cap_polygon
+from sources.safexml import parse_xml
 
 __all__ = ["CAP_NAMESPACES", "MAX_BYTES", "Failed", "ParseOutcome", "Parsed", "Unsupported", "is_cap", "parse_cap"]
 
@@ -74,27 +75,9 @@ class Failed:
 ParseOutcome = Parsed | Unsupported | Failed
 
 
-def _parser() -> etree.XMLParser:
-    return etree.XMLParser(
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        dtd_validation=False,
-        huge_tree=False,
-        remove_comments=True,
-        remove_pis=True,
-    )
-
-
 def _root(data: bytes) -> Any:
-    """The root element; raises ValueError when unsafe or malformed."""
-    if len(data) > MAX_BYTES:
-        raise ValueError(f"document of {len(data)} bytes exceeds the {MAX_BYTES}-byte limit")
-    root = etree.fromstring(data, _parser())
-    info = root.getroottree().docinfo
-    if info.internalDTD is not None or info.doctype:
-        raise ValueError("DOCTYPE declarations are refused")
-    return root
+    """The root element; raises ValueError (Unsafe/MalformedXmlError) when unsafe or malformed."""
+    return parse_xml(data, max_bytes=MAX_BYTES)
 
 
 def is_cap(data: bytes) -> bool:

@@ -5,6 +5,8 @@ Upstream format: https://xml.kishou.go.jp/ (気象庁防災情報XMLフォーマ
 
 from __future__ import annotations
 
+from sources.safexml import MalformedXmlError, UnsafeXmlError, parse_xml
+
 from .codes import (
     CITY_CODE_TYPE,
     SEISMIC_AREA_CODE_TYPE,
@@ -14,7 +16,6 @@ from .codes import (
     default_codes,
 )
 from .parser import Failed, Parsed, ParseOutcome, Unsupported, kind_from_name, parse_telegram
-from .safexml import MalformedXmlError, UnsafeXmlError, parse_xml
 from .severity import Rating, rate, rate_intensity
 
 __all__ = [

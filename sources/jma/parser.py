@@ -40,9 +40,9 @@ from typing import Any
 from lxml import etree
 
 from dispatcher.model import Alert, Area, MsgType, Status
+from sources.safexml import DEFAULT_MAX_BYTES, MalformedXmlError, UnsafeXmlError, parse_xml
 
 from .codes import CITY_CODE_TYPE, FORECAST_CODE_TYPE, SEISMIC_AREA_CODE_TYPE, TSUNAMI_CODE_TYPE, AreaCodes
-from .safexml import DEFAULT_MAX_BYTES, MalformedXmlError, UnsafeXmlError, parse_xml
 from .severity import (
     DEFAULT,
     LIFTED,

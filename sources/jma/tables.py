@@ -20,7 +20,7 @@ import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from .safexml import MalformedXmlError, UnsafeXmlError, parse_xml
+from sources.safexml import MalformedXmlError, UnsafeXmlError, parse_xml
 
 __all__ = ["derive_seismic_areas", "main"]
 

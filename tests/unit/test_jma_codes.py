@@ -78,7 +78,7 @@ def test_resolve_areas_uses_code_type(codes: AreaCodes) -> None:
 
 
 def test_tsunami_table_covers_every_region_in_the_telegrams(codes: AreaCodes, shared_data: Path) -> None:
-    from sources.jma.safexml import parse_xml
+    from sources.safexml import parse_xml
 
     seen: dict[str, str] = {}
     jma = shared_data / "jma"

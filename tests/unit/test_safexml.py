@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from sources.jma.safexml import MalformedXmlError, UnsafeXmlError, parse_xml
+from sources.safexml import MalformedXmlError, UnsafeXmlError, parse_xml
 
 BILLION_LAUGHS = (
     b'<?xml version="1.0"?>\n<!DOCTYPE lolz [\n<!ENTITY lol "lol">\n'

@@ -1,7 +1,7 @@
-"""Safe parsing of untrusted XML (JMA telegrams arrive from the network).
+"""Safe parsing of untrusted XML: JMA telegrams, CAP alerts, broadcast bodies.
 
-JMA's 防災情報XML (https://xml.kishou.go.jp/) never uses a DOCTYPE, so any
-document that carries one is refused outright: that closes entity expansion
+Neither JMA's 防災情報XML (https://xml.kishou.go.jp/) nor CAP 1.2 needs a
+DOCTYPE, so any document that carries one is refused outright: that closes entity expansion
 bombs (billion laughs, quadratic blow-up) and external entities (XXE via
 ``file://`` or ``http://``) before libxml2 gets a chance to act on them. The
 lxml parser is additionally configured not to resolve entities, load DTDs or
