@@ -16,7 +16,6 @@ import logging
 import os
 import signal
 import socket
-import time
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -170,7 +169,6 @@ class Service:
         self.pipeline: Pipeline | None = None
         self.context: ServiceContext | None = None
         self.stopped = asyncio.Event()
-        self.started_at = time.monotonic()
         self.web_url: str | None = None
         self._watchdog: asyncio.Task[None] | None = None
         self._relocation: asyncio.Task[None] | None = None

@@ -269,7 +269,3 @@ class Demo:
                 if want[key] != got[key]:
                     lines.append(f"    {key[0]} {key[1]}: expected {want[key]}, received {got[key]}")
         print("\n".join(lines), flush=True)
-
-
-async def run_demo(settings: Settings, *, once: bool, port: int, interval: float = 4.0) -> int:
-    return await Demo(settings, once=once, port=port, interval=interval).run()

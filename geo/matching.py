@@ -65,10 +65,6 @@ class Hits:
         """Per point, how many features it matches."""
         return np.bincount(self.points, minlength=n).astype(np.intp)
 
-    def per_feature(self) -> IntArray:
-        """Per feature, how many points matched it."""
-        return np.bincount(self.features, minlength=len(self.layer)).astype(np.intp)
-
     def codes(self, n: int) -> NDArray[np.object_]:
         """Per point, the code of its first matching feature, or None."""
         first = self.first(n)
@@ -98,13 +94,6 @@ class LocateResult:
     def district(self) -> IntArray:
         """Per point, index of its (first) district or -1."""
         return self.districts.first(self.n)
-
-    def in_any_zone(self) -> NDArray[np.bool_]:
-        """Per point, whether any hazard zone contains it."""
-        hit = np.zeros(self.n, dtype=bool)
-        for zones in self.zones:
-            hit[zones.points] = True
-        return hit
 
 
 @dataclass(frozen=True, slots=True)

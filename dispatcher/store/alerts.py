@@ -87,22 +87,6 @@ async def record_document(
     )
 
 
-async def store_document(
-    conn: asyncpg.Connection, source: str, url: str, content: bytes, *, outcome: str = "parsed"
-) -> int:
-    """Store a pushed document (webhook body) and return its id (existing one if seen)."""
-    row = await conn.fetchrow(
-        "INSERT INTO documents (source, url, outcome, content, size) VALUES ($1, $2, $3, $4, $5)"
-        " ON CONFLICT (source, url) DO UPDATE SET url = EXCLUDED.url RETURNING id",
-        source,
-        url,
-        outcome,
-        compress(content),
-        len(content),
-    )
-    return int(row["id"])
-
-
 def _areas_json(alert: Alert) -> list[dict[str, Any]]:
     return [
         {

@@ -73,7 +73,7 @@ async def fan_out_followers(conn: asyncpg.Connection, *, alert_id: int, priority
     """An update or cancel also reaches everyone who received what it replaces.
 
     Deliveries still "sending" are followed later, on completion
-    (:func:`follow_replacements`).
+    (done inline by :func:`complete`).
     """
     result = await conn.execute(
         """
@@ -211,7 +211,7 @@ async def complete(conn: asyncpg.Connection, outcomes: Sequence[Outcome]) -> int
     Only rows still "sending" under the same claim (``attempt``) are written.
     Deliveries that went out for an alert which an update or cancel replaced
     meanwhile get a delivery of the replacing alert too, in the same statement
-    (see :func:`follow_replacements` for why ``FOR SHARE``).
+    (``FOR SHARE`` on the alert rows orders this against the pipeline's ``mark_replaced``).
     """
     if not outcomes:
         return 0
@@ -252,39 +252,6 @@ async def complete(conn: asyncpg.Connection, outcomes: Sequence[Outcome]) -> int
         [o.attempt for o in outcomes],
     )
     return int(written or 0)
-
-
-async def follow_replacements(conn: asyncpg.Connection, delivered_ids: Sequence[int]) -> int:
-    """Queue the replacing alert for deliveries that went out after their alert was replaced.
-
-    :func:`complete` does the same inline; this is the standalone form.
-
-    The pipeline supersedes what is queued and follows what was delivered when
-    an update or cancel arrives; a delivery that was "sending" at that moment
-    is neither, and is caught here. ``FOR SHARE`` on the alert rows orders this
-    against the pipeline's ``UPDATE alerts`` (``mark_replaced``): either the
-    pipeline's follower fan-out sees this delivery as delivered, or this
-    statement sees ``replaced_by``.
-    """
-    result = await conn.execute(
-        """
-        WITH done AS (
-            SELECT d.id, d.alert_id, d.channel, d.subscription_id, d.address, d.language
-            FROM deliveries d WHERE d.id = ANY($1::bigint[]) AND d.state = 'delivered'
-        ), old AS (
-            SELECT a.id, a.replaced_by FROM alerts a
-            WHERE a.id IN (SELECT alert_id FROM done)
-            FOR SHARE
-        )
-        INSERT INTO deliveries (alert_id, channel, subscription_id, address, language, priority)
-        SELECT r.id, done.channel, done.subscription_id, done.address, done.language, r.priority
-        FROM done JOIN old ON old.id = done.alert_id JOIN alerts r ON r.id = old.replaced_by
-        WHERE r.state = 'active'
-        ON CONFLICT (alert_id, channel, address) DO NOTHING
-        """,
-        list(delivered_ids),
-    )
-    return int(result.split()[-1])
 
 
 async def requeue_expired_leases(conn: asyncpg.Connection) -> int:

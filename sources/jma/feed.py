@@ -416,7 +416,3 @@ async def _read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:
 def _describe(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return f"{type(exc).__name__}: {text}" if type(exc).__name__ not in text else text
-
-
-def feed_summary(stats: Sequence[FeedStats]) -> dict[str, Any]:
-    return {s.url: {"status": s.status, "new": s.new, "alerts": s.alerts} for s in stats}

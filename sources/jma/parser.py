@@ -47,7 +47,6 @@ from .severity import (
     DEFAULT,
     LIFTED,
     Rating,
-    intensity_rank,
     more_severe,
     most_severe,
     rate,
@@ -799,13 +798,6 @@ def _eew(ctx: _Ctx) -> _Result:
     return _Result(ctx.control_title, rate(ctx.control_title), areas, details, [])
 
 
-def _height(el: Any) -> str:
-    # description="５ｍ" normally; "" with condition="不明" when unknown.
-    if el is None:
-        return ""
-    return ((el.get("description") or "").strip() or (el.get("condition") or "")).strip()
-
-
 def _tsunami_category(name: str) -> str:
     for category in _TSUNAMI_ORDER:
         if name.startswith(category):
@@ -1029,8 +1021,3 @@ def _earthquake_info(ctx: _Ctx) -> _Result:
     # No area list: these concern the whole assumed source region; the
     # dispatcher routes them by kind.
     return _Result(event, rate(event), [], details, texts)
-
-
-def max_intensity_rank(alert: Alert) -> int:
-    """Rank of ``details["max_intensity"]`` (0 if none), for templates and routing."""
-    return intensity_rank(str(alert.details.get("max_intensity", "")))
