@@ -3,11 +3,12 @@
 An alert names places as JMA area codes (府県予報区 ``220000`` … 市町村等 ``2220300``,
 津波予報区), CAP polygons and circles, district codes or hazard-zone names. The
 pipeline's :class:`~dispatcher.pipeline.CodeTargeter` turns them into *target codes*
-with two expanders:
+with an expander:
 
-* :class:`JmaCodeExpander`: JMA codes → 7-digit 市町村等 codes (``sources.jma.codes``);
-* :class:`GeoExpander`: everything → district codes and hazard-zone ids of the geo
-  layers (``geo.resolve_areas``), plus those 市町村等 codes.
+* :class:`GeoExpander` (the service's): everything → district codes and hazard-zone
+  ids of the geo layers (``geo.resolve_areas``), plus the 市町村等 codes the JMA
+  tables give (``sources.jma.codes``);
+* :class:`JmaCodeExpander`: JMA codes → 市町村等 codes only, for uses without geo.
 
 A subscription follows codes in ``subscriptions.areas``: what the subscriber chose
 (a district by name or code, a JMA municipality code) and, when they shared a location,
@@ -112,7 +113,8 @@ class GeoExpander:
         found = self.areas(alert)
         for problem in found.shape_problems:
             log.warning("alert area shape unusable", extra={"alert": alert.identifier, "detail": problem})
-        recognised = set(alert.area_codes) - set(found.coverage.unknown)
+        # Known to the JMA tables or to the geo layers.
+        recognised = set(alert.area_codes) - set(found.unknown_codes(alert))
         return found.target_codes, recognised
 
 
@@ -134,8 +136,12 @@ def geo_index(config: GeoConfig | None = None) -> GeoIndex:
 
 
 def default_targeter(config: GeoConfig | None = None, *, index: GeoIndex | None = None) -> CodeTargeter:
-    """The service's targeter: JMA code tables, then the geo layers."""
-    return CodeTargeter(JmaCodeExpander(), GeoExpander(index or geo_index(config)))
+    """The service's targeter: the geo layers, fed with the JMA tables' 市町村等 codes.
+
+    :class:`GeoExpander` already resolves the JMA codes, so chaining a
+    :class:`JmaCodeExpander` before it would only do that work twice.
+    """
+    return CodeTargeter(GeoExpander(index or geo_index(config)))
 
 
 def resolve_choices(choices: Iterable[str], index: GeoIndex, codes: AreaCodes | None = None) -> list[str]:
