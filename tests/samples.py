@@ -1,26 +1,43 @@
-"""Hand-built alerts shared by the template and channel tests."""
+"""Hand-built alerts shared by the tests: one factory with plain defaults, and named samples."""
 
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 from dispatcher.model import Alert, Area, Certainty, MsgType, Priority, Severity, Status, Urgency
 
 JST = timezone(timedelta(hours=9))
+NUMAZU = "2220300"
+
+
+def make_alert(identifier: str = "test-1", **fields: Any) -> Alert:
+    """An actual 大雨警報-like alert for 沼津市; ``fields`` override any Alert field."""
+    values: dict[str, Any] = {
+        "identifier": identifier,
+        "sender": "test",
+        "sent": datetime(2026, 11, 29, 2, 0, tzinfo=UTC),
+        "status": Status.ACTUAL,
+        "msg_type": MsgType.ALERT,
+        "event": "大雨警報",
+        "severity": Severity.SEVERE,
+        "urgency": Urgency.IMMEDIATE,
+        "certainty": Certainty.LIKELY,
+        "headline": "",
+        "source": "test",
+        "areas": (Area("沼津市", (NUMAZU,)),),
+    }
+    values.update(fields)
+    return Alert(**values)
 
 
 def tsunami_warning(**changes: object) -> Alert:
-    alert = Alert(
-        identifier="20261129201500_0_VTSE41_270000",
+    alert = make_alert(
+        "20261129201500_0_VTSE41_270000",
         sender="気象庁",
         sent=datetime(2026, 11, 29, 20, 15, tzinfo=JST),
-        status=Status.ACTUAL,
-        msg_type=MsgType.ALERT,
         event="津波警報",
-        severity=Severity.SEVERE,
-        urgency=Urgency.IMMEDIATE,
-        certainty=Certainty.LIKELY,
         headline="東海地方の沿岸に津波警報を発表しました。",
         description="静岡県では、ただちに避難してください。",
         source="jma",

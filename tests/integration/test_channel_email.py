@@ -13,26 +13,22 @@ from channels import load_channel_class
 from channels.base import Channel, ChannelContext, Delivered, Reject, Retry
 from channels.email import EmailChannel, EmailConfig, classify_refusal
 from channels.templates import Templates
-from dispatcher.model import Alert, Area, Certainty, MsgType, Recipient, Severity, Status, Urgency
+from dispatcher.model import Alert, Recipient, Status, Urgency
 from dispatcher.standins.smtp import SmtpStandIn
+from tests.samples import make_alert
 
 JST = timezone(timedelta(hours=9))
 
 
 def heavy_rain_warning(status: Status = Status.ACTUAL) -> Alert:
-    return Alert(
-        identifier="20261129060000_0_VPWW54_220000",
+    return make_alert(
+        "20261129060000_0_VPWW54_220000",
         sender="静岡地方気象台",
         sent=datetime(2026, 11, 29, 6, 0, tzinfo=JST),
         status=status,
-        msg_type=MsgType.ALERT,
-        event="大雨警報",
-        severity=Severity.SEVERE,
         urgency=Urgency.EXPECTED,
-        certainty=Certainty.LIKELY,
         headline="東部では、２９日夕方まで土砂災害に警戒してください。",
         source="jma",
-        areas=(Area(description="沼津市", codes=("2220300",)),),
     )
 
 

@@ -34,10 +34,11 @@ import asyncpg
 import pytest
 from aiohttp import web
 
-from dispatcher.model import Alert, Area, Certainty, MsgType, Priority, Severity, Status, Urgency
+from dispatcher.model import Alert, Priority
 from dispatcher.pipeline import CodeTargeter, Pipeline
 from dispatcher.standins.telegram_api import TelegramStandIn
 from dispatcher.store import db
+from tests.samples import make_alert
 
 NUMAZU = "2220300"
 SECRET_ENV = "CRASH_WEBHOOK_SECRET"
@@ -47,20 +48,13 @@ IDENT = re.compile(r"crash-\d{5}")
 
 
 def crash_alert(n: int) -> Alert:
-    return Alert(
-        identifier=f"crash-{n:05d}",
+    return make_alert(
+        f"crash-{n:05d}",
         sender="crash-test",
         sent=datetime.now(UTC),
-        status=Status.ACTUAL,
-        msg_type=MsgType.ALERT,
-        event="大雨警報",
-        severity=Severity.SEVERE,
-        urgency=Urgency.IMMEDIATE,
-        certainty=Certainty.LIKELY,
         headline=f"crash-{n:05d}",
         source="crash-test",
         priority=Priority.HIGH,
-        areas=(Area("沼津市", (NUMAZU,)),),
     )
 
 

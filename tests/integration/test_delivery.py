@@ -28,12 +28,13 @@ from channels.base import Channel, ChannelContext
 from channels.telegram import TelegramChannel, TelegramConfig
 from channels.templates import Templates
 from channels.webhook import WebhookChannel, WebhookConfig
-from dispatcher.model import Alert, Area, Certainty, MsgType, Priority, Severity, Status, Urgency
+from dispatcher.model import Alert, Area, MsgType, Priority
 from dispatcher.pipeline import CodeTargeter, Pipeline
 from dispatcher.settings import ChannelSettings, DeliveryConfig
 from dispatcher.standins.telegram_api import TelegramStandIn
 from dispatcher.store import db
 from dispatcher.worker import OutboxWorker, Wakeups
+from tests.samples import make_alert
 
 NUMAZU = "2220300"
 SECRET = "whsec-delivery-test"
@@ -47,18 +48,11 @@ def alert(
     references: tuple[str, ...] = (),
     codes: tuple[str, ...] = (NUMAZU,),
 ) -> Alert:
-    return Alert(
-        identifier=identifier,
-        sender="test",
+    return make_alert(
+        identifier,
         sent=datetime.now(UTC),
-        status=Status.ACTUAL,
         msg_type=msg_type,
-        event="大雨警報",
-        severity=Severity.SEVERE,
-        urgency=Urgency.IMMEDIATE,
-        certainty=Certainty.LIKELY,
         headline=f"test {identifier}",
-        source="test",
         priority=priority,
         references=references,
         areas=(Area("沼津市", codes),) if codes else (),

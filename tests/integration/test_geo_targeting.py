@@ -19,13 +19,14 @@ import asyncpg
 import pytest
 from shapely.geometry import box
 
-from dispatcher.model import Alert, Area, Certainty, MsgType, Severity, Status, Urgency
+from dispatcher.model import Alert, Area, Status
 from dispatcher.pipeline import Outcome, Pipeline
 from dispatcher.store import db
 from dispatcher.store.subscribers import audience, relocate_all, subscribe, subscribe_location
 from dispatcher.targeting import default_targeter, resolve_choices
 from geo import Feature, GeoIndex, Layer, default_index
 from sources.jma.codes import CITY_CODE_TYPE, FORECAST_CODE_TYPE
+from tests.samples import make_alert as sample_alert
 
 REPO = Path(__file__).resolve().parents[2]
 HEDA = (34.970, 138.800)  # ~2 km inland of every boundary of 戸田 (see tests/unit/test_geo.py)
@@ -58,18 +59,12 @@ async def pool(database: str) -> AsyncIterator[asyncpg.Pool]:
 
 
 def make_alert(identifier: str, *areas: Area, status: Status = Status.ACTUAL) -> Alert:
-    return Alert(
-        identifier=identifier,
+    return sample_alert(
+        identifier,
         sender="test@numazu",
         sent=datetime(2024, 6, 1, 1, 0, tzinfo=UTC),
         status=status,
-        msg_type=MsgType.ALERT,
         event="テスト",
-        severity=Severity.SEVERE,
-        urgency=Urgency.IMMEDIATE,
-        certainty=Certainty.LIKELY,
-        headline="",
-        source="test",
         areas=areas,
     )
 

@@ -6,10 +6,11 @@ from datetime import UTC, datetime
 
 import pytest
 
-from dispatcher.model import Alert, Area, Certainty, MsgType, Severity, Status, Urgency
+from dispatcher.model import Alert, Area, Certainty
 from dispatcher.targeting import GeoExpander, default_targeter, resolve_choices
 from geo import GeoIndex, Layer, default_index, load_index
 from sources.jma.codes import CITY_CODE_TYPE, FORECAST_CODE_TYPE, TSUNAMI_CODE_TYPE
+from tests.samples import make_alert
 
 HEDA_RING = ((34.98, 138.79), (34.98, 138.81), (34.96, 138.81), (34.96, 138.79), (34.98, 138.79))
 
@@ -20,18 +21,11 @@ def index() -> GeoIndex:
 
 
 def alert(*areas: Area) -> Alert:
-    return Alert(
-        identifier="t-1",
-        sender="test",
+    return make_alert(
+        "t-1",
         sent=datetime(2024, 6, 1, tzinfo=UTC),
-        status=Status.ACTUAL,
-        msg_type=MsgType.ALERT,
         event="test",
-        severity=Severity.SEVERE,
-        urgency=Urgency.IMMEDIATE,
         certainty=Certainty.OBSERVED,
-        headline="",
-        source="test",
         areas=areas,
     )
 
