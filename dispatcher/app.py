@@ -136,7 +136,13 @@ class ServiceContext:
                 yield got
             finally:
                 if got:
-                    await conn.execute("SELECT pg_advisory_unlock($1)", key)
+                    try:
+                        await conn.execute("SELECT pg_advisory_unlock($1)", key)
+                    except BaseException:
+                        # The pool does not reset connections (db.create_pool): a lock
+                        # that could not be released goes away with its session.
+                        conn.terminate()
+                        raise
 
 
 def sd_notify(state: str) -> None:
