@@ -191,3 +191,7 @@ class Message:
     # Mastodon Idempotency-Key). Filled in by the dispatcher per delivery.
     idempotency_key: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def with_idempotency_key(self, key: str) -> Message:
+        """This message carrying ``key`` (the dispatcher's per-delivery copy; cheaper than ``replace``)."""
+        return Message(self.text, self.language, self.subject, self.html, self.link, self.exercise, key, self.extra)

@@ -23,11 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -431,25 +430,18 @@ class OutboxWorker:
         # Derived from the delivery, so a retry after a lost answer carries the
         # same key and the provider can drop the duplicate.
         key = f"delivery-{chunk[0].id}" if len(chunk) == 1 else f"deliveries-{chunk[0].id}-{len(chunk)}"
-        message = dataclasses.replace(message, idempotency_key=key)
-        async with self._sem:
-            # The rate budget is taken with a send slot in hand, right before the
-            # request: taken earlier, a wait for the slot could bunch requests up
-            # at the provider beyond its per-second limit.
-            await self.bucket.acquire()
-            held = self._held_until(chunk)
-            if held:
-                self._give_back(chunk, held, "bucket paused")
-                return
-            started = time.monotonic()
-            try:
-                results: dict[int, SendResult] = dict(await self.channel.send(message, recipients))
-            except Exception as exc:  # a channel must translate errors; this guards against bugs
-                log.exception("channel raised instead of answering", extra={"channel": self.name})
-                results = {c.id: Retry(f"channel error: {exc!r}") for c in chunk}
-        elapsed = time.monotonic() - started
+        message = message.with_idempotency_key(key)
+        if self._pooled:
+            # The sender pool is the concurrency limit.
+            results = await self._attempt(message, chunk, recipients)
+        else:
+            async with self._sem:
+                results = await self._attempt(message, chunk, recipients)
+        if results is None:
+            return
+        answers, elapsed = results
         for c in chunk:
-            result = results.get(c.id) or Retry("channel gave no answer for this recipient")
+            result = answers.get(c.id) or Retry("channel gave no answer for this recipient")
             if isinstance(result, Retry) and result.rate_limited:
                 # Act at once: sends waiting in this process must not hit the provider too.
                 after = result.after if result.after is not None else 1.0
@@ -460,6 +452,26 @@ class OutboxWorker:
                     self._recipient_paused[result.bucket] = max(self._recipient_paused.get(result.bucket, 0.0), until)
             self._answer(c, result)
             self._emit(c, result, elapsed)
+
+    async def _attempt(
+        self, message: Message, chunk: Sequence[Claimed], recipients: list[Recipient]
+    ) -> tuple[Mapping[int, SendResult], float] | None:
+        """One provider request, with a send slot in hand; None: held back by a pause."""
+        # The rate budget is taken right before the request: taken earlier, a
+        # wait for the slot could bunch requests up at the provider beyond its
+        # per-second limit.
+        await self.bucket.acquire()
+        held = self._held_until(chunk)
+        if held:
+            self._give_back(chunk, held, "bucket paused")
+            return None
+        started = time.monotonic()
+        try:
+            answers: Mapping[int, SendResult] = await self.channel.send(message, recipients)
+        except Exception as exc:  # a channel must translate errors; this guards against bugs
+            log.exception("channel raised instead of answering", extra={"channel": self.name})
+            answers = {c.id: Retry(f"channel error: {exc!r}") for c in chunk}
+        return answers, time.monotonic() - started
 
     def _pause_for(self, seconds: float) -> None:
         self._paused_until = max(self._paused_until, time.monotonic() + seconds)
