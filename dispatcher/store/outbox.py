@@ -18,6 +18,15 @@ import asyncpg
 NOTIFY_CHANNEL = "deliveries"
 
 
+_FAN_OUT = """
+    INSERT INTO deliveries (alert_id, channel, subscription_id, address, language, priority)
+    SELECT $1, s.channel, s.id, s.address, sub.language, $2
+    FROM subscriptions s JOIN subscribers sub ON sub.id = s.subscriber_id
+    WHERE s.active AND s.channel = ANY($3::text[]) AND s.areas && $4::text[]
+      AND ($5 OR s.test_recipient)
+"""
+
+
 async def fan_out(
     conn: asyncpg.Connection,
     *,
@@ -30,22 +39,21 @@ async def fan_out(
     """Queue one delivery per active matching subscription; return rows written.
 
     Exercise and test alerts (``public`` false) reach only test recipients.
+
+    These are an alert's first deliveries (the pipeline runs this right after
+    storing the alert, or on releasing a held one, before anything else can
+    queue for it) and subscriptions are unique per (channel, address), so the
+    insert goes without ``ON CONFLICT``, whose speculative insertion costs about
+    a fifth of a large fan-out. Should a delivery exist anyway (the statement
+    run twice), the attempt is rolled back to a savepoint and redone skipping
+    the existing rows: re-running it stays harmless.
     """
-    result = await conn.execute(
-        """
-        INSERT INTO deliveries (alert_id, channel, subscription_id, address, language, priority)
-        SELECT $1, s.channel, s.id, s.address, sub.language, $2
-        FROM subscriptions s JOIN subscribers sub ON sub.id = s.subscriber_id
-        WHERE s.active AND s.channel = ANY($3::text[]) AND s.areas && $4::text[]
-          AND ($5 OR s.test_recipient)
-        ON CONFLICT (alert_id, channel, address) DO NOTHING
-        """,
-        alert_id,
-        priority,
-        list(channels),
-        list(target_codes),
-        public,
-    )
+    args = (alert_id, priority, list(channels), list(target_codes), public)
+    try:
+        async with conn.transaction():  # a savepoint inside the caller's transaction
+            result = await conn.execute(_FAN_OUT, *args)
+    except asyncpg.UniqueViolationError:
+        result = await conn.execute(_FAN_OUT + "ON CONFLICT (alert_id, channel, address) DO NOTHING", *args)
     return int(result.split()[-1])
 
 

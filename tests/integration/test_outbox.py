@@ -1,0 +1,87 @@
+"""The outbox statements on their own, against real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from dispatcher.store import alerts as alert_store
+from dispatcher.store import db, outbox
+from tests.samples import make_alert
+
+NUMAZU = "2220300"
+
+
+async def test_running_the_fan_out_twice_queues_each_delivery_once(database: str) -> None:
+    conn = await db.connect(database)
+    try:
+        ids = await conn.fetch("INSERT INTO subscribers (language) SELECT 'ja' FROM generate_series(1, 3) RETURNING id")
+        await conn.executemany(
+            "INSERT INTO subscriptions (subscriber_id, channel, address, areas) VALUES ($1, 'webhook', $2, $3)",
+            [(r["id"], f"https://partner.example/{i}", [NUMAZU]) for i, r in enumerate(ids)],
+        )
+
+        async def fan_out(alert_id: int) -> int:
+            return await outbox.fan_out(
+                conn, alert_id=alert_id, priority=3, channels=["webhook"], target_codes=[NUMAZU], public=True
+            )
+
+        async with conn.transaction():
+            alert_id = await alert_store.insert_alert(
+                conn, make_alert("fan-out-twice"), target_codes=[NUMAZU], document_id=None
+            )
+            assert alert_id is not None
+            assert await fan_out(alert_id) == 3
+            # Same transaction, again: the fast path meets the unique constraint, the
+            # savepoint keeps the transaction usable, the redo skips existing rows.
+            assert await fan_out(alert_id) == 0
+        # Another subscriber joins; a later run queues only the newcomer.
+        sid = await conn.fetchval("INSERT INTO subscribers (language) VALUES ('en') RETURNING id")
+        await conn.execute(
+            "INSERT INTO subscriptions (subscriber_id, channel, address, areas) VALUES ($1, 'webhook', $2, $3)",
+            sid,
+            "https://partner.example/new",
+            [NUMAZU],
+        )
+        assert await fan_out(alert_id) == 1
+        rows = await conn.fetch("SELECT address, language FROM deliveries WHERE alert_id = $1", alert_id)
+        assert sorted(r["address"] for r in rows) == sorted(
+            [f"https://partner.example/{i}" for i in range(3)] + ["https://partner.example/new"]
+        )
+        events = await conn.fetchval(
+            "SELECT count(*) FROM delivery_events e JOIN deliveries d ON d.id = e.delivery_id WHERE d.alert_id = $1",
+            alert_id,
+        )
+        assert events == 4, "a rolled-back attempt must leave no event behind"
+    finally:
+        await conn.close()
+
+
+async def test_complete_after_many_claims_still_finds_its_rows(database: str) -> None:
+    # complete() looks its batch up by primary key; this guards the statement's
+    # correctness (the fencing on state and attempt) across many batches.
+    conn: asyncpg.Connection = await db.connect(database)
+    try:
+        ids = await conn.fetch(
+            "INSERT INTO subscribers (language) SELECT 'ja' FROM generate_series(1, 300) RETURNING id"
+        )
+        await conn.copy_records_to_table(
+            "subscriptions",
+            records=[(r["id"], "webhook", f"https://p.example/{i}", [NUMAZU]) for i, r in enumerate(ids)],
+            columns=["subscriber_id", "channel", "address", "areas"],
+        )
+        alert_id = await alert_store.insert_alert(conn, make_alert("complete"), target_codes=[NUMAZU], document_id=None)
+        assert alert_id is not None
+        await outbox.fan_out(
+            conn, alert_id=alert_id, priority=3, channels=["webhook"], target_codes=[NUMAZU], public=True
+        )
+        written = 0
+        while claimed := await outbox.claim(conn, "webhook", 50, 60):
+            stale = outbox.Outcome(claimed[0].id, "failed", error="late answer", attempt=claimed[0].attempts - 1)
+            assert await outbox.complete(conn, [stale]) == 0, "an answer from an earlier claim must not be written"
+            written += await outbox.complete(
+                conn, [outbox.Outcome(c.id, "delivered", attempt=c.attempts) for c in claimed]
+            )
+        assert written == 300
+        assert await conn.fetchval("SELECT count(*) FROM deliveries WHERE state = 'delivered'") == 300
+    finally:
+        await conn.close()
