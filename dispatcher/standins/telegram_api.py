@@ -10,19 +10,29 @@ chats (400), flood control (429 with ``retry_after``, on demand or by enforcing
 Telegram's limits of about 30 messages/s overall and 1 message/s per chat, see
 https://core.telegram.org/bots/faq#my-bot-is-hitting-limits-how-do-i-avoid-this),
 groups migrated to supergroups, and server errors.
+
+``GET /_standin/stats`` (outside the ``/bot...`` namespace) reports what the
+stand-in received, as JSON, for benchmarks that run it in another process:
+``python -m dispatcher.standins.telegram_api --global-rate 30 --per-chat-interval 1.0``
+prints its ``base_url`` on one line and serves until SIGTERM or SIGINT.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import math
+import signal
+import sys
 import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+
+STATS_PATH = "/_standin/stats"
 
 BOT_USER: dict[str, Any] = {
     "id": 7000000001,
@@ -45,6 +55,17 @@ class SentMessage:
     parse_mode: str | None
     # time.monotonic() at acceptance, for rate measurements.
     at: float
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitedAnswer:
+    """One 429 the stand-in answered."""
+
+    # time.monotonic() when answered, the same clock as SentMessage.at.
+    at: float
+    chat_id: str
+    # "global" or "per_chat" (an enforced limit), or "injected" (flood()).
+    limit: str
 
 
 @dataclass(slots=True)
@@ -76,6 +97,7 @@ class TelegramStandIn:
         self.messages: list[SentMessage] = []
         self.requests = 0
         self.rate_limited = 0
+        self.rate_limited_answers: list[RateLimitedAnswer] = []
         self.blocked: set[str] = set()
         self.missing: set[str] = set()
         self.migrated: dict[str, int] = {}
@@ -115,6 +137,7 @@ class TelegramStandIn:
         """Forget recorded messages and every knob (the limits stay)."""
         self.messages.clear()
         self.requests = self.rate_limited = 0
+        self.rate_limited_answers.clear()
         self.blocked.clear()
         self.missing.clear()
         self.migrated.clear()
@@ -128,6 +151,7 @@ class TelegramStandIn:
         """Listen on ``host:port`` (0: any free port); return the ``base_url`` for bots."""
         app = web.Application()
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
+        app.router.add_get(STATS_PATH, self._stats)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
@@ -141,6 +165,34 @@ class TelegramStandIn:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    @property
+    def rate_limited_at(self) -> list[float]:
+        """When each 429 was answered (``time.monotonic()``)."""
+        return [r.at for r in self.rate_limited_answers]
+
+    def stats(self, since: int = 0) -> dict[str, Any]:
+        """What was received so far; ``messages`` from index ``since`` on (cheap polling)."""
+        return {
+            "clock": "monotonic",
+            "now": time.monotonic(),
+            "requests": self.requests,
+            "rate_limited": self.rate_limited,
+            "rate_limited_at": self.rate_limited_at,
+            "rate_limited_answers": [
+                {"at": r.at, "chat_id": r.chat_id, "limit": r.limit} for r in self.rate_limited_answers
+            ],
+            "message_count": len(self.messages),
+            "since": since,
+            "messages": [{"chat_id": m.chat_id, "at": m.at} for m in self.messages[since:]],
+        }
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        try:
+            since = max(0, int(request.query.get("since", "0")))
+        except ValueError:
+            return web.json_response({"error": "since must be an integer"}, status=400)
+        return web.json_response(self.stats(since))
 
     # -- protocol ------------------------------------------------------------
 
@@ -181,29 +233,33 @@ class TelegramStandIn:
             return self._send_message(params)
         return self._error(404, "Not Found")
 
+    def _count_429(self, chat_id: str, limit: str, at: float | None = None) -> None:
+        self.rate_limited += 1
+        self.rate_limited_answers.append(RateLimitedAnswer(time.monotonic() if at is None else at, chat_id, limit))
+
     def _injected(self, chat_id: str) -> web.Response | None:
         for failure in self._failures:
             if failure.remaining > 0 and failure.chat_id in (None, chat_id):
                 failure.remaining -= 1
                 if failure.status == 429:
-                    self.rate_limited += 1
+                    self._count_429(chat_id, "injected")
                     retry_after = failure.retry_after or 1
                     return self._error(429, f"Too Many Requests: retry after {retry_after}", retry_after=retry_after)
                 return self._error(failure.status, "Internal Server Error")
         self._failures = [f for f in self._failures if f.remaining > 0]
         return None
 
-    def _over_limit(self, chat_id: str, now: float) -> int | None:
-        """Seconds to wait if accepting now would break an enforced limit."""
+    def _over_limit(self, chat_id: str, now: float) -> tuple[int, str] | None:
+        """(Seconds to wait, which limit) if accepting now would break an enforced limit."""
         if self.per_chat_interval is not None:
             last = self._last_per_chat.get(chat_id)
             if last is not None and now - last < self.per_chat_interval:
-                return max(1, math.ceil(self.per_chat_interval - (now - last)))
+                return max(1, math.ceil(self.per_chat_interval - (now - last))), "per_chat"
         if self.global_rate is not None:
             while self._window and now - self._window[0] >= 1.0:
                 self._window.popleft()
             if len(self._window) >= self.global_rate:
-                return max(1, math.ceil(1.0 - (now - self._window[0])))
+                return max(1, math.ceil(1.0 - (now - self._window[0]))), "global"
         return None
 
     def _send_message(self, params: dict[str, Any]) -> web.Response:
@@ -229,9 +285,10 @@ class TelegramStandIn:
         if len(text) > 4096:
             return self._error(400, "Bad Request: message is too long")
         now = time.monotonic()
-        wait = self._over_limit(chat_id, now)
-        if wait is not None:
-            self.rate_limited += 1
+        over = self._over_limit(chat_id, now)
+        if over is not None:
+            wait, limit = over
+            self._count_429(chat_id, limit, now)
             return self._error(429, f"Too Many Requests: retry after {wait}", retry_after=wait)
         self._window.append(now)
         self._last_per_chat[chat_id] = now
@@ -258,3 +315,43 @@ class TelegramStandIn:
             "text": text,
         }
         return web.json_response({"ok": True, "result": result})
+
+
+# -- standalone ----------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m dispatcher.standins.telegram_api",
+        description="Serve the Telegram Bot API stand-in until SIGTERM; print its base_url first.",
+    )
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=0, help="0: any free port (default)")
+    p.add_argument("--token", default=None, help="accept only this bot token (default: any)")
+    p.add_argument("--global-rate", type=float, default=None, help="enforce N messages/s overall")
+    p.add_argument("--per-chat-interval", type=float, default=None, help="enforce N seconds between messages to a chat")
+    return p
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    standin = TelegramStandIn(args.token, global_rate=args.global_rate, per_chat_interval=args.per_chat_interval)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    base_url = await standin.start(args.host, args.port)
+    try:
+        print(base_url, flush=True)
+        await stop.wait()
+    finally:
+        await standin.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m dispatcher.standins.telegram_api``."""
+    asyncio.run(_serve(_parser().parse_args(argv)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
