@@ -34,13 +34,19 @@ class TokenBucket:
     """
 
     def __init__(self, rate: float, burst: float | None = None) -> None:
+        self._burst = burst
+        self._tokens = float("inf")  # starts full: set_rate caps it at the capacity
+        self.set_rate(rate)
+        self._last = time.monotonic()
+        self._lock = asyncio.Lock()
+
+    def set_rate(self, rate: float) -> None:
+        """(Re)set the rate; tokens beyond the new capacity are dropped."""
         if rate <= 0:
             raise ValueError("rate must be positive")
         self.rate = rate
-        self.capacity = max(1.0, burst if burst is not None else min(rate, 1.0 + rate * 0.1))
-        self._tokens = self.capacity
-        self._last = time.monotonic()
-        self._lock = asyncio.Lock()
+        self.capacity = max(1.0, self._burst if self._burst is not None else min(rate, 1.0 + rate * 0.1))
+        self._tokens = min(self._tokens, self.capacity)
 
     def _refill(self) -> None:
         now = time.monotonic()
@@ -71,12 +77,17 @@ class SlidingWindow:
     """At most ``limit`` acquisitions in any ``window`` (+ margin) seconds."""
 
     def __init__(self, limit: int, window: float = 1.0, margin: float = JITTER_MARGIN) -> None:
+        self.margin = margin
+        self.set_limit(limit, window)
+        self._times: deque[float] = deque()
+        self._lock = asyncio.Lock()
+
+    def set_limit(self, limit: int, window: float = 1.0) -> None:
+        """(Re)set the limit; acquisitions already in the window still count."""
         if limit < 1 or window <= 0:
             raise ValueError("limit must be >= 1 and window positive")
         self.limit = limit
-        self.span = window + margin
-        self._times: deque[float] = deque()
-        self._lock = asyncio.Lock()
+        self.span = window + self.margin
 
     def try_acquire(self) -> bool:
         """Take a slot now if nobody is waiting and the window has room (no await)."""
@@ -111,10 +122,18 @@ class RateLimiter:
     def __init__(self, rate: float, margin: float = JITTER_MARGIN) -> None:
         self.rate = rate
         self.bucket = TokenBucket(rate)
-        if rate >= 1:
-            self.window = SlidingWindow(int(rate), 1.0, margin)
-        else:
-            self.window = SlidingWindow(1, 1.0 / rate, margin)
+        self.window = SlidingWindow(*self._window(rate), margin)
+
+    @staticmethod
+    def _window(rate: float) -> tuple[int, float]:
+        return (int(rate), 1.0) if rate >= 1 else (1, 1.0 / rate)
+
+    def resize(self, rate: float) -> None:
+        """Change the rate in place (this daemon's share changed); waiters keep their place."""
+        if rate != self.rate:
+            self.rate = rate
+            self.bucket.set_rate(rate)
+            self.window.set_limit(*self._window(rate))
 
     async def acquire(self) -> None:
         # Fast path without awaiting: most sends find both budgets free.

@@ -57,3 +57,19 @@ def test_backoff_is_jittered_exponential_and_capped() -> None:
         d = backoff_delay(attempt, 2.0, 600.0, rng)
         assert 2.0 <= d <= min(600.0, 2.0 * 2 ** (attempt - 1))
     assert max(backoff_delay(30, 2.0, 600.0, rng) for _ in range(100)) <= 600.0
+
+
+async def test_resize_halves_the_pace_when_a_second_daemon_joins() -> None:
+    limiter = RateLimiter(20)
+    limiter.resize(10)  # two daemons share the budget
+    stamps: list[float] = []
+    for _ in range(25):
+        await limiter.acquire()
+        stamps.append(time.monotonic())
+    span = 1.0 + JITTER_MARGIN
+    for i, t in enumerate(stamps):
+        assert sum(1 for u in stamps[i:] if u - t < span - 0.005) <= 10
+    limiter.resize(20)  # alone again: the whole budget
+    assert (limiter.bucket.rate, limiter.window.limit) == (20, 20)
+    limiter.resize(0.5)  # below one per second: one request every two seconds
+    assert (limiter.window.limit, round(limiter.window.span, 3)) == (1, round(2.0 + JITTER_MARGIN, 3))
