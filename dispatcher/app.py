@@ -28,6 +28,7 @@ from channels import load_channel_class
 from channels.base import Channel, ChannelContext
 from channels.templates import Templates
 from dispatcher.model import Alert
+from dispatcher.peers import Peers
 from dispatcher.pipeline import IngestResult, Pipeline
 from dispatcher.settings import Settings
 from dispatcher.store import alerts as alert_store
@@ -172,6 +173,7 @@ class Service:
         self.scheduler: AsyncIOScheduler | None = None
         self.runner: web.AppRunner | None = None
         self.wakeups: Wakeups | None = None
+        self.peers: Peers | None = None
         self.pipeline: Pipeline | None = None
         self.context: ServiceContext | None = None
         self.stopped = asyncio.Event()
@@ -209,6 +211,8 @@ class Service:
         self.context = ServiceContext(self.pool, self.pipeline)
         self.wakeups = Wakeups(self.dsn)
         self.wakeups.start()
+        self.peers = Peers(self.pool)
+        await self.peers.start()
         for name, channel in self.channels.items():
             worker = OutboxWorker(
                 channel,
@@ -216,6 +220,7 @@ class Service:
                 delivery=s.delivery,
                 settings=s.channels.get(name),
                 wakeup=self.wakeups.event(name),
+                share=self.peers.share,
             )
             self.workers.append(worker)
             self._worker_tasks.append(asyncio.create_task(worker.run(), name=f"worker-{name}"))
@@ -381,7 +386,9 @@ class Service:
             sd_notify("WATCHDOG=1")
 
     async def stop(self) -> None:
-        """Graceful stop; see the module docstring."""
+        """Graceful stop; see the module docstring. Stopping twice is harmless."""
+        if self.stopped.is_set():
+            return
         sd_notify("STOPPING=1")
         log.info("stopping: polling off, finishing in-flight sends")
         if self.scheduler is not None:
@@ -397,6 +404,9 @@ class Service:
                 log.warning("shutdown grace expired; unsent work stays queued", extra={"workers": len(pending)})
         if self.runner is not None:
             await self.runner.cleanup()
+        if self.peers is not None:
+            # Leave once the workers are done, so the others take over this share at once.
+            await self.peers.stop()
         if self.wakeups is not None:
             await self.wakeups.stop()
         for source in [p[0] for p in self.polled] + list(self.pushed):

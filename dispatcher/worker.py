@@ -34,6 +34,7 @@ import asyncpg
 
 from channels.base import Channel, Delivered, Reject, Retry, SendResult
 from dispatcher.model import Alert, Message, Recipient
+from dispatcher.peers import Share
 from dispatcher.ratelimit import RateLimiter, RecipientSpacing, backoff_delay
 from dispatcher.settings import ChannelSettings, DeliveryConfig
 from dispatcher.store import alerts as alert_store
@@ -129,6 +130,7 @@ class OutboxWorker:
         delivery: DeliveryConfig,
         settings: ChannelSettings | None = None,
         wakeup: asyncio.Event | None = None,
+        share: Share | None = None,
     ) -> None:
         self.channel = channel
         self.name = channel.name
@@ -138,6 +140,10 @@ class OutboxWorker:
         interval = settings.per_recipient_interval if settings and settings.per_recipient_interval else None
         interval = interval or channel.per_recipient_interval
         self.batch_size = (settings.batch_size if settings and settings.batch_size else None) or channel.batch_size
+        # The channel's whole budget; this process takes its share of it (dispatcher.peers).
+        self.rate = rate
+        self.share = share or Share()
+        self._live = 1
         self.bucket = RateLimiter(rate)
         self.spacing = RecipientSpacing(interval) if interval else None
         # Claim about one second of work at a time, and hold at most about a
@@ -252,7 +258,7 @@ class OutboxWorker:
             return
         with contextlib.suppress(*DB_ERRORS):
             async with self.pool.acquire() as conn:
-                due = await outbox.next_due(conn, self.name)
+                due = await outbox.next_due(conn, self.name, partition=self._partition())
             if due is not None:
                 wait = max(0.01, min(wait, (due - _now()).total_seconds()))
         with contextlib.suppress(TimeoutError):
@@ -281,6 +287,7 @@ class OutboxWorker:
         async with self.pool.acquire() as conn:
             # Pauses set by other processes are read a few times a second, not per claim.
             if time.monotonic() - self._state_read >= STATE_EVERY:
+                self._apply_share()
                 state = await outbox.channel_state(conn, self.name)
                 self._state_read = time.monotonic()
                 if state.failures or state.backoff_until is not None:
@@ -292,7 +299,9 @@ class OutboxWorker:
                     self._pause_for((until - now).total_seconds())
                     return False
             await self._maintain(conn)
-            claimed = await outbox.claim(conn, self.name, min(free, self.claim_size), self.cfg.lease_seconds)
+            claimed = await outbox.claim(
+                conn, self.name, min(free, self.claim_size), self.cfg.lease_seconds, partition=self._partition()
+            )
             if not claimed:
                 return False
             missing = {c.alert_id for c in claimed} - set(self._alerts)
@@ -303,6 +312,23 @@ class OutboxWorker:
             self._inflight[c.id] = (c, started)
         self._dispatch(claimed)
         return True
+
+    def _apply_share(self) -> None:
+        """Take ``1/live`` of the channel's global budget when the number of daemons changed."""
+        live = max(1, self.share.live)
+        if live != self._live:
+            self._live = live
+            self.bucket.resize(self.rate / live)
+            log.info(
+                "channel budget shared",
+                extra={"channel": self.name, "daemons": live, "rate_per_second": round(self.rate / live, 3)},
+            )
+
+    def _partition(self) -> tuple[int, int] | None:
+        """Recipients this process serves on a per-recipient-paced channel: (daemons, rank)."""
+        if self.spacing is None or self.share.live <= 1:
+            return None
+        return self.share.live, self.share.rank
 
     async def _maintain(self, conn: asyncpg.Connection) -> None:
         """Requeue dead workers' leases; renew ours (a few times per lease)."""

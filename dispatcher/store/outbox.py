@@ -133,13 +133,26 @@ class Claimed:
     alert_expires: datetime | None = None
 
 
-async def claim(conn: asyncpg.Connection, channel: str, limit: int, lease_seconds: float) -> list[Claimed]:
-    """Claim up to ``limit`` due deliveries of ``channel``, most urgent first."""
+async def claim(
+    conn: asyncpg.Connection,
+    channel: str,
+    limit: int,
+    lease_seconds: float,
+    *,
+    partition: tuple[int, int] | None = None,
+) -> list[Claimed]:
+    """Claim up to ``limit`` due deliveries of ``channel``, most urgent first.
+
+    ``partition`` ``(n, k)``: only recipients whose address hashes to ``k`` modulo
+    ``n`` (daemons sharing a per-recipient-paced channel, see :mod:`dispatcher.peers`).
+    """
+    n, k = partition if partition is not None and partition[0] > 1 else (None, None)
     rows = await conn.fetch(
         """
         WITH picked AS (
             SELECT d.id FROM deliveries d
             WHERE d.channel = $1 AND d.state = 'queued' AND d.not_before <= now()
+              AND ($4::int IS NULL OR abs(hashtext(d.address)::bigint) % $4 = $5)
               AND NOT EXISTS (SELECT 1 FROM recipient_pauses p
                               WHERE p.channel = d.channel AND p.address = d.address
                                 AND p.paused_until > now())
@@ -158,6 +171,8 @@ async def claim(conn: asyncpg.Connection, channel: str, limit: int, lease_second
         channel,
         limit,
         lease_seconds,
+        n,
+        k,
     )
     out = [
         Claimed(
@@ -177,10 +192,17 @@ async def claim(conn: asyncpg.Connection, channel: str, limit: int, lease_second
     return out
 
 
-async def next_due(conn: asyncpg.Connection, channel: str) -> datetime | None:
-    """When the earliest queued delivery of ``channel`` becomes due (None: none queued)."""
+async def next_due(
+    conn: asyncpg.Connection, channel: str, *, partition: tuple[int, int] | None = None
+) -> datetime | None:
+    """When the earliest queued delivery of ``channel`` (in ``partition``) becomes due (None: none queued)."""
+    n, k = partition if partition is not None and partition[0] > 1 else (None, None)
     value: datetime | None = await conn.fetchval(
-        "SELECT min(not_before) FROM deliveries WHERE channel = $1 AND state = 'queued'", channel
+        "SELECT min(not_before) FROM deliveries WHERE channel = $1 AND state = 'queued'"
+        " AND ($2::int IS NULL OR abs(hashtext(address)::bigint) % $2 = $3)",
+        channel,
+        n,
+        k,
     )
     return value
 

@@ -1,0 +1,119 @@
+"""Two daemons on one database share a provider's limits (dispatcher.peers).
+
+Both run the real :class:`~dispatcher.app.Service` (here in one process, each with
+its own pool, LISTEN connection and workers) against one Telegram stand-in that
+enforces the limits for the bot as a whole. Each daemon alone is configured with
+the whole budget; together they must not exceed it, nor pace one chat from two
+places.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+
+from dispatcher.app import Service
+from dispatcher.settings import load
+from dispatcher.standins.telegram_api import TelegramStandIn
+from tests.samples import make_alert
+
+CHATS = [str(910_000 + i) for i in range(60)]
+NUMAZU = "2220300"
+RATE = 40  # the bot's whole budget, enforced by the stand-in and configured in each daemon
+
+
+def settings(tmp: Path, base_url: str):  # type: ignore[no-untyped-def]
+    tmp.mkdir(parents=True, exist_ok=True)
+    path = tmp / "daemon.toml"
+    path.write_text(
+        f"""
+[service]
+state_dir = "{tmp}"
+[web]
+enabled = false
+[jma]
+enabled = false
+[delivery]
+poll_interval = 0.2
+[channels.telegram]
+enabled = true
+token_env = "PEERS_TG_TOKEN"
+base_url = "{base_url}"
+rate_per_second = {RATE}
+""",
+        encoding="utf-8",
+    )
+    return load(path, env={"PEERS_TG_TOKEN": "42:PEERS"})
+
+
+@contextlib.asynccontextmanager
+async def daemon(tmp: Path, base_url: str, dsn: str) -> AsyncIterator[Service]:
+    service = Service(settings(tmp, base_url), dsn=dsn)
+    await service.start()
+    try:
+        yield service
+    finally:
+        await service.stop()
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+async def subscribe_chats(dsn: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        ids = await conn.fetch(
+            "INSERT INTO subscribers (language) SELECT 'ja' FROM generate_series(1, $1) RETURNING id", len(CHATS)
+        )
+        await conn.executemany(
+            "INSERT INTO subscriptions (subscriber_id, channel, address, areas) VALUES ($1, 'telegram', $2, $3)",
+            [(r["id"], chat, [NUMAZU]) for r, chat in zip(ids, CHATS, strict=True)],
+        )
+    finally:
+        await conn.close()
+
+
+async def test_two_daemons_share_the_bots_limits_and_each_delivery_goes_once(database: str, tmp_path: Path) -> None:
+    await subscribe_chats(database)
+    standin = TelegramStandIn(global_rate=RATE, per_chat_interval=1.0)
+    await standin.start()
+    try:
+        async with (
+            daemon(tmp_path / "a", standin.base_url, database) as a,
+            daemon(tmp_path / "b", standin.base_url, database) as b,
+        ):
+            assert a.peers is not None and b.peers is not None and a.pipeline is not None
+            await wait_until(lambda: a.peers.share.live == 2 and b.peers.share.live == 2, 10, "both daemons to count 2")
+            assert {a.peers.share.rank, b.peers.share.rank} == {0, 1}
+            for n in range(3):
+                await a.pipeline.ingest(make_alert(f"peers-{n}", sent=datetime.now(UTC), headline=f"peers-{n}"))
+            await wait_until(lambda: len(standin.messages) >= 3 * len(CHATS), 30, "180 messages")
+            sent = {"a": sum(w.sent for w in a.workers), "b": sum(w.sent for w in b.workers)}
+            assert sent["a"] > 0 and sent["b"] > 0, f"both daemons must work: {sent}"
+            # Alone again: b leaves, a takes the whole budget and every chat back.
+            await b.stop()
+            await wait_until(lambda: a.peers.share.live == 1, 10, "a to be alone")
+            await a.pipeline.ingest(make_alert("peers-alone", sent=datetime.now(UTC), headline="peers-alone"))
+            await wait_until(lambda: len(standin.messages) >= 4 * len(CHATS), 30, "240 messages")
+    finally:
+        await standin.stop()
+    assert standin.rate_limited == 0, "together the daemons stayed within the bot's limits"
+    got = Counter((m.chat_id, m.text.split("\n")[1]) for m in standin.messages)
+    assert len(got) == 4 * len(CHATS) and max(got.values()) == 1, "each chat got each alert exactly once"
+    conn = await asyncpg.connect(database)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM deliveries WHERE state <> 'delivered'") == 0
+        assert await conn.fetchval("SELECT count(*) FROM daemons") == 0, "both daemons left the table"
+    finally:
+        await conn.close()
