@@ -58,8 +58,9 @@ class Peers:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Register and read the first share (best effort: the loop retries)."""
+        """Forget this host's dead daemons, register, read the first share (best effort: the loop retries)."""
         with contextlib.suppress(*_DB_ERRORS):
+            await self.forget_dead_local()
             await self.beat()
         self._task = asyncio.create_task(self._run(), name="peers-heartbeat")
 
@@ -73,6 +74,21 @@ class Peers:
             with contextlib.suppress(*_DB_ERRORS):
                 async with self.pool.acquire() as conn:
                     await conn.execute("DELETE FROM daemons WHERE id = $1", self.id)
+
+    async def forget_dead_local(self) -> int:
+        """Delete the rows of daemons on this host whose process is gone.
+
+        A daemon killed and restarted (systemd ``Restart=``) would otherwise count
+        its dead predecessor for up to :data:`TTL` seconds and serve half the budget.
+        """
+        host = socket.gethostname()
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch("SELECT id, pid FROM daemons WHERE host = $1", host)
+            dead = [int(r["id"]) for r in rows if not _running(int(r["pid"]))]
+            if dead:
+                await conn.execute("DELETE FROM daemons WHERE id = ANY($1::bigint[])", dead)
+                log.info("forgot daemons of this host that are gone", extra={"count": len(dead)})
+        return len(dead)
 
     async def beat(self) -> Share:
         """One heartbeat: refresh our row (re-register if it is gone), read the share."""
@@ -109,3 +125,16 @@ class Peers:
                 await self.beat()
             except _DB_ERRORS as exc:
                 log.warning("heartbeat failed; keeping the last share", extra={"error": str(exc)})
+
+
+def _running(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this host."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
+import sys
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
@@ -20,8 +22,10 @@ from pathlib import Path
 import asyncpg
 
 from dispatcher.app import Service
+from dispatcher.peers import Peers
 from dispatcher.settings import load
 from dispatcher.standins.telegram_api import TelegramStandIn
+from dispatcher.store import db
 from tests.samples import make_alert
 
 CHATS = [str(910_000 + i) for i in range(60)]
@@ -117,3 +121,28 @@ async def test_two_daemons_share_the_bots_limits_and_each_delivery_goes_once(dat
         assert await conn.fetchval("SELECT count(*) FROM daemons") == 0, "both daemons left the table"
     finally:
         await conn.close()
+
+
+async def test_a_restarted_daemon_forgets_its_dead_predecessor_at_once(database: str) -> None:
+    # A process that existed and is gone: its pid is free (for now) on this host.
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-c", "pass")
+    await proc.wait()
+    pool = await db.create_pool(database, min_size=1, max_size=2)
+    try:
+        async with pool.acquire() as conn:
+            await conn.execute(
+                "INSERT INTO daemons (host, pid) VALUES ($1, $2), ('elsewhere', $2)", socket.gethostname(), proc.pid
+            )
+        peers = Peers(pool)
+        await peers.start()
+        try:
+            # The dead local one is gone; the one on another host (unknowable from
+            # here) still counts until its heartbeat goes stale.
+            assert (peers.share.live, peers.share.rank) == (2, 1)
+            async with pool.acquire() as conn:
+                hosts = sorted(r["host"] for r in await conn.fetch("SELECT host FROM daemons"))
+            assert hosts == sorted([socket.gethostname(), "elsewhere"])
+        finally:
+            await peers.stop()
+    finally:
+        await pool.close()
