@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -228,6 +229,13 @@ class Service:
         self._start_sources()
         if s.web.enabled:
             await self._start_web()
+        # What exists now (modules, geo layers, templates, channels, pools) lives as long
+        # as the daemon: take it out of the cyclic collector's sight. A full collection
+        # over it stalls the event loop for 30-60 ms, long enough for paced requests to
+        # bunch up at a provider beyond its per-second limit (bench/ratelimit.py saw
+        # Telegram 429s come from exactly that).
+        gc.collect()
+        gc.freeze()
         sd_notify("READY=1")
         self._watchdog = asyncio.create_task(self._watchdog_loop(), name="watchdog")
         log.info(
@@ -424,6 +432,7 @@ class Service:
                     await background
         if self.pool is not None:
             await self.pool.close()
+        gc.unfreeze()  # in case this process goes on (tests, benches)
         self.stopped.set()
         log.info("stopped")
 
