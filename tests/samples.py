@@ -1,10 +1,13 @@
-"""Hand-built alerts shared by the tests: one factory with plain defaults, and named samples."""
+"""Hand-built alerts shared by the tests (one factory with plain defaults, and named samples), and subscribers."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
+
+import asyncpg
 
 from dispatcher.model import Alert, Area, Certainty, MsgType, Priority, Severity, Status, Urgency
 
@@ -49,3 +52,18 @@ def tsunami_warning(**changes: object) -> Alert:
         ),
     )
     return replace(alert, **changes)  # type: ignore[arg-type]
+
+
+async def add_subscribers(dsn: str, channel: str, addresses: Sequence[str], areas: Sequence[str] = (NUMAZU,)) -> None:
+    """One subscriber (Japanese) with one subscription per address, for ``areas``."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        ids = await conn.fetch(
+            "INSERT INTO subscribers (language) SELECT 'ja' FROM generate_series(1, $1) RETURNING id", len(addresses)
+        )
+        await conn.executemany(
+            "INSERT INTO subscriptions (subscriber_id, channel, address, areas) VALUES ($1, $2, $3, $4)",
+            [(r["id"], channel, a, list(areas)) for r, a in zip(ids, addresses, strict=True)],
+        )
+    finally:
+        await conn.close()

@@ -38,9 +38,8 @@ from dispatcher.model import Alert, Priority
 from dispatcher.pipeline import CodeTargeter, Pipeline
 from dispatcher.standins.telegram_api import TelegramStandIn
 from dispatcher.store import db
-from tests.samples import make_alert
+from tests.samples import add_subscribers, make_alert
 
-NUMAZU = "2220300"
 SECRET_ENV = "CRASH_WEBHOOK_SECRET"
 TOKEN_ENV = "CRASH_TG_TOKEN"
 REPO = Path(__file__).resolve().parents[2]
@@ -210,17 +209,9 @@ secret_env = "{SECRET_ENV}"
             conn0 = await db.connect(self.dsn)
             try:
                 await db.migrate(conn0)
-                ids = await conn0.fetch(
-                    "INSERT INTO subscribers (language) SELECT 'ja' FROM generate_series(1, $1) RETURNING id",
-                    len(self.chats),
-                )
-                await conn0.executemany(
-                    "INSERT INTO subscriptions (subscriber_id, channel, address, areas)"
-                    " VALUES ($1, 'telegram', $2, $3)",
-                    [(r["id"], chat, [NUMAZU]) for r, chat in zip(ids, self.chats, strict=True)],
-                )
             finally:
                 await conn0.close()
+            await add_subscribers(self.dsn, "telegram", self.chats)
             pipeline = Pipeline(pool, targeter=CodeTargeter(), channels=["telegram"], broadcast_channels=["webhook"])
             config = self.config()
             for cycle in range(self.kills):

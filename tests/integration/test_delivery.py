@@ -36,7 +36,7 @@ from dispatcher.settings import ChannelSettings, DeliveryConfig
 from dispatcher.standins.telegram_api import TelegramStandIn
 from dispatcher.store import db
 from dispatcher.worker import OutboxWorker, Wakeups
-from tests.samples import make_alert
+from tests.samples import add_subscribers, make_alert
 
 NUMAZU = "2220300"
 SECRET = "whsec-delivery-test"
@@ -111,20 +111,6 @@ class Receiver:
 
 def context() -> ChannelContext:
     return ChannelContext(templates=Templates.load(), public_url="https://bousai.example")
-
-
-async def add_subscribers(dsn: str, channel: str, addresses: Sequence[str], areas: Sequence[str] = (NUMAZU,)) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        ids = await conn.fetch(
-            "INSERT INTO subscribers (language) SELECT 'ja' FROM generate_series(1, $1) RETURNING id", len(addresses)
-        )
-        await conn.executemany(
-            "INSERT INTO subscriptions (subscriber_id, channel, address, areas) VALUES ($1, $2, $3, $4)",
-            [(r["id"], channel, a, list(areas)) for r, a in zip(ids, addresses, strict=True)],
-        )
-    finally:
-        await conn.close()
 
 
 @contextlib.asynccontextmanager

@@ -26,7 +26,7 @@ from dispatcher.peers import Peers
 from dispatcher.settings import load
 from dispatcher.standins.telegram_api import TelegramStandIn
 from dispatcher.store import db
-from tests.samples import make_alert
+from tests.samples import add_subscribers, make_alert
 
 CHATS = [str(910_000 + i) for i in range(60)]
 NUMAZU = "2220300"
@@ -74,22 +74,8 @@ async def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -
         await asyncio.sleep(0.05)
 
 
-async def subscribe_chats(dsn: str) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        ids = await conn.fetch(
-            "INSERT INTO subscribers (language) SELECT 'ja' FROM generate_series(1, $1) RETURNING id", len(CHATS)
-        )
-        await conn.executemany(
-            "INSERT INTO subscriptions (subscriber_id, channel, address, areas) VALUES ($1, 'telegram', $2, $3)",
-            [(r["id"], chat, [NUMAZU]) for r, chat in zip(ids, CHATS, strict=True)],
-        )
-    finally:
-        await conn.close()
-
-
 async def test_two_daemons_share_the_bots_limits_and_each_delivery_goes_once(database: str, tmp_path: Path) -> None:
-    await subscribe_chats(database)
+    await add_subscribers(database, "telegram", CHATS)
     standin = TelegramStandIn(global_rate=RATE, per_chat_interval=1.0)
     await standin.start()
     try:

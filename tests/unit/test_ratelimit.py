@@ -15,15 +15,20 @@ from dispatcher.ratelimit import (
 )
 
 
+def assert_at_most_per_window(stamps: list[float], limit: int) -> None:
+    """No more than ``limit`` of ``stamps`` within any window (one second plus the margin)."""
+    span = 1.0 + JITTER_MARGIN
+    for i, t in enumerate(stamps):
+        assert sum(1 for u in stamps[i:] if u - t < span - 0.005) <= limit
+
+
 async def test_window_never_admits_more_than_the_limit_in_any_span() -> None:
     limiter = RateLimiter(20)
     stamps: list[float] = []
     for _ in range(45):
         await limiter.acquire()
         stamps.append(time.monotonic())
-    span = 1.0 + JITTER_MARGIN
-    for i, t in enumerate(stamps):
-        assert sum(1 for u in stamps[i:] if u - t < span - 0.005) <= 20
+    assert_at_most_per_window(stamps, 20)
     # …and it does not crawl: 45 at 20/s take a bit over 2 s, not 4.
     assert stamps[-1] - stamps[0] < 3.0
 
@@ -66,9 +71,7 @@ async def test_resize_halves_the_pace_when_a_second_daemon_joins() -> None:
     for _ in range(25):
         await limiter.acquire()
         stamps.append(time.monotonic())
-    span = 1.0 + JITTER_MARGIN
-    for i, t in enumerate(stamps):
-        assert sum(1 for u in stamps[i:] if u - t < span - 0.005) <= 10
+    assert_at_most_per_window(stamps, 10)
     limiter.resize(20)  # alone again: the whole budget
     assert (limiter.bucket.rate, limiter.window.limit) == (20, 20)
     limiter.resize(0.5)  # below one per second: one request every two seconds
