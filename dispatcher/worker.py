@@ -1,7 +1,10 @@
 """Outbox workers: claim deliveries, render, send, record the outcome.
 
 One :class:`OutboxWorker` per enabled channel and process. Workers of several
-processes share the queue through ``FOR UPDATE SKIP LOCKED``; they wake on
+processes share the queue through ``FOR UPDATE SKIP LOCKED`` and the provider's
+limits through their :class:`~dispatcher.peers.Share` (an equal part of the
+global budget each; on a per-recipient-paced channel, a part of the
+recipients); they wake on
 ``NOTIFY deliveries`` (see :class:`Wakeups`) and poll as a fallback. The
 channel makes one attempt; every retry decision is taken here and written to
 the database (``not_before``, ``channel_state``, ``recipient_pauses``), so a
