@@ -146,7 +146,7 @@ class OutboxWorker:
         # The channel's whole budget; this process takes its share of it (dispatcher.peers).
         self.rate = rate
         self.share = share or Share()
-        self._live = 1
+        self._live: int | None = None  # the share's live count last applied
         self.bucket = RateLimiter(rate)
         self.spacing = RecipientSpacing(interval) if interval else None
         # Claim about one second of work at a time, and hold at most about a
@@ -283,6 +283,7 @@ class OutboxWorker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._recorded.wait(), timeout=1.0)
             return True
+        self._apply_share()
         if self._paused_until > time.monotonic():
             return False
         # Cleared before claiming, so a NOTIFY arriving during the claim is kept.
@@ -290,7 +291,6 @@ class OutboxWorker:
         async with self.pool.acquire() as conn:
             # Pauses set by other processes are read a few times a second, not per claim.
             if time.monotonic() - self._state_read >= STATE_EVERY:
-                self._apply_share()
                 state = await outbox.channel_state(conn, self.name)
                 self._state_read = time.monotonic()
                 if state.failures or state.backoff_until is not None:
@@ -317,15 +317,31 @@ class OutboxWorker:
         return True
 
     def _apply_share(self) -> None:
-        """Take ``1/live`` of the channel's global budget when the number of daemons changed."""
+        """Take ``1/live`` of the channel's global budget when the number of daemons changed.
+
+        On a change (and when starting beside others) the channel holds for one
+        window: what was sent under the old split, by us or by the others, still
+        counts at the provider for that long, globally and per recipient.
+        """
         live = max(1, self.share.live)
-        if live != self._live:
-            self._live = live
-            self.bucket.resize(self.rate / live)
-            log.info(
-                "channel budget shared",
-                extra={"channel": self.name, "daemons": live, "rate_per_second": round(self.rate / live, 3)},
-            )
+        if live == self._live:
+            return
+        alone_from_start = self._live is None and live == 1
+        self._live = live
+        self.bucket.resize(self.rate / live)
+        if alone_from_start:
+            return
+        hold = max(1.0, self.spacing.interval if self.spacing is not None else 0.0)
+        self._pause_for(hold)
+        log.info(
+            "channel budget shared",
+            extra={
+                "channel": self.name,
+                "daemons": live,
+                "rate_per_second": round(self.rate / live, 3),
+                "hold_s": round(hold, 2),
+            },
+        )
 
     def _partition(self) -> tuple[int, int] | None:
         """Recipients this process serves on a per-recipient-paced channel: (daemons, rank)."""
