@@ -81,6 +81,9 @@ class Channel(Protocol):
     # Default minimum seconds between two messages to one recipient, if the
     # provider has such a limit (Telegram: 1 s per chat).
     per_recipient_interval: ClassVar[float | None]
+    # Default longer budget (requests, seconds), if the provider counts one: at most
+    # that many in any window of that length (Mastodon: 300 per 300 s; X: 200 per 900 s).
+    rate_window: ClassVar[tuple[int, float] | None]
     # True when the channel posts once per alert (Mastodon, website) rather
     # than once per subscriber.
     broadcast: ClassVar[bool]

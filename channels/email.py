@@ -89,6 +89,7 @@ class EmailChannel:
     # A typical relay's comfortable pace; raise it in the config for a bigger relay.
     rate_per_second: ClassVar[float] = 10.0
     per_recipient_interval: ClassVar[float | None] = None
+    rate_window: ClassVar[tuple[int, float] | None] = None
     broadcast: ClassVar[bool] = False
 
     def __init__(self, config: EmailConfig, context: ChannelContext) -> None:

@@ -129,6 +129,7 @@ class TelegramChannel:
     batch_size: ClassVar[int] = 1
     rate_per_second: ClassVar[float] = 30.0
     per_recipient_interval: ClassVar[float | None] = 1.0
+    rate_window: ClassVar[tuple[int, float] | None] = None
     broadcast: ClassVar[bool] = False
 
     def __init__(self, config: TelegramConfig, context: ChannelContext) -> None:

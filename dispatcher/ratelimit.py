@@ -117,23 +117,33 @@ class RateLimiter:
     """A channel's global budget: smooth (token bucket) and exact per window (sliding window).
 
     A rate below one per second becomes one request per ``1/rate`` seconds.
+    ``window`` ``(n, seconds)`` adds a provider's longer count, at most ``n``
+    requests in any ``seconds`` (Mastodon: 300 per 5 min; X: 200 posts per
+    15 min), which a burst may spend at the per-second rate.
+    :meth:`set_share` gives a daemon its part of all of them (:mod:`dispatcher.peers`).
     """
 
-    def __init__(self, rate: float, margin: float = JITTER_MARGIN) -> None:
-        self.rate = rate
+    def __init__(self, rate: float, margin: float = JITTER_MARGIN, *, window: tuple[int, float] | None = None) -> None:
+        self.base_rate = self.rate = rate
+        self.base_window = window
         self.bucket = TokenBucket(rate)
-        self.window = SlidingWindow(*self._window(rate), margin)
+        self.window = SlidingWindow(*self._per_second(rate), margin)
+        self.long = SlidingWindow(window[0], window[1], margin) if window is not None else None
 
     @staticmethod
-    def _window(rate: float) -> tuple[int, float]:
+    def _per_second(rate: float) -> tuple[int, float]:
         return (int(rate), 1.0) if rate >= 1 else (1, 1.0 / rate)
 
-    def resize(self, rate: float) -> None:
-        """Change the rate in place (this daemon's share changed); waiters keep their place."""
+    def set_share(self, parts: int) -> None:
+        """Keep ``1/parts`` of every budget (``parts`` daemons share the provider); waiters keep their place."""
+        rate = self.base_rate / max(1, parts)
         if rate != self.rate:
             self.rate = rate
             self.bucket.set_rate(rate)
-            self.window.set_limit(*self._window(rate))
+            self.window.set_limit(*self._per_second(rate))
+        if self.long is not None and self.base_window is not None:
+            n, seconds = self.base_window
+            self.long.set_limit(max(1, n // max(1, parts)), seconds)
 
     async def acquire(self) -> None:
         # Fast path without awaiting: most sends find both budgets free.
@@ -141,6 +151,8 @@ class RateLimiter:
             await self.bucket.acquire()
         if not self.window.try_acquire():
             await self.window.acquire()
+        if self.long is not None and not self.long.try_acquire():
+            await self.long.acquire()
 
 
 class RecipientSpacing:

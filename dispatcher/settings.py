@@ -179,6 +179,8 @@ class ChannelSettings:
     rate_per_second: float | None = None
     per_recipient_interval: float | None = None
     batch_size: int | None = None
+    # (window_requests, window_seconds): at most that many requests in any such window.
+    rate_window: tuple[int, float] | None = None
     options: Any = None
 
 
@@ -215,7 +217,14 @@ _SECTIONS: dict[str, type[Any]] = {
 }
 # Operator-defined mappings: a later file's table replaces the earlier one.
 REPLACED_TABLES = frozenset({"broadcast.groups", "broadcast.routes"})
-_CHANNEL_GENERIC = {"enabled", "rate_per_second", "per_recipient_interval", "batch_size"}
+_CHANNEL_GENERIC = {
+    "enabled",
+    "rate_per_second",
+    "per_recipient_interval",
+    "batch_size",
+    "window_requests",
+    "window_seconds",
+}
 
 
 def default_config_path() -> Path:
@@ -329,22 +338,36 @@ def _build_channel(name: str, raw: Any, where: Any, env: Mapping[str, str]) -> C
                 raise ConfigError(
                     f"{where(section + '.' + key)}: [{section}] unknown key '{key}'{_suggest(key, sorted(known))}"
                 )
+    window_requests = _opt_positive(generic, "window_requests", int, section, where)
+    window_seconds = _opt_positive(generic, "window_seconds", float, section, where)
+    if (window_requests is None) != (window_seconds is None):
+        missing = "window_seconds" if window_seconds is None else "window_requests"
+        raise ConfigError(
+            f"{where(section)}: [{section}] sets a window budget without '{missing}'"
+            " (window_requests = N, window_seconds = S: at most N requests in any S seconds)"
+        )
+    batch_size = _opt_positive(generic, "batch_size", int, section, where)
     return ChannelSettings(
         name=name,
         enabled=enabled,
-        rate_per_second=_opt_num(generic, "rate_per_second", section, where),
-        per_recipient_interval=_opt_num(generic, "per_recipient_interval", section, where),
-        batch_size=_check_type(generic["batch_size"], int, section, "batch_size", where)
-        if "batch_size" in generic
+        rate_per_second=_opt_positive(generic, "rate_per_second", float, section, where),
+        per_recipient_interval=_opt_positive(generic, "per_recipient_interval", float, section, where),
+        batch_size=int(batch_size) if batch_size is not None else None,
+        rate_window=(int(window_requests), float(window_seconds))
+        if window_requests is not None and window_seconds is not None
         else None,
         options=options,
     )
 
 
-def _opt_num(raw: Mapping[str, Any], key: str, section: str, where: Any) -> float | None:
+def _opt_positive(raw: Mapping[str, Any], key: str, kind: type[Any], section: str, where: Any) -> Any:
+    """``raw[key]`` checked to be a positive ``kind`` (float accepts int), or None when absent."""
     if key not in raw:
         return None
-    return float(_check_type(raw[key], float, section, key, where))
+    value = kind(_check_type(raw[key], kind, section, key, where))
+    if value <= 0:
+        raise ConfigError(f"{where(section + '.' + key)}: [{section}] {key} must be positive, not {raw[key]!r}")
+    return value
 
 
 def _known_keys(cls: type[Any]) -> set[str]:

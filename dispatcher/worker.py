@@ -147,7 +147,8 @@ class OutboxWorker:
         self.rate = rate
         self.share = share or Share()
         self._live: int | None = None  # the share's live count last applied
-        self.bucket = RateLimiter(rate)
+        window = (settings.rate_window if settings else None) or channel.rate_window
+        self.bucket = RateLimiter(rate, window=window)
         self.spacing = RecipientSpacing(interval) if interval else None
         # Claim about one second of work at a time, and hold at most about a
         # second's worth (two claims at least): a crash leaves at most that much to
@@ -328,7 +329,7 @@ class OutboxWorker:
             return
         alone_from_start = self._live is None and live == 1
         self._live = live
-        self.bucket.resize(self.rate / live)
+        self.bucket.set_share(live)
         if alone_from_start:
             return
         hold = max(1.0, self.spacing.interval if self.spacing is not None else 0.0)

@@ -496,3 +496,19 @@ async def test_critical_alert_overtakes_two_thousand_queued_low_deliveries(datab
     assert low_after_ingest <= inflight + 10, f"{low_after_ingest} LOW overtook the CRITICAL alert"
     assert order[last_critical + 1 :].count("E-low") >= 2000 - low_before - inflight - 10
     assert Counter(order) == Counter({"E-low": 2000, "E-critical": 50})
+
+
+async def test_a_window_budget_lets_a_burst_through_then_waits_for_the_window(database: str) -> None:
+    """A provider counting "at most 4 posts in any 1.5 s" (as X counts 200 per 15 min), configured so."""
+    urls = [f"/w/{i}" for i in range(10)]
+    async with receiver() as r:
+        await add_subscribers(database, "webhook", [r.base + u for u in urls])
+        settings = ChannelSettings("webhook", enabled=True, rate_per_second=100.0, rate_window=(4, 1.5))
+        async with engine(database, FAST, [(webhook(r), settings)]) as (pipeline, _workers):
+            await pipeline.ingest(alert("W"))
+            await wait_until(lambda: len(r.accepted()) == 10, 20, "10 posts")
+    at = sorted(h.at for h in r.accepted())
+    assert at[3] - at[0] < 0.5, "the first four go as a burst"
+    for i in range(len(at) - 4):
+        assert at[i + 4] - at[i] >= 1.5, f"posts {i} and {i + 4} share a window"
+    assert await states(database) == Counter({"delivered": 10})

@@ -64,15 +64,32 @@ def test_backoff_is_jittered_exponential_and_capped() -> None:
     assert max(backoff_delay(30, 2.0, 600.0, rng) for _ in range(100)) <= 600.0
 
 
-async def test_resize_halves_the_pace_when_a_second_daemon_joins() -> None:
+async def test_share_halves_the_pace_when_a_second_daemon_joins() -> None:
     limiter = RateLimiter(20)
-    limiter.resize(10)  # two daemons share the budget
+    limiter.set_share(2)  # two daemons share the budget
     stamps: list[float] = []
     for _ in range(25):
         await limiter.acquire()
         stamps.append(time.monotonic())
     assert_at_most_per_window(stamps, 10)
-    limiter.resize(20)  # alone again: the whole budget
+    limiter.set_share(1)  # alone again: the whole budget
     assert (limiter.bucket.rate, limiter.window.limit) == (20, 20)
-    limiter.resize(0.5)  # below one per second: one request every two seconds
-    assert (limiter.window.limit, round(limiter.window.span, 3)) == (1, round(2.0 + JITTER_MARGIN, 3))
+    slow = RateLimiter(1)
+    slow.set_share(2)  # below one per second: one request every two seconds
+    assert (slow.window.limit, round(slow.window.span, 3)) == (1, round(2.0 + JITTER_MARGIN, 3))
+
+
+async def test_a_longer_window_allows_a_burst_then_waits_for_the_window() -> None:
+    # "At most 5 in any 0.6 s", at up to 50/s: five go at once-ish, the sixth waits.
+    limiter = RateLimiter(50, window=(5, 0.6))
+    t0 = time.monotonic()
+    stamps = []
+    for _ in range(7):
+        await limiter.acquire()
+        stamps.append(time.monotonic() - t0)
+    assert stamps[4] < 0.3, "the first five are a burst at the per-second pace"
+    assert stamps[5] >= 0.6, "the sixth waits until the first leaves the window"
+    for i in range(len(stamps) - 5):
+        assert stamps[i + 5] - stamps[i] >= 0.6
+    limiter.set_share(2)
+    assert limiter.long is not None and limiter.long.limit == 2

@@ -92,6 +92,18 @@ def test_unknown_channel_key_is_rejected_even_when_disabled(tmp_path: Path) -> N
     assert "[channels.email] unknown key 'hots'" in msg and "did you mean 'host'" in msg
 
 
+def test_channel_budgets_are_checked_and_a_window_needs_both_keys(tmp_path: Path) -> None:
+    path = write(tmp_path, "[channels.webhook]\nwindow_requests = 200\nwindow_seconds = 900\nrate_per_second = 2\n")
+    webhook = load(path).channels["webhook"]
+    assert (webhook.rate_window, webhook.rate_per_second) == ((200, 900.0), 2.0)
+    msg = error_of(write(tmp_path, "[channels.webhook]\nwindow_requests = 200\n", "half.toml"))
+    assert "[channels.webhook] sets a window budget without 'window_seconds'" in msg and "half.toml" in msg
+    msg = error_of(write(tmp_path, "[channels.telegram]\nrate_per_second = 0\n", "zero.toml"))
+    assert "[channels.telegram] rate_per_second must be positive, not 0" in msg
+    msg = error_of(write(tmp_path, "[channels.email]\nbatch_size = -1\n", "neg.toml"))
+    assert "batch_size must be positive" in msg
+
+
 def test_enabled_channel_needs_its_secret(tmp_path: Path) -> None:
     path = write(tmp_path, "[channels.telegram]\nenabled = true\n")
     msg = error_of(path)
