@@ -4,7 +4,7 @@ Routes:
     GET /               dashboard: recent alerts with per-channel delivery counts
     GET /alerts/{id}    one alert: its text, areas and every delivery's fate
     GET /api/alerts     the dashboard's data as JSON
-    GET /healthz        liveness (database reachable)
+    GET /healthz        liveness (database reachable), this daemon's share among the live ones
 """
 
 from __future__ import annotations
@@ -160,7 +160,12 @@ async def healthz(request: web.Request) -> web.Response:
             await conn.fetchval("SELECT 1")
     except Exception as exc:
         return web.json_response({"ok": False, "error": str(exc)}, status=503)
-    return web.json_response({"ok": True})
+    body: dict[str, Any] = {"ok": True}
+    if service.peers is not None:
+        # This daemon and its share of the providers' limits (dispatcher.peers).
+        share = service.peers.share
+        body["daemon"] = {"id": service.peers.id, "live": share.live, "rank": share.rank}
+    return web.json_response(body)
 
 
 def create_app(service: Service) -> web.Application:

@@ -226,7 +226,8 @@ async def test_dashboard_and_alert_page_show_every_delivery(stack: Stack, shared
         async with http.get(f"{base}/alerts/999999") as resp:
             assert resp.status == 404
         async with http.get(f"{base}/healthz") as resp:
-            assert (await resp.json()) == {"ok": True}
+            health = await resp.json()
+        assert health["ok"] is True and health["daemon"]["live"] == 1 and health["daemon"]["rank"] == 0
 
 
 async def test_status_cli_prints_alerts_with_per_channel_counts(stack: Stack, shared_data: Path) -> None:
