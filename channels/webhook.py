@@ -33,6 +33,8 @@ from channels.templates import render_message
 from dispatcher.model import Alert, Message, Recipient
 
 USER_AGENT = "numazu-dispatcher-webhook/0.1"
+# The common answers, built once (results are immutable).
+_DELIVERED = {status: Delivered(remote_id=None, detail=f"HTTP {status}") for status in (200, 201, 202, 204)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,13 +217,14 @@ class WebhookChannel:
         try:
             async with session.post(url, data=body, headers=headers, allow_redirects=False) as response:
                 status = response.status
-                after = retry_after_seconds(response.headers.get("Retry-After"))
+                retry_after = response.headers.get("Retry-After") if status >= 300 else None
                 await response.read()
         except (aiohttp.ClientError, TimeoutError) as exc:
             # asyncio.TimeoutError is TimeoutError on 3.11+.
             return Retry(reason=f"webhook connection: {type(exc).__name__}: {exc}")
         if 200 <= status < 300:
-            return Delivered(remote_id=None, detail=f"HTTP {status}")
+            return _DELIVERED.get(status) or Delivered(remote_id=None, detail=f"HTTP {status}")
+        after = retry_after_seconds(retry_after)
         if status == 429:
             # A per-subscriber endpoint's limit concerns only that endpoint.
             return Retry(
