@@ -375,6 +375,11 @@ class PrivateServer:
     async def start_again(self) -> None:
         await asyncio.to_thread(self._pg_ctl, "start")
 
+    async def close(self) -> None:
+        """Stop it for good: restarted by pg_ctl, it is no longer the process pgserver stops at exit."""
+        with contextlib.suppress(Exception):
+            await self.stop()
+
 
 async def test_postgresql_restarts_mid_fan_out_are_survived(tmp_path: Path) -> None:
     """The server itself goes down twice while 300 messages are being sent.
@@ -384,7 +389,13 @@ async def test_postgresql_restarts_mid_fan_out_are_survived(tmp_path: Path) -> N
     exactly once, and the database says so too.
     """
     server = PrivateServer(tmp_path / "pg-private")
-    base = await server.start()
+    try:
+        await _restart_scenario(server, await server.start())
+    finally:
+        await server.close()
+
+
+async def _restart_scenario(server: PrivateServer, base: str) -> None:
     conn = await asyncpg.connect(base)
     try:
         await conn.execute("CREATE DATABASE restart_test")
