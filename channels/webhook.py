@@ -143,6 +143,9 @@ class WebhookChannel:
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self.config.timeout),
                 headers={"User-Agent": USER_AGENT},
+                # A signed alert carries nothing but itself: no cookie one partner
+                # endpoint sets is ever sent to another (or back to it).
+                cookie_jar=aiohttp.DummyCookieJar(),
             )
 
     async def close(self) -> None:

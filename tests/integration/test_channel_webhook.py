@@ -166,3 +166,12 @@ def test_retry_after_http_date() -> None:
     assert retry_after_seconds("Sun, 29 Nov 2026 11:00:42 GMT", now=now) == 42.0
     assert retry_after_seconds("soon", now=now) is None
     assert retry_after_seconds(None) is None
+
+
+async def test_cookies_are_never_kept(channel: WebhookChannel, receiver: Receiver) -> None:
+    receiver.answers = [(200, {"Set-Cookie": "session=partner-a; Path=/"})]
+    # By name: aiohttp's default cookie jar would keep cookies of a host name, not of an IP.
+    base = receiver.url.replace("127.0.0.1", "localhost")
+    for n in range(2):
+        await channel.send(channel.render(tsunami_warning(), "ja"), [to(f"{base}/partner/{n}", n)])
+    assert [h.get("Cookie") for h, _ in receiver.received] == [None, None]
