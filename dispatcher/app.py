@@ -212,7 +212,7 @@ class Service:
         self.context = ServiceContext(self.pool, self.pipeline)
         self.wakeups = Wakeups(self.dsn)
         self.wakeups.start()
-        self.peers = Peers(self.pool)
+        self.peers = Peers(self.pool, list(self.channels))
         await self.peers.start()
         for name, channel in self.channels.items():
             worker = OutboxWorker(
@@ -221,7 +221,7 @@ class Service:
                 delivery=s.delivery,
                 settings=s.channels.get(name),
                 wakeup=self.wakeups.event(name),
-                share=self.peers.share,
+                share=self.peers.share_for(name),
             )
             self.workers.append(worker)
             self._worker_tasks.append(asyncio.create_task(worker.run(), name=f"worker-{name}"))

@@ -3,12 +3,12 @@
 Several daemons may serve one database: ``FOR UPDATE SKIP LOCKED`` already keeps
 them from sending a delivery twice. A provider's limits, though, hold for all of
 them together (one Telegram bot: about 30 messages/s in all, 1 per second per
-chat). So each daemon registers in the ``daemons`` table, beats every
-:data:`HEARTBEAT` seconds, and reads how many are alive (seen within
-:data:`TTL`) and its rank among them. Workers then take ``1/live`` of each
-channel's global budget, and channels with a per-recipient interval claim only
-the recipients whose address hashes to their rank, so that one chat is always
-paced by one process.
+chat). So each daemon registers in the ``daemons`` table with the channels it
+serves, beats every :data:`HEARTBEAT` seconds, and reads, per channel, how many
+daemons serving it are alive (seen within :data:`TTL`) and its rank among them.
+Workers then take ``1/live`` of their channel's global budget, and channels with
+a per-recipient interval claim only the recipients whose address hashes to their
+rank, so that one chat is always paced by one process.
 
 While membership changes (a daemon starts, or dies and its row goes stale), two
 daemons may briefly disagree about the split: the provider's 429, honoured as
@@ -23,6 +23,7 @@ import contextlib
 import logging
 import os
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -47,15 +48,27 @@ class Share:
 
 
 class Peers:
-    """Registers this daemon, keeps its heartbeat, and keeps :attr:`share` current."""
+    """Registers this daemon with the channels it serves, beats, and keeps each channel's :class:`Share` current.
 
-    def __init__(self, pool: asyncpg.Pool, *, heartbeat: float = HEARTBEAT, ttl: float = TTL) -> None:
+    A channel's budget is split among the live daemons that serve that channel only:
+    a daemon with Telegram disabled takes nothing of Telegram's.
+    """
+
+    def __init__(
+        self, pool: asyncpg.Pool, channels: Sequence[str], *, heartbeat: float = HEARTBEAT, ttl: float = TTL
+    ) -> None:
         self.pool = pool
+        self.channels = sorted(set(channels))
         self.heartbeat = heartbeat
         self.ttl = ttl
-        self.share = Share()
+        # One Share object per channel for the life of the daemon: workers hold it.
+        self.shares = {name: Share() for name in self.channels}
         self.id: int | None = None
         self._task: asyncio.Task[None] | None = None
+
+    def share_for(self, channel: str) -> Share:
+        """The (live-updated) share of ``channel``; alone if this daemon does not serve it."""
+        return self.shares.get(channel) or Share()
 
     async def start(self) -> None:
         """Forget this host's dead daemons, register, read the first share (best effort: the loop retries)."""
@@ -90,33 +103,47 @@ class Peers:
                 log.info("forgot daemons of this host that are gone", extra={"count": len(dead)})
         return len(dead)
 
-    async def beat(self) -> Share:
-        """One heartbeat: refresh our row (re-register if it is gone), read the share."""
+    async def beat(self) -> dict[str, Share]:
+        """One heartbeat: refresh our row (re-register if it is gone), read every channel's share."""
         async with self.pool.acquire() as conn:
             if self.id is None or not await conn.fetchval(
-                "UPDATE daemons SET seen_at = now() WHERE id = $1 RETURNING true", self.id
+                "UPDATE daemons SET seen_at = now(), channels = $2 WHERE id = $1 RETURNING true",
+                self.id,
+                self.channels,
             ):
                 self.id = await conn.fetchval(
-                    "INSERT INTO daemons (host, pid) VALUES ($1, $2) RETURNING id", socket.gethostname(), os.getpid()
+                    "INSERT INTO daemons (host, pid, channels) VALUES ($1, $2, $3) RETURNING id",
+                    socket.gethostname(),
+                    os.getpid(),
+                    self.channels,
                 )
-                log.info("daemon registered", extra={"daemon_id": self.id})
-            row = await conn.fetchrow(
+                log.info("daemon registered", extra={"daemon_id": self.id, "channels": ",".join(self.channels)})
+            rows = await conn.fetch(
                 """
                 WITH gone AS (
                     DELETE FROM daemons WHERE seen_at < now() - make_interval(secs => $3)
                 )
-                SELECT count(*) AS live, count(*) FILTER (WHERE id < $1) AS rank
-                FROM daemons WHERE seen_at >= now() - make_interval(secs => $2)
+                SELECT c AS channel, count(*) AS live, count(*) FILTER (WHERE d.id < $1) AS rank
+                FROM unnest($4::text[]) AS c
+                JOIN daemons d ON c = ANY (d.channels)
+                WHERE d.seen_at >= now() - make_interval(secs => $2)
+                GROUP BY c
                 """,
                 self.id,
                 self.ttl,
                 FORGET_AFTER,
+                self.channels,
             )
-        live, rank = max(1, int(row["live"])), int(row["rank"])
-        if (live, rank) != (self.share.live, self.share.rank):
-            log.info("daemons sharing the database changed", extra={"live": live, "rank": rank})
-            self.share.live, self.share.rank = live, min(rank, live - 1)
-        return self.share
+        for row in rows:
+            share = self.shares[row["channel"]]
+            live, rank = max(1, int(row["live"])), min(int(row["rank"]), max(1, int(row["live"])) - 1)
+            if (live, rank) != (share.live, share.rank):
+                log.info(
+                    "daemons sharing a channel changed",
+                    extra={"channel": row["channel"], "live": live, "rank": rank},
+                )
+                share.live, share.rank = live, rank
+        return self.shares
 
     async def _run(self) -> None:
         while True:

@@ -162,9 +162,13 @@ async def healthz(request: web.Request) -> web.Response:
         return web.json_response({"ok": False, "error": str(exc)}, status=503)
     body: dict[str, Any] = {"ok": True}
     if service.peers is not None:
-        # This daemon and its share of the providers' limits (dispatcher.peers).
-        share = service.peers.share
-        body["daemon"] = {"id": service.peers.id, "live": share.live, "rank": share.rank}
+        # This daemon and its share of each provider's limits (dispatcher.peers).
+        body["daemon"] = {
+            "id": service.peers.id,
+            "channels": {
+                name: {"daemons": share.live, "rank": share.rank} for name, share in service.peers.shares.items()
+            },
+        }
     return web.json_response(body)
 
 

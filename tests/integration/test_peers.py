@@ -90,8 +90,9 @@ async def test_two_daemons_share_the_bots_limits_and_each_delivery_goes_once(dat
             daemon(tmp_path / "b", standin.base_url, database) as b,
         ):
             assert a.peers is not None and b.peers is not None and a.pipeline is not None
-            await wait_until(lambda: a.peers.share.live == 2 and b.peers.share.live == 2, 10, "both daemons to count 2")
-            assert {a.peers.share.rank, b.peers.share.rank} == {0, 1}
+            ta, tb = a.peers.share_for("telegram"), b.peers.share_for("telegram")
+            await wait_until(lambda: ta.live == 2 and tb.live == 2, 10, "both daemons to count 2")
+            assert {ta.rank, tb.rank} == {0, 1}
             for n in range(3):
                 await a.pipeline.ingest(make_alert(f"peers-{n}", sent=datetime.now(UTC), headline=f"peers-{n}"))
             await wait_until(lambda: len(standin.messages) >= 3 * len(CHATS), 30, "180 messages")
@@ -99,7 +100,7 @@ async def test_two_daemons_share_the_bots_limits_and_each_delivery_goes_once(dat
             assert sent["a"] > 0 and sent["b"] > 0, f"both daemons must work: {sent}"
             # Alone again: b leaves, a takes the whole budget and every chat back.
             await b.stop()
-            await wait_until(lambda: a.peers.share.live == 1, 10, "a to be alone")
+            await wait_until(lambda: ta.live == 1, 10, "a to be alone")
             await a.pipeline.ingest(make_alert("peers-alone", sent=datetime.now(UTC), headline="peers-alone"))
             await wait_until(lambda: len(standin.messages) >= 4 * len(CHATS), 30, "240 messages")
     finally:
@@ -123,18 +124,40 @@ async def test_a_restarted_daemon_forgets_its_dead_predecessor_at_once(database:
     try:
         async with pool.acquire() as conn:
             await conn.execute(
-                "INSERT INTO daemons (host, pid) VALUES ($1, $2), ('elsewhere', $2)", socket.gethostname(), proc.pid
+                "INSERT INTO daemons (host, pid, channels)"
+                " VALUES ($1, $2, '{telegram}'), ('elsewhere', $2, '{telegram}')",
+                socket.gethostname(),
+                proc.pid,
             )
-        peers = Peers(pool)
+        peers = Peers(pool, ["telegram"])
         await peers.start()
         try:
             # The dead local one is gone; the one on another host (unknowable from
             # here) still counts until its heartbeat goes stale.
-            assert (peers.share.live, peers.share.rank) == (2, 1)
+            share = peers.share_for("telegram")
+            assert (share.live, share.rank) == (2, 1)
             async with pool.acquire() as conn:
                 hosts = sorted(r["host"] for r in await conn.fetch("SELECT host FROM daemons"))
             assert hosts == sorted([socket.gethostname(), "elsewhere"])
         finally:
             await peers.stop()
     finally:
+        await pool.close()
+
+
+async def test_a_channels_budget_is_split_only_among_the_daemons_serving_it(database: str) -> None:
+    pool = await db.create_pool(database, min_size=1, max_size=3)
+    both, telegram_only = Peers(pool, ["telegram", "email"]), Peers(pool, ["telegram"])
+    try:
+        await both.start()
+        await telegram_only.start()
+        await both.beat()
+        telegram, email = both.share_for("telegram"), both.share_for("email")
+        assert (telegram.live, telegram.rank) == (2, 0)
+        assert (email.live, email.rank) == (1, 0), "the Telegram-only daemon takes nothing of email's budget"
+        assert telegram_only.share_for("telegram").rank == 1
+        assert telegram_only.share_for("email").live == 1, "a channel a daemon does not serve is not shared"
+    finally:
+        await telegram_only.stop()
+        await both.stop()
         await pool.close()

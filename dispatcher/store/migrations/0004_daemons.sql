@@ -7,6 +7,8 @@ CREATE TABLE daemons (
     id         bigserial PRIMARY KEY,
     host       text NOT NULL,
     pid        integer NOT NULL,
+    -- The channels it serves: a channel's budget is split among its own daemons.
+    channels   text[] NOT NULL DEFAULT '{}',
     started_at timestamptz NOT NULL DEFAULT now(),
     seen_at    timestamptz NOT NULL DEFAULT now()
 );
