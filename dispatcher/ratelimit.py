@@ -101,6 +101,15 @@ class SlidingWindow:
             return True
         return False
 
+    def wait(self) -> float:
+        """Seconds until a slot is free (0: free now), not counting others already waiting."""
+        now = time.monotonic()
+        while self._times and now - self._times[0] >= self.span:
+            self._times.popleft()
+        if len(self._times) < self.limit:
+            return 0.0
+        return self._times[len(self._times) - self.limit] + self.span - now
+
     async def acquire(self) -> None:
         async with self._lock:
             while True:
@@ -144,6 +153,10 @@ class RateLimiter:
         if self.long is not None and self.base_window is not None:
             n, seconds = self.base_window
             self.long.set_limit(max(1, n // max(1, parts)), seconds)
+
+    def window_wait(self) -> float:
+        """Seconds until the longer window has room (0 without one, or when it has)."""
+        return self.long.wait() if self.long is not None else 0.0
 
     async def acquire(self) -> None:
         # Fast path without awaiting: most sends find both budgets free.

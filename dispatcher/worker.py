@@ -47,6 +47,9 @@ from dispatcher.store.outbox import Claimed, Outcome
 Answer = SendResult | Outcome
 # Seconds between two reads of channel_state (pauses and backoff set by other processes).
 STATE_EVERY = 0.25
+# Longest wait for a spent window budget spent in memory; beyond it the channel
+# pauses and its claimed deliveries go back to the queue until the window has room.
+MAX_WINDOW_WAIT = 5.0
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -503,6 +506,13 @@ class OutboxWorker:
         self, message: Message, chunk: Sequence[Claimed], recipients: list[Recipient]
     ) -> tuple[Mapping[int, SendResult], float] | None:
         """One provider request, with a send slot in hand; None: held back by a pause."""
+        # A spent window budget (X: 200 posts per 15 min) can mean minutes: rather
+        # than hold claims that long, pause the channel and give them back.
+        window_wait = self.bucket.window_wait()
+        if window_wait > MAX_WINDOW_WAIT:
+            self._pause_for(window_wait)
+            self._give_back(chunk, time.monotonic() + window_wait, "window budget spent")
+            return None
         # The rate budget is taken right before the request: taken earlier, a
         # wait for the slot could bunch requests up at the provider beyond its
         # per-second limit.

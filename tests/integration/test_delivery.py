@@ -523,3 +523,24 @@ async def test_a_window_budget_lets_a_burst_through_then_waits_for_the_window(da
     for i in range(len(at) - 4):
         assert at[i + 4] - at[i] >= 1.5, f"posts {i} and {i + 4} share a window"
     assert await states(database) == Counter({"delivered": 10})
+
+
+async def test_a_spent_window_pauses_the_channel_and_gives_its_claims_back(database: str) -> None:
+    """Window spent for longer than the worker waits in memory: back to the queue, attempt refunded."""
+    urls = [f"/x/{i}" for i in range(5)]
+    async with receiver() as r:
+        await add_subscribers(database, "webhook", [r.base + u for u in urls])
+        settings = ChannelSettings("webhook", enabled=True, rate_per_second=100.0, rate_window=(3, 8.0))
+        async with engine(database, FAST, [(webhook(r), settings)]) as (pipeline, _workers):
+            await pipeline.ingest(alert("X"))
+            await wait_until(lambda: len(r.accepted()) == 5, 20, "5 posts")
+    at = sorted(h.at for h in r.accepted())
+    assert at[2] - at[0] < 0.5 and at[3] - at[0] >= 8.0, at
+    conn = await asyncpg.connect(database)
+    try:
+        rows = await conn.fetch("SELECT state::text AS state, attempts FROM deliveries")
+        reasons = await conn.fetch("SELECT detail FROM delivery_events WHERE state = 'queued' AND detail IS NOT NULL")
+    finally:
+        await conn.close()
+    assert {(row["state"], row["attempts"]) for row in rows} == {("delivered", 1)}, "the wait cost no attempt"
+    assert any("window budget spent" in row["detail"] for row in reasons)

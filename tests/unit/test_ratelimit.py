@@ -93,3 +93,16 @@ async def test_a_longer_window_allows_a_burst_then_waits_for_the_window() -> Non
         assert stamps[i + 5] - stamps[i] >= 0.6
     limiter.set_share(2)
     assert limiter.long is not None and limiter.long.limit == 2
+
+
+async def test_window_wait_says_when_a_slot_frees_without_taking_it() -> None:
+    window = SlidingWindow(2, 0.5, margin=0.0)
+    assert window.wait() == 0.0
+    for _ in range(2):
+        await window.acquire()
+    wait = window.wait()
+    assert 0.4 < wait <= 0.5
+    assert window.wait() <= wait, "asking takes nothing"
+    await asyncio.sleep(wait + 0.02)
+    assert window.wait() == 0.0
+    assert RateLimiter(10).window_wait() == 0.0, "no longer window, no wait"
