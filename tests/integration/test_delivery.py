@@ -509,16 +509,20 @@ async def test_critical_alert_overtakes_two_thousand_queued_low_deliveries(datab
     assert Counter(order) == Counter({"E-low": 2000, "E-critical": 50})
 
 
+async def window_run(database: str, name: str, posts: int, window: tuple[int, float]) -> list[float]:
+    """``posts`` webhook deliveries of one alert under a window budget; when each arrived, sorted."""
+    async with receiver() as r:
+        await add_subscribers(database, "webhook", [f"{r.base}/{name}/{i}" for i in range(posts)])
+        settings = ChannelSettings("webhook", enabled=True, rate_per_second=100.0, rate_window=window)
+        async with engine(database, FAST, [(webhook(r), settings)]) as (pipeline, _workers):
+            await pipeline.ingest(alert(name))
+            await wait_until(lambda: len(r.accepted()) == posts, 20, f"{posts} posts")
+    return sorted(h.at for h in r.accepted())
+
+
 async def test_a_window_budget_lets_a_burst_through_then_waits_for_the_window(database: str) -> None:
     """A provider counting "at most 4 posts in any 1.5 s" (as X counts 200 per 15 min), configured so."""
-    urls = [f"/w/{i}" for i in range(10)]
-    async with receiver() as r:
-        await add_subscribers(database, "webhook", [r.base + u for u in urls])
-        settings = ChannelSettings("webhook", enabled=True, rate_per_second=100.0, rate_window=(4, 1.5))
-        async with engine(database, FAST, [(webhook(r), settings)]) as (pipeline, _workers):
-            await pipeline.ingest(alert("W"))
-            await wait_until(lambda: len(r.accepted()) == 10, 20, "10 posts")
-    at = sorted(h.at for h in r.accepted())
+    at = await window_run(database, "W", 10, (4, 1.5))
     assert at[3] - at[0] < 0.5, "the first four go as a burst"
     for i in range(len(at) - 4):
         assert at[i + 4] - at[i] >= 1.5, f"posts {i} and {i + 4} share a window"
@@ -527,14 +531,7 @@ async def test_a_window_budget_lets_a_burst_through_then_waits_for_the_window(da
 
 async def test_a_spent_window_pauses_the_channel_and_gives_its_claims_back(database: str) -> None:
     """Window spent for longer than the worker waits in memory: back to the queue, attempt refunded."""
-    urls = [f"/x/{i}" for i in range(5)]
-    async with receiver() as r:
-        await add_subscribers(database, "webhook", [r.base + u for u in urls])
-        settings = ChannelSettings("webhook", enabled=True, rate_per_second=100.0, rate_window=(3, 8.0))
-        async with engine(database, FAST, [(webhook(r), settings)]) as (pipeline, _workers):
-            await pipeline.ingest(alert("X"))
-            await wait_until(lambda: len(r.accepted()) == 5, 20, "5 posts")
-    at = sorted(h.at for h in r.accepted())
+    at = await window_run(database, "X", 5, (3, 8.0))
     assert at[2] - at[0] < 0.5 and at[3] - at[0] >= 8.0, at
     conn = await asyncpg.connect(database)
     try:
