@@ -89,13 +89,17 @@ class SlidingWindow:
         self.limit = limit
         self.span = window + self.margin
 
+    def _prune(self, now: float) -> None:
+        """Forget acquisitions that have left the window."""
+        while self._times and now - self._times[0] >= self.span:
+            self._times.popleft()
+
     def try_acquire(self) -> bool:
         """Take a slot now if nobody is waiting and the window has room (no await)."""
         if self._lock.locked():
             return False
         now = time.monotonic()
-        while self._times and now - self._times[0] >= self.span:
-            self._times.popleft()
+        self._prune(now)
         if len(self._times) < self.limit:
             self._times.append(now)
             return True
@@ -104,8 +108,7 @@ class SlidingWindow:
     def wait(self) -> float:
         """Seconds until a slot is free (0: free now), not counting others already waiting."""
         now = time.monotonic()
-        while self._times and now - self._times[0] >= self.span:
-            self._times.popleft()
+        self._prune(now)
         if len(self._times) < self.limit:
             return 0.0
         return self._times[len(self._times) - self.limit] + self.span - now
@@ -114,8 +117,7 @@ class SlidingWindow:
         async with self._lock:
             while True:
                 now = time.monotonic()
-                while self._times and now - self._times[0] >= self.span:
-                    self._times.popleft()
+                self._prune(now)
                 if len(self._times) < self.limit:
                     self._times.append(now)
                     return
