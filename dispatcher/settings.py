@@ -352,10 +352,8 @@ def _build_channel(name: str, raw: Any, where: Any, env: Mapping[str, str]) -> C
         enabled=enabled,
         rate_per_second=_opt_positive(generic, "rate_per_second", float, section, where),
         per_recipient_interval=_opt_positive(generic, "per_recipient_interval", float, section, where),
-        batch_size=int(batch_size) if batch_size is not None else None,
-        rate_window=(int(window_requests), float(window_seconds))
-        if window_requests is not None and window_seconds is not None
-        else None,
+        batch_size=batch_size,
+        rate_window=(window_requests, window_seconds) if window_requests is not None else None,
         options=options,
     )
 

@@ -146,8 +146,7 @@ class OutboxWorker:
         interval = settings.per_recipient_interval if settings and settings.per_recipient_interval else None
         interval = interval or channel.per_recipient_interval
         self.batch_size = (settings.batch_size if settings and settings.batch_size else None) or channel.batch_size
-        # The channel's whole budget; this process takes its share of it (dispatcher.peers).
-        self.rate = rate
+        # This process's share of the channel's budget (dispatcher.peers), applied to the bucket.
         self.share = share or Share()
         self._live: int | None = None  # the share's live count last applied
         window = (settings.rate_window if settings else None) or channel.rate_window
@@ -342,7 +341,7 @@ class OutboxWorker:
             extra={
                 "channel": self.name,
                 "daemons": live,
-                "rate_per_second": round(self.rate / live, 3),
+                "rate_per_second": round(self.bucket.rate, 3),
                 "hold_s": round(hold, 2),
             },
         )

@@ -133,6 +133,11 @@ class Claimed:
     alert_expires: datetime | None = None
 
 
+def _partition_args(partition: tuple[int, int] | None) -> tuple[int | None, int | None]:
+    """``(n, k)`` for the queries' ``abs(hashtext(address)) % n = k`` test; (None, None): no split."""
+    return partition if partition is not None and partition[0] > 1 else (None, None)
+
+
 async def claim(
     conn: asyncpg.Connection,
     channel: str,
@@ -146,7 +151,7 @@ async def claim(
     ``partition`` ``(n, k)``: only recipients whose address hashes to ``k`` modulo
     ``n`` (daemons sharing a per-recipient-paced channel, see :mod:`dispatcher.peers`).
     """
-    n, k = partition if partition is not None and partition[0] > 1 else (None, None)
+    n, k = _partition_args(partition)
     rows = await conn.fetch(
         """
         WITH picked AS (
@@ -196,7 +201,7 @@ async def next_due(
     conn: asyncpg.Connection, channel: str, *, partition: tuple[int, int] | None = None
 ) -> datetime | None:
     """When the earliest queued delivery of ``channel`` (in ``partition``) becomes due (None: none queued)."""
-    n, k = partition if partition is not None and partition[0] > 1 else (None, None)
+    n, k = _partition_args(partition)
     value: datetime | None = await conn.fetchval(
         "SELECT min(not_before) FROM deliveries WHERE channel = $1 AND state = 'queued'"
         " AND ($2::int IS NULL OR abs(hashtext(address)::bigint) % $2 = $3)",
