@@ -123,7 +123,7 @@ async def main() -> None:
             await received.poll()  # anything accepted while the daemon stopped
     stats = received.last
     times = sorted(received.times)
-    limited_at = sorted(float(t) for t in stats["rate_limited_at"])
+    limited_at = sorted(float(r["at"]) for r in stats["rate_limited_answers"])
     starts = times[:1] + limited_at[:1]
     origin = min(starts) if starts else 0.0
     first, last = (times[0], times[-1]) if times else (0.0, 0.0)

@@ -166,11 +166,6 @@ class TelegramStandIn:
             await self._runner.cleanup()
             self._runner = None
 
-    @property
-    def rate_limited_at(self) -> list[float]:
-        """When each 429 was answered (``time.monotonic()``)."""
-        return [r.at for r in self.rate_limited_answers]
-
     def stats(self, since: int = 0) -> dict[str, Any]:
         """What was received so far; ``messages`` from index ``since`` on (cheap polling)."""
         return {
@@ -178,7 +173,6 @@ class TelegramStandIn:
             "now": time.monotonic(),
             "requests": self.requests,
             "rate_limited": self.rate_limited,
-            "rate_limited_at": self.rate_limited_at,
             "rate_limited_answers": [
                 {"at": r.at, "chat_id": r.chat_id, "limit": r.limit} for r in self.rate_limited_answers
             ],
