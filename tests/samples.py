@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -67,3 +68,34 @@ async def add_subscribers(dsn: str, channel: str, addresses: Sequence[str], area
         )
     finally:
         await conn.close()
+
+
+def telegram_daemon_config(
+    directory: Path, base_url: str, token_env: str, *, delivery: str = "", telegram: str = ""
+) -> Path:
+    """A daemon configuration in ``directory``: Telegram at ``base_url`` only, no JMA, no web.
+
+    ``delivery`` and ``telegram`` are extra TOML lines for those sections.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "daemon.toml"
+    path.write_text(
+        f"""
+[service]
+state_dir = "{directory}"
+[web]
+enabled = false
+[jma]
+enabled = false
+[delivery]
+poll_interval = 0.2
+{delivery}
+[channels.telegram]
+enabled = true
+token_env = "{token_env}"
+base_url = "{base_url}"
+{telegram}
+""",
+        encoding="utf-8",
+    )
+    return path

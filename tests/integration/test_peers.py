@@ -23,10 +23,10 @@ import asyncpg
 
 from dispatcher.app import Service
 from dispatcher.peers import Peers
-from dispatcher.settings import load
+from dispatcher.settings import Settings, load
 from dispatcher.standins.telegram_api import TelegramStandIn
 from dispatcher.store import db
-from tests.samples import add_subscribers, make_alert
+from tests.samples import add_subscribers, make_alert, telegram_daemon_config
 
 CHATS = [str(910_000 + i) for i in range(60)]
 NUMAZU = "2220300"
@@ -38,27 +38,12 @@ LIMIT, RATE = 40, 36
 INTERVAL, SPACING = 1.0, 1.1
 
 
-def settings(tmp: Path, base_url: str):  # type: ignore[no-untyped-def]
-    tmp.mkdir(parents=True, exist_ok=True)
-    path = tmp / "daemon.toml"
-    path.write_text(
-        f"""
-[service]
-state_dir = "{tmp}"
-[web]
-enabled = false
-[jma]
-enabled = false
-[delivery]
-poll_interval = 0.2
-[channels.telegram]
-enabled = true
-token_env = "PEERS_TG_TOKEN"
-base_url = "{base_url}"
-rate_per_second = {RATE}
-per_recipient_interval = {SPACING}
-""",
-        encoding="utf-8",
+def settings(tmp: Path, base_url: str) -> Settings:
+    path = telegram_daemon_config(
+        tmp,
+        base_url,
+        "PEERS_TG_TOKEN",
+        telegram=f"rate_per_second = {RATE}\nper_recipient_interval = {SPACING}",
     )
     return load(path, env={"PEERS_TG_TOKEN": "42:PEERS"})
 

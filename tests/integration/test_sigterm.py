@@ -23,32 +23,15 @@ from dispatcher.store import db
 from dispatcher.store.subscribers import subscribe
 from dispatcher.targeting import default_targeter
 from sources.jma.parser import Parsed, parse_telegram
+from tests.samples import telegram_daemon_config
 
 CHATS = [str(700000 + i) for i in range(90)]
 
 
 def write_config(tmp: Path, base_url: str) -> Path:
-    path = tmp / "daemon.toml"
-    path.write_text(
-        f"""
-[service]
-state_dir = "{tmp}"
-[web]
-enabled = false
-[jma]
-enabled = false
-[delivery]
-poll_interval = 0.2
-shutdown_grace = 10.0
-lease_seconds = 30.0
-[channels.telegram]
-enabled = true
-token_env = "TEST_TG_TOKEN"
-base_url = "{base_url}"
-""",
-        encoding="utf-8",
+    return telegram_daemon_config(
+        tmp, base_url, "TEST_TG_TOKEN", delivery="shutdown_grace = 10.0\nlease_seconds = 30.0"
     )
-    return path
 
 
 async def start_daemon(config: Path, dsn: str) -> asyncio.subprocess.Process:
