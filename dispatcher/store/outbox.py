@@ -216,9 +216,13 @@ async def renew_leases(conn: asyncpg.Connection, ids: Sequence[int], lease_secon
     """Extend the leases of deliveries still being worked on (slow sends, pacing)."""
     if not ids:
         return 0
+    # Not a transition: no delivery event (see migration 0005).
     result = await conn.execute(
-        "UPDATE deliveries SET lease_until = now() + make_interval(secs => $2)"
-        " WHERE id = ANY($1::bigint[]) AND state = 'sending'",
+        """
+        WITH quiet AS (SELECT set_config('dispatcher.quiet_update', 'on', true))
+        UPDATE deliveries SET lease_until = now() + make_interval(secs => $2)
+        FROM quiet WHERE id = ANY($1::bigint[]) AND state = 'sending'
+        """,
         list(ids),
         lease_seconds,
     )

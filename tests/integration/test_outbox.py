@@ -85,3 +85,50 @@ async def test_complete_after_many_claims_still_finds_its_rows(database: str) ->
         assert await conn.fetchval("SELECT count(*) FROM deliveries WHERE state = 'delivered'") == 300
     finally:
         await conn.close()
+
+
+async def test_every_transition_is_logged_and_nothing_else(database: str) -> None:
+    # The update trigger logs every row of a statement that updates deliveries;
+    # lease renewal and a deleted subscription's cleanup mark themselves quiet
+    # for exactly one statement (migration 0005).
+    conn: asyncpg.Connection = await db.connect(database)
+    try:
+        sub = await conn.fetchval("INSERT INTO subscribers (language) VALUES ('ja') RETURNING id")
+        sid = await conn.fetchval(
+            "INSERT INTO subscriptions (subscriber_id, channel, address, areas) VALUES ($1, 'webhook', $2, $3)"
+            " RETURNING id",
+            sub,
+            "https://p.example/log",
+            [NUMAZU],
+        )
+        alert_id = await alert_store.insert_alert(conn, make_alert("log"), target_codes=[NUMAZU], document_id=None)
+        assert alert_id is not None
+        await outbox.fan_out(
+            conn, alert_id=alert_id, priority=3, channels=["webhook"], target_codes=[NUMAZU], public=True
+        )
+
+        async def states() -> list[tuple[str, int]]:
+            rows = await conn.fetch(
+                "SELECT e.state::text, e.attempt FROM delivery_events e JOIN deliveries d ON d.id = e.delivery_id"
+                " WHERE d.alert_id = $1 ORDER BY e.id",
+                alert_id,
+            )
+            return [(r["state"], r["attempt"]) for r in rows]
+
+        (first,) = await outbox.claim(conn, "webhook", 10, 60)
+        async with conn.transaction():
+            # Quiet, and only for itself: the completion in the same transaction is logged.
+            assert await outbox.renew_leases(conn, [first.id], 60) == 1
+            await outbox.complete(conn, [outbox.Outcome(first.id, "queued", error="HTTP 503", attempt=1)])
+        await outbox.renew_leases(conn, [first.id], 60)  # not "sending": touches nothing, logs nothing
+        (second,) = await outbox.claim(conn, "webhook", 10, 60)
+        await outbox.complete(conn, [outbox.Outcome(second.id, "delivered", remote_id="r-1", attempt=2)])
+        await conn.execute("DELETE FROM subscriptions WHERE id = $1", sid)
+        assert await conn.fetchval("SELECT subscription_id FROM deliveries WHERE id = $1", first.id) is None
+        assert await states() == [("queued", 0), ("sending", 1), ("queued", 1), ("sending", 2), ("delivered", 2)]
+        detail = await conn.fetchval(
+            "SELECT detail FROM delivery_events WHERE delivery_id = $1 AND state = 'queued' AND attempt = 1", first.id
+        )
+        assert detail == "HTTP 503"
+    finally:
+        await conn.close()
