@@ -1,11 +1,13 @@
 """Bench: 5,000 webhook deliveries to one local aiohttp server, three senders side by side.
 
-1. a bare aiohttp client: 5,000 POSTs with ``asyncio.gather``, in a process of its
+1. a bare aiohttp client: 5,000 POSTs of the daemon's own JSON document for the
+   alert (the same bytes; without the signature and idempotency headers) with
+   ``asyncio.gather``, in a process of its
    own (after 500 warm-up requests) with aiohttp's default 100-connection pool and
    again 32 at a time, and 32 at a time in the bench's own process (which also hosts
-   the idle daemon). The fastest of all, best round, is the ceiling.
+   the idle daemon). The fastest of these by median round is the ceiling.
 2. Apprise (https://github.com/caronc/apprise): one ``Apprise`` object with 5,000
-   ``json://`` URLs, ``notify()`` once. Not a project dependency: install it into the
+   ``json://`` URLs, ``notify()`` once with the daemon's rendered text. Not a project dependency: install it into the
    venv (``.venv/bin/pip install apprise``) or the row says it is missing.
 3. this daemon: the real :class:`dispatcher.app.Service` with only the webhook channel
    (``rate_per_second`` lifted: a partner endpoint has no provider quota), 5,000
@@ -29,7 +31,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import statistics
 import sys
 import time
@@ -39,7 +40,11 @@ from typing import Any
 import aiohttp
 from _common import add_subscriptions, make_alert, running_service, scratch_database, table
 
+from channels.base import ChannelContext
+from channels.templates import Templates
+from channels.webhook import WebhookChannel, WebhookConfig
 from dispatcher.app import Service
+from dispatcher.model import Message
 from dispatcher.pipeline import CodeTargeter, Pipeline
 from dispatcher.store import db
 
@@ -105,11 +110,18 @@ class Receiver:
             await self.proc.wait()
 
 
+def bench_message() -> tuple[Message, bytes]:
+    """The message the daemon's webhook channel renders for the bench alert, and its JSON body."""
+    channel = WebhookChannel(
+        WebhookConfig(url="http://127.0.0.1/default", secret="whsec-bench"), ChannelContext(templates=Templates.load())
+    )
+    message = channel.render(make_alert("fanout-bench"), "ja")
+    return message, channel.body(message)
+
+
 def payload() -> bytes:
-    return json.dumps(
-        {"identifier": "fanout-bench", "headline": "大雨警報", "text": "沼津市に大雨警報が発表されました。" * 4},
-        ensure_ascii=False,
-    ).encode()
+    """What the bare clients post: the very JSON document the daemon posts (about 700 bytes)."""
+    return bench_message()[1]
 
 
 # Requests the bare client sends before it starts the clock (the daemon is warm too).
@@ -185,7 +197,8 @@ async def with_apprise(receiver: Receiver, control: aiohttp.ClientSession, n: in
         ap.add(f"json://127.0.0.1:{port}/r/{i}")
     start_count = await receiver.count(control)
     t0 = time.perf_counter()
-    ok = await asyncio.to_thread(ap.notify, body="沼津市に大雨警報が発表されました。" * 4, title="大雨警報")
+    message, _body = bench_message()
+    ok = await asyncio.to_thread(ap.notify, body=message.text, title=message.subject or "大雨警報")
     elapsed = time.perf_counter() - t0
     got = await receiver.count(control) - start_count
     if not ok or got != n:
@@ -284,13 +297,15 @@ async def main() -> None:
     rows.append(["this daemon: ingest → every delivery recorded", t_recorded, n / t_recorded, ""])
     print()
     print(table(["sender", f"best of {args.rounds} (s)", "deliveries/s", "median (s)"], rows))
-    # The ceiling is the fastest bare client of all, best round against best round.
-    t_bare = min(min(t) for t in bare_times.values())
-    vs_bare = t_bare / t_daemon
-    vs_bare_median = min(med(t) for t in bare_times.values()) / med(daemon_times)
+    # The ceiling is the fastest bare variant (by median round), compared best round
+    # against best round (five samples each: the best of all fifteen bare rounds
+    # would be biased low by the sample count alone) and median against median.
+    fastest = min(bare_times, key=lambda name: med(bare_times[name]))
+    vs_bare = min(bare_times[fastest]) / t_daemon
+    vs_bare_median = med(bare_times[fastest]) / med(daemon_times)
     ratio_rows: list[list[object]] = [
-        ["daemon / fastest bare client (best rounds)", f"{vs_bare:.0%}", ">= 60%", vs_bare >= 0.6],
-        ["daemon / fastest bare client (medians)", f"{vs_bare_median:.0%}", "", ""],
+        [f"daemon / {fastest} (best rounds)", f"{vs_bare:.0%}", ">= 60%", vs_bare >= 0.6],
+        [f"daemon / {fastest} (medians)", f"{vs_bare_median:.0%}", ">= 60%", vs_bare_median >= 0.6],
     ]
     if t_apprise is not None:
         ratio_rows.append(["daemon / Apprise", f"{t_apprise / t_daemon:.1f}×", ">= 5×", t_apprise / t_daemon >= 5])
