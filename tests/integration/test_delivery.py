@@ -211,7 +211,19 @@ async def test_429_pauses_only_its_bucket_refunds_the_attempt_and_loses_nothing(
             (telegram(tg), ChannelSettings("telegram", enabled=True, rate_per_second=100.0)),
         ]
         async with engine(database, FAST, channels) as (pipeline, _workers):
-            for n in range(3):
+            await pipeline.ingest(alert("A0"))
+
+            async def endpoint_paused() -> bool:
+                conn = await asyncpg.connect(database)
+                try:
+                    return bool(await conn.fetchval("SELECT count(*) FROM recipient_pauses"))
+                finally:
+                    await conn.close()
+
+            # The next alerts come once the 429 has been answered (in memory at once, then
+            # recorded): sends to /r/0 that were already on their way could not have known.
+            await wait_until(endpoint_paused, 10, "the 429 of /r/0 recorded")
+            for n in (1, 2):
                 await pipeline.ingest(alert(f"A{n}"))
             await wait_until(
                 lambda: len(r.accepted()) == 60 and len(tg.messages) == 60,
