@@ -18,6 +18,7 @@ import asyncio
 import random
 import time
 from collections import OrderedDict, deque
+from collections.abc import Callable
 
 # Seconds added to every window and interval: requests leave exactly spaced but
 # arrive with a few milliseconds of jitter, and a provider counting "N per
@@ -171,12 +172,34 @@ class RateLimiter:
 
 
 class RecipientSpacing:
-    """Minimum interval between two sends to one recipient (bounded memory), plus a jitter margin."""
+    """Minimum interval between two sends to one recipient (bounded memory), plus a jitter margin.
 
-    def __init__(self, interval: float, max_entries: int = 100_000, margin: float = JITTER_MARGIN) -> None:
+    :meth:`reserve` hands out consecutive slots per recipient before the sends
+    queue for the channel's global budget; :meth:`sending` checks, right before
+    the request, against when this process's previous request to the recipient
+    actually left: a long queue for the global budget can make a request leave
+    well after its slot, so close to the next one's that the provider would
+    count two in one interval (Telegram: a per-chat 429).
+    """
+
+    def __init__(
+        self,
+        interval: float,
+        max_entries: int = 100_000,
+        margin: float = JITTER_MARGIN,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.interval = interval + margin
-        self._last: OrderedDict[str, float] = OrderedDict()
+        self._clock = clock
+        self._last: OrderedDict[str, float] = OrderedDict()  # latest reserved slot, or later send
+        self._sent: OrderedDict[str, float] = OrderedDict()  # when the latest request left
         self._max = max_entries
+
+    def _remember(self, table: OrderedDict[str, float], address: str, at: float) -> None:
+        table[address] = at
+        table.move_to_end(address)
+        while len(table) > self._max:
+            table.popitem(last=False)
 
     def reserve(self, address: str, max_wait: float | None = None) -> float:
         """Reserve the next slot for ``address``; return seconds to wait for it.
@@ -185,16 +208,25 @@ class RecipientSpacing:
         caller will come back later): an unused reservation would push every
         later one back, and a delivery given back again and again would never go.
         """
-        now = time.monotonic()
+        now = self._clock()
         last = self._last.get(address)
         slot = now if last is None else max(now, last + self.interval)
         if max_wait is not None and slot - now > max_wait:
             return slot - now
-        self._last[address] = slot
-        self._last.move_to_end(address)
-        while len(self._last) > self._max:
-            self._last.popitem(last=False)
+        self._remember(self._last, address, slot)
         return slot - now
+
+    def sending(self, address: str) -> float:
+        """Right before a request to ``address``: 0 and recorded as sent now, or seconds it is too early."""
+        now = self._clock()
+        sent = self._sent.get(address)
+        if sent is not None and now - sent < self.interval:
+            return sent + self.interval - now
+        self._remember(self._sent, address, now)
+        if self._last.get(address, now) < now:
+            # Later than its slot: the next reservations count from now.
+            self._remember(self._last, address, now)
+        return 0.0
 
 
 def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:

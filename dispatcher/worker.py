@@ -525,6 +525,14 @@ class OutboxWorker:
         if held:
             self._give_back(chunk, held, "bucket paused")
             return None
+        if self.spacing is not None and len(chunk) == 1:
+            early = self.spacing.sending(chunk[0].address)
+            if early > 0:
+                # The queue for the global budget held the previous request to this
+                # recipient past its slot, and this one would follow it too closely.
+                # Its token goes unused: waiting with it would bunch requests up.
+                self._give_back(chunk, time.monotonic() + early, "per-recipient pacing")
+                return None
         started = time.monotonic()
         try:
             answers: Mapping[int, SendResult] = await self.channel.send(message, recipients)

@@ -261,6 +261,30 @@ async def test_429_pauses_only_its_bucket_refunds_the_attempt_and_loses_nothing(
     assert paused == 1 and channel_paused is not None
 
 
+async def test_a_chat_is_paced_from_when_its_last_message_left(database: str) -> None:
+    """A chat's next message waits a full interval after its last one actually left.
+
+    Fifteen chats get an alert at once; at 10 msg/s for the bot, the last chat's copy
+    queues for the bot-wide budget until about 1.3 s, past its per-chat slot (0 s).
+    That chat alone gets a second alert, whose slot (1 s on) comes while the first is
+    still queued: sent in its turn, it would follow the first by a tenth of a second,
+    and Telegram would answer with a per-chat 429.
+    """
+    chats = [str(700 + i) for i in range(15)]
+    async with telegram_standin(per_chat_interval=1.0) as tg:
+        await add_subscribers(database, "telegram", chats[:-1])
+        await add_subscribers(database, "telegram", chats[-1:], areas=(NUMAZU, "2220300-x"))
+        channels = [(telegram(tg), ChannelSettings("telegram", enabled=True, rate_per_second=10.0))]
+        async with engine(database, FAST, channels) as (pipeline, _workers):
+            await pipeline.ingest(alert("P-all"))
+            await pipeline.ingest(alert("P-last", codes=("2220300-x",)))
+            await wait_until(lambda: len(tg.messages) == 16, 30, lambda: f"{len(tg.messages)}/16 messages")
+    assert tg.rate_limited == 0, f"per-chat limit broken: {tg.rate_limited_answers}"
+    last = sorted(m.at for m in tg.messages if m.chat_id == chats[-1])
+    assert len(last) == 2 and last[1] - last[0] >= 1.0, f"two messages to one chat {last[1] - last[0]:.3f} s apart"
+    assert Counter(m.chat_id for m in tg.messages) == Counter({**dict.fromkeys(chats, 1), chats[-1]: 2})
+
+
 async def test_provider_outage_backs_off_in_the_database_while_another_channel_keeps_pace(database: str) -> None:
     """Webhook endpoints answer 503 for 2.5 s; Telegram keeps its 20 msg/s; all arrive in the end."""
     urls = [f"/r/{i}" for i in range(10)]

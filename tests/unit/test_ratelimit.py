@@ -6,6 +6,8 @@ import asyncio
 import random
 import time
 
+import pytest
+
 from dispatcher.ratelimit import (
     JITTER_MARGIN,
     RateLimiter,
@@ -54,6 +56,23 @@ def test_recipient_spacing_reserves_consecutive_slots() -> None:
     # Too far away: not reserved, so later slots are not pushed back.
     assert spacing.reserve("chat", max_wait=0.5) > 0.5
     assert 2.0 <= spacing.reserve("chat") <= 2.1
+
+
+def test_recipient_spacing_counts_from_when_a_late_request_left() -> None:
+    now = [0.0]
+    spacing = RecipientSpacing(1.0, margin=0.0, clock=lambda: now[0])
+    assert spacing.reserve("chat") == 0.0  # A's slot: now
+    assert spacing.reserve("chat") == 1.0  # B's slot: one interval on
+    now[0] = 0.9  # A leaves only now: it queued 0.9 s for the channel's global budget
+    assert spacing.sending("chat") == 0.0
+    now[0] = 1.0  # B's slot has come, but it would follow A by 0.1 s
+    assert spacing.sending("chat") == pytest.approx(0.9)
+    assert spacing.sending("other") == 0.0
+    # A request later than every slot reserved: the next reservations count from it.
+    now[0] = 3.5
+    assert spacing.sending("chat") == 0.0
+    now[0] = 3.6
+    assert spacing.reserve("chat") == pytest.approx(0.9)
 
 
 def test_backoff_is_jittered_exponential_and_capped() -> None:
