@@ -69,6 +69,86 @@ async def totals(conn: asyncpg.Connection) -> dict[str, dict[str, int]]:
     return out
 
 
+# Filters an operator can put on an alert's deliveries; "pending" is queued or sending.
+FILTERS = {**{st: (st,) for st in STATES}, "pending": ("queued", "sending")}
+
+
+async def alert_deliveries(
+    conn: asyncpg.Connection,
+    alert_id: int,
+    *,
+    state: str | None = None,
+    channel: str | None = None,
+    after: int = 0,
+    limit: int = 200,
+) -> list[dict[str, Any]]:
+    """One page of an alert's deliveries, by id, optionally of one state (see FILTERS) and channel."""
+    states = list(FILTERS[state]) if state else None
+    rows = await conn.fetch(
+        """
+        SELECT id, channel, address, language, state::text AS state, attempts, remote_id, last_error,
+               created_at, updated_at, not_before
+        FROM deliveries
+        WHERE alert_id = $1 AND id > $2
+          AND ($3::text[] IS NULL OR state::text = ANY($3)) AND ($4::text IS NULL OR channel = $4)
+        ORDER BY id LIMIT $5
+        """,
+        alert_id,
+        after,
+        states,
+        channel,
+        limit,
+    )
+    return [dict(r) for r in rows]
+
+
+async def delivery_counts(conn: asyncpg.Connection, alert_id: int) -> dict[str, dict[str, int]]:
+    """Per channel, an alert's deliveries by state."""
+    rows = await conn.fetch(
+        "SELECT channel, state::text AS state, count(*) AS n FROM deliveries WHERE alert_id = $1 GROUP BY 1, 2",
+        alert_id,
+    )
+    out: dict[str, dict[str, int]] = {}
+    for r in rows:
+        out.setdefault(r["channel"], dict.fromkeys(STATES, 0))[r["state"]] = int(r["n"])
+    return out
+
+
+async def failure_reasons(conn: asyncpg.Connection, alert_id: int, limit: int = 20) -> list[dict[str, Any]]:
+    """Why an alert's deliveries failed or wait for a retry: per channel, state and reason, most common first."""
+    rows = await conn.fetch(
+        """
+        SELECT channel, state::text AS state, last_error AS reason, count(*) AS n
+        FROM deliveries
+        WHERE alert_id = $1 AND last_error IS NOT NULL AND state IN ('failed', 'queued', 'sending')
+        GROUP BY 1, 2, 3 ORDER BY n DESC, channel, state LIMIT $2
+        """,
+        alert_id,
+        limit,
+    )
+    return [{**dict(r), "n": int(r["n"])} for r in rows]
+
+
+async def delivery_history(conn: asyncpg.Connection, delivery_id: int) -> dict[str, Any] | None:
+    """One delivery and every transition it went through (delivery_events), oldest first."""
+    row = await conn.fetchrow(
+        """
+        SELECT d.id, d.alert_id, a.identifier AS alert_identifier, a.event AS alert_event, d.channel, d.address,
+               d.language, d.state::text AS state, d.priority, d.attempts, d.remote_id, d.last_error,
+               d.created_at, d.updated_at, d.not_before, d.lease_until
+        FROM deliveries d JOIN alerts a ON a.id = d.alert_id WHERE d.id = $1
+        """,
+        delivery_id,
+    )
+    if row is None:
+        return None
+    events = await conn.fetch(
+        "SELECT at, state::text AS state, attempt, detail FROM delivery_events WHERE delivery_id = $1 ORDER BY id",
+        delivery_id,
+    )
+    return {**dict(row), "events": [dict(e) for e in events]}
+
+
 async def documents_summary(conn: asyncpg.Connection) -> dict[str, int]:
     """Fetched and pushed documents by outcome (parsed, unsupported, error, fetch_failed, pending)."""
     rows = await conn.fetch("SELECT outcome, count(*) AS n FROM documents GROUP BY 1")

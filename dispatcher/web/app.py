@@ -1,18 +1,24 @@
 """The daemon's web server: operators' dashboard, alert pages and JSON API.
 
 Routes:
-    GET /               dashboard: recent alerts with per-channel delivery counts
-    GET /alerts/{id}    one alert: its text, areas and every delivery's fate
-    GET /api/alerts     the dashboard's data as JSON
-    GET /healthz        liveness (database reachable), this daemon's share among the live ones
+    GET /                          dashboard: recent alerts with per-channel delivery counts
+    GET /alerts/{id}               one alert as residents read it (their messages link here)
+    GET /alerts/{id}/deliveries    operators: every delivery's fate, why any failed (?state= &channel= &after=)
+    GET /deliveries/{id}           operators: one delivery and each of its transitions
+    GET /api/alerts                the dashboard's data as JSON
+    GET /api/alerts/{id}/deliveries, GET /api/deliveries/{id}: the operators' pages as JSON
+    GET /healthz                   liveness (database reachable), this daemon's share among the live ones
+
+``{id}`` of an alert is its identifier (what residents' links carry) or its row number.
 """
 
 from __future__ import annotations
 
 import html
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
@@ -76,7 +82,7 @@ async def dashboard(request: web.Request) -> web.Response:
     for a in alerts:
         ex = "" if a["status"] == "actual" else f' <span class="tag ex">{html.escape(a["status"])}</span>'
         rows.append(
-            f'<tr class="p{a["priority"]}"><td><a href="/alerts/{quote(a["identifier"], safe="")}">{a["id"]}</a></td>'
+            f'<tr class="p{a["priority"]}"><td><a href="/alerts/{a["id"]}/deliveries">{a["id"]}</a></td>'
             f"<td>{datetime.fromisoformat(a['received_at']).astimezone(JST):%m-%d %H:%M:%S}</td>"
             f'<td><span class="tag">{html.escape(a["source"])}</span> {html.escape(a["kind"])}</td>'
             f"<td><b>{html.escape(a['event'])}</b>{ex}<br>"
@@ -93,46 +99,192 @@ async def dashboard(request: web.Request) -> web.Response:
     return _page(service.settings.service.name + " — 配信状況 / delivery status", body, refresh=3)
 
 
+async def _find_alert(conn: Any, key: str) -> Any:
+    """An alert by identifier (residents' links carry it; it may be all digits) or by row number."""
+    a = await conn.fetchrow("SELECT * FROM alerts WHERE identifier = $1 ORDER BY id DESC LIMIT 1", key)
+    if a is None and key.isdigit() and len(key) < 19:
+        a = await conn.fetchrow("SELECT * FROM alerts WHERE id = $1", int(key))
+    if a is None:
+        raise web.HTTPNotFound(text=f"no alert {key!r}")
+    return a
+
+
+# What residents see when the alert they followed a link to is no longer current.
+_STATE_NOTES = {
+    "cancelled": "この情報は取り消されました。 This alert was cancelled.",
+    "superseded": "この情報は更新されました。最新の情報を確認してください。 This alert was updated: check the latest.",
+    "stale": "より新しい情報があります。 A newer alert of this series exists.",
+    "held": "この情報はまだ発表されていません。 This alert has not been issued.",
+}
+
+
 async def alert_page(request: web.Request) -> web.Response:
+    """The alert as residents read it: no deliveries, no operators' notes."""
+    service = request.app[SERVICE]
+    assert service.pool is not None
+    async with service.pool.acquire() as conn:
+        a = await _find_alert(conn, request.match_info["id"])
+    if a["state"] == "held":
+        raise web.HTTPNotFound(text="no such alert")
+    areas = ", ".join(html.escape(x.get("description", "")) for x in a["areas"]) or "-"
+    note = _STATE_NOTES.get(a["state"])
+    expires = f" · 有効期限 {a['expires'].astimezone(JST):%Y-%m-%d %H:%M} JST" if a["expires"] else ""
+    exercise = "" if a["status"] == "actual" else f' <span class="tag ex">{html.escape(a["status"])}</span>'
+    body = (
+        (f'<p class="bad"><b>{html.escape(note)}</b></p>' if note else "")
+        + f"<p><b>{html.escape(a['event'])}</b>{exercise} — {html.escape(a['headline'])}</p>"
+        f"<p class=muted>{html.escape(a['sender'])} · 発表 {a['sent'].astimezone(JST):%Y-%m-%d %H:%M} JST{expires}</p>"
+        f"<p>対象地域 Areas: {areas}</p>"
+        + (f"<pre>{html.escape(a['description'])}</pre>" if a["description"] else "")
+        + (f"<pre>{html.escape(a['instruction'])}</pre>" if a["instruction"] else "")
+    )
+    return _page(a["event"], body)
+
+
+def _delivery_query(request: web.Request) -> dict[str, Any]:
+    """The operators' filters, checked: a bad one is a 400 that says what is allowed."""
+    q = request.query
+    state = q.get("state") or None
+    if state is not None and state not in status.FILTERS:
+        raise web.HTTPBadRequest(text=f"state must be one of {', '.join(status.FILTERS)}, not {state!r}")
+    try:
+        after = int(q.get("after", "0"))
+        limit = min(max(int(q.get("limit", "200")), 1), 1000)
+    except ValueError as exc:
+        raise web.HTTPBadRequest(text=f"after and limit must be integers: {exc}") from None
+    return {"state": state, "channel": q.get("channel") or None, "after": after, "limit": limit}
+
+
+@dataclass(frozen=True, slots=True)
+class _AlertDeliveries:
+    alert: Any
+    query: dict[str, Any]
+    rows: list[dict[str, Any]]
+    reasons: list[dict[str, Any]]
+    counts: dict[str, dict[str, int]]
+
+
+async def _alert_deliveries(request: web.Request) -> _AlertDeliveries:
+    service = request.app[SERVICE]
+    assert service.pool is not None
+    query = _delivery_query(request)
+    async with service.pool.acquire() as conn:
+        a = await _find_alert(conn, request.match_info["id"])
+        alert_id = int(a["id"])
+        return _AlertDeliveries(
+            a,
+            query,
+            await status.alert_deliveries(conn, alert_id, **query),
+            await status.failure_reasons(conn, alert_id),
+            await status.delivery_counts(conn, alert_id),
+        )
+
+
+async def deliveries_page(request: web.Request) -> web.Response:
+    found = await _alert_deliveries(request)
+    a, query, rows, reasons = found.alert, found.query, found.rows, found.reasons
+    alert_id = int(a["id"])
+    details = a["details"] or {}
+    problems = "".join(f'<p class="bad">⚠ {html.escape(str(p))}</p>' for p in details.get("problems") or ())
+    base = f"/alerts/{alert_id}/deliveries"
+    filters = " · ".join(
+        f'<a href="{base}?{urlencode({"state": st} if st else {})}">{html.escape(st or "all")}</a>'
+        for st in (None, "failed", "pending", "delivered", "superseded", "expired")
+    )
+    reason_rows = "".join(
+        f"<tr><td>{html.escape(r['channel'])}</td><td>{html.escape(r['state'])}</td><td>{r['n']}</td>"
+        f"<td>{html.escape(r['reason'])}</td></tr>"
+        for r in reasons
+    )
+    table = "".join(
+        f'<tr><td><a href="/deliveries/{d["id"]}">{d["id"]}</a></td><td>{html.escape(d["channel"])}</td>'
+        f"<td>{html.escape(_mask(d['address']))}</td><td>{html.escape(d['language'])}</td>"
+        f"<td>{html.escape(d['state'])}</td><td>{d['attempts']}</td><td>{html.escape(d['remote_id'] or '')}</td>"
+        f"<td>{html.escape(d['last_error'] or '')}</td><td>{d['updated_at'].astimezone(JST):%H:%M:%S}</td></tr>"
+        for d in rows
+    )
+    more = ""
+    if len(rows) == query["limit"]:
+        nxt = {k: v for k, v in {**query, "after": rows[-1]["id"]}.items() if v is not None}
+        more = f'<p><a href="{base}?{urlencode(nxt)}">next {query["limit"]} →</a></p>'
+    body = (
+        f"<p><b>{html.escape(a['event'])}</b> — {html.escape(a['headline'])} "
+        f'(<a href="/alerts/{quote(a["identifier"], safe="")}">as residents see it</a>)</p>'
+        f"<p class=muted>{html.escape(a['sender'])} · sent {a['sent'].astimezone(JST):%Y-%m-%d %H:%M} JST"
+        f" · {html.escape(a['status'])} · {html.escape(a['msg_type'])} · state {html.escape(a['state'])}</p>"
+        f"{problems}<p>{_counts_cell(found.counts)}</p>"
+        + (
+            "<h2>Why deliveries failed or wait for a retry</h2><table><tr><th>Channel</th><th>State</th>"
+            f"<th>Deliveries</th><th>Reason</th></tr>{reason_rows}</table>"
+            if reasons
+            else ""
+        )
+        + f"<h2>Deliveries</h2><p>{filters}</p>"
+        "<table><tr><th>#</th><th>Channel</th><th>To</th><th>Lang</th><th>State</th><th>Attempts</th>"
+        f"<th>Provider id</th><th>Last error</th><th>Updated</th></tr>{table}</table>{more}"
+    )
+    return _page(f"{a['event']} (#{alert_id}) — deliveries", body)
+
+
+async def delivery_page(request: web.Request) -> web.Response:
+    d = await _delivery(request)
+    events = "".join(
+        f"<tr><td>{e['at'].astimezone(JST).isoformat(sep=' ', timespec='milliseconds')[:23]}</td>"
+        f"<td>{html.escape(e['state'])}</td><td>{e['attempt']}</td><td>{html.escape(e['detail'] or '')}</td></tr>"
+        for e in d["events"]
+    )
+    body = (
+        f'<p>Alert <a href="/alerts/{d["alert_id"]}/deliveries">#{d["alert_id"]}</a> '
+        f"{html.escape(d['alert_event'])} · {html.escape(d['channel'])} to {html.escape(_mask(d['address']))}"
+        f" ({html.escape(d['language'])})</p>"
+        f"<p>State <b>{html.escape(d['state'])}</b> after {d['attempts']} attempt(s)"
+        + (f" · provider id {html.escape(d['remote_id'])}" if d["remote_id"] else "")
+        + (f' · <span class="bad">{html.escape(d["last_error"])}</span>' if d["last_error"] else "")
+        + "</p><h2>Transitions</h2><table><tr><th>At (JST)</th><th>State</th><th>Attempt</th><th>Detail</th></tr>"
+        f"{events}</table>"
+    )
+    return _page(f"Delivery #{d['id']}", body)
+
+
+async def _delivery(request: web.Request) -> dict[str, Any]:
     service = request.app[SERVICE]
     assert service.pool is not None
     key = request.match_info["id"]
+    if not key.isdigit() or len(key) > 18:
+        raise web.HTTPNotFound(text=f"no delivery {key!r}")
     async with service.pool.acquire() as conn:
-        # Links (residents' messages, the dashboard) carry the identifier, which
-        # may itself be all digits; a bare row number is accepted as a fallback.
-        a = await conn.fetchrow("SELECT * FROM alerts WHERE identifier = $1 ORDER BY id DESC LIMIT 1", key)
-        if a is None and key.isdigit() and len(key) < 19:
-            a = await conn.fetchrow("SELECT * FROM alerts WHERE id = $1", int(key))
-        if a is None:
-            raise web.HTTPNotFound()
-        alert_id = int(a["id"])
-        deliveries = await conn.fetch(
-            "SELECT id, channel, address, language, state::text, attempts, remote_id, last_error, updated_at"
-            " FROM deliveries WHERE alert_id = $1 ORDER BY channel, id LIMIT 500",
-            alert_id,
-        )
-    areas = ", ".join(html.escape(x.get("description", "")) for x in a["areas"]) or "-"
-    # What the source reported for operators (unknown loudspeaker groups, unusable CAP shapes…).
-    details = a["details"] or {}
-    reported = [str(p) for p in details.get("problems") or ()]
-    problems = "".join(f'<p class="bad">⚠ {html.escape(p)}</p>' for p in reported)
-    rows = "".join(
-        f"<tr><td>{d['id']}</td><td>{html.escape(d['channel'])}</td><td>{html.escape(_mask(d['address']))}</td>"
-        f"<td>{html.escape(d['language'])}</td><td>{html.escape(d['state'])}</td><td>{d['attempts']}</td>"
-        f"<td>{html.escape(d['remote_id'] or '')}</td><td>{html.escape(d['last_error'] or '')}</td>"
-        f"<td>{d['updated_at'].astimezone(JST):%H:%M:%S}</td></tr>"
-        for d in deliveries
+        d = await status.delivery_history(conn, int(key))
+    if d is None:
+        raise web.HTTPNotFound(text=f"no delivery {key!r}")
+    return d
+
+
+def _json_row(row: dict[str, Any]) -> dict[str, Any]:
+    """Timestamps as ISO 8601; addresses masked as on the pages."""
+    out = {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in row.items()}
+    if "address" in out:
+        out["address"] = _mask(out["address"])
+    return out
+
+
+async def api_deliveries(request: web.Request) -> web.Response:
+    found = await _alert_deliveries(request)
+    a, rows = found.alert, found.rows
+    return web.json_response(
+        {
+            "alert": {"id": a["id"], "identifier": a["identifier"], "event": a["event"], "state": a["state"]},
+            "counts": found.counts,
+            "reasons": found.reasons,
+            "deliveries": [_json_row(d) for d in rows],
+            "next_after": rows[-1]["id"] if len(rows) == found.query["limit"] else None,
+        }
     )
-    body = (
-        f"<p><b>{html.escape(a['event'])}</b> — {html.escape(a['headline'])}</p>"
-        f"<p class=muted>{html.escape(a['sender'])} · sent {a['sent'].astimezone(JST):%Y-%m-%d %H:%M} JST"
-        f" · {html.escape(a['status'])}"
-        f" · {html.escape(a['msg_type'])} · state {html.escape(a['state'])}</p>"
-        f"<p>Areas: {areas}</p>{problems}<pre>{html.escape(a['description'])}</pre>"
-        "<h2>Deliveries</h2><table><tr><th>#</th><th>Channel</th><th>To</th><th>Lang</th><th>State</th>"
-        f"<th>Attempts</th><th>Provider id</th><th>Last error</th><th>Updated</th></tr>{rows}</table>"
-    )
-    return _page(f"{a['event']} (#{alert_id})", body)
+
+
+async def api_delivery(request: web.Request) -> web.Response:
+    d = await _delivery(request)
+    events = [_json_row(e) for e in d.pop("events")]
+    return web.json_response({"delivery": _json_row(d), "events": events})
 
 
 def _mask(address: str) -> str:
@@ -177,7 +329,11 @@ def create_app(service: Service) -> web.Application:
     app[SERVICE] = service
     app.router.add_get("/", dashboard)
     app.router.add_get("/alerts/{id}", alert_page)
+    app.router.add_get("/alerts/{id}/deliveries", deliveries_page)
+    app.router.add_get("/deliveries/{id}", delivery_page)
     app.router.add_get("/api/alerts", api_alerts)
+    app.router.add_get("/api/alerts/{id}/deliveries", api_deliveries)
+    app.router.add_get("/api/deliveries/{id}", api_delivery)
     app.router.add_get("/healthz", healthz)
     # Pushed sources (webhooks) bring their own routes.
     if service.context is not None:

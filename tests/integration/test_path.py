@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 import pytest
 
@@ -186,6 +187,18 @@ async def test_blocked_bot_fails_delivery_with_reason_and_unsubscribes(stack: St
     finally:
         await conn.close()
     assert sub["active"] is False and sub["deactivated_reason"]
+    # Operators see why: the reason, counted per channel, and the delivery's transitions.
+    base = stack.service.web_url
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{base}/api/alerts/{by_addr['100002']['alert_id']}/deliveries") as resp:
+            listed = await resp.json()
+        [reason] = listed["reasons"]
+        assert (reason["channel"], reason["state"], reason["n"]) == ("telegram", "failed", 1)
+        assert "blocked" in reason["reason"]
+        async with http.get(f"{base}/api/deliveries/{by_addr['100002']['id']}") as resp:
+            history = await resp.json()
+        assert [e["state"] for e in history["events"]] == ["queued", "sending", "failed"]
+        assert "blocked" in history["events"][-1]["detail"]
 
 
 async def test_provider_5xx_is_retried_until_delivered(stack: Stack, shared_data: Path) -> None:
@@ -198,8 +211,6 @@ async def test_provider_5xx_is_retried_until_delivered(stack: Stack, shared_data
 
 
 async def test_dashboard_and_alert_page_show_every_delivery(stack: Stack, shared_data: Path) -> None:
-    import aiohttp
-
     publish(stack, shared_data)
     await wait_settled(stack.dsn, expected=3)
     base = stack.service.web_url
@@ -221,10 +232,37 @@ async def test_dashboard_and_alert_page_show_every_delivery(stack: Stack, shared
         assert link.strip().endswith(path) and "http://127.0.0.1:8080/alerts/jma-" in link  # service.public_url
         async with http.get(f"{base}{path}") as resp:
             assert resp.status == 200
-            detail = await resp.text()
-        assert "delivered" in detail and "JST" in detail
-        async with http.get(f"{base}/alerts/999999") as resp:
-            assert resp.status == 404
+            public = await resp.text()
+        # Residents see the alert, not who else got it nor how.
+        assert "震源・震度情報" in public and "JST" in public
+        assert "delivered" not in public and "0001" not in public and "Attempts" not in public
+        # Operators see every delivery's fate, and each delivery's transitions.
+        async with http.get(f"{base}/alerts/{alert['id']}/deliveries") as resp:
+            assert resp.status == 200
+            ops = await resp.text()
+        assert ops.count("<td>delivered</td>") == 3 and "…0001" in ops
+        async with http.get(f"{base}/api/alerts/{alert['id']}/deliveries", params={"state": "delivered"}) as resp:
+            listed = await resp.json()
+        assert [d["state"] for d in listed["deliveries"]] == ["delivered"] * 3
+        assert listed["counts"]["telegram"]["delivered"] == 2 and listed["next_after"] is None
+        async with http.get(f"{base}/api/alerts/{alert['id']}/deliveries", params={"limit": "2"}) as resp:
+            first_page = await resp.json()
+        assert len(first_page["deliveries"]) == 2 and first_page["next_after"] == first_page["deliveries"][1]["id"]
+        async with http.get(f"{base}/api/alerts/{alert['id']}/deliveries", params={"state": "lost"}) as resp:
+            assert resp.status == 400 and "state must be one of" in await resp.text()
+        one = listed["deliveries"][0]["id"]
+        async with http.get(f"{base}/api/deliveries/{one}") as resp:
+            history = await resp.json()
+        assert [(e["state"], e["attempt"]) for e in history["events"]] == [
+            ("queued", 0),
+            ("sending", 1),
+            ("delivered", 1),
+        ]
+        async with http.get(f"{base}/deliveries/{one}") as resp:
+            assert resp.status == 200 and "sending" in await resp.text()
+        for missing in ("/alerts/999999", "/alerts/999999/deliveries", "/deliveries/999999", "/deliveries/x"):
+            async with http.get(f"{base}{missing}") as resp:
+                assert resp.status == 404, missing
         async with http.get(f"{base}/healthz") as resp:
             health = await resp.json()
         assert health["ok"] is True
