@@ -262,7 +262,7 @@ class Daemon:
 async def main() -> None:
     ap = argparse.ArgumentParser(description="webhook fan-out: daemon vs Apprise vs bare aiohttp")
     ap.add_argument("--n", type=int, default=5000)
-    ap.add_argument("--rounds", type=int, default=5, help="rounds of (every bare client, the daemon)")
+    ap.add_argument("--rounds", type=int, default=7, help="rounds of (every bare client, the daemon)")
     args = ap.parse_args()
     n = args.n
     receiver = Receiver()
