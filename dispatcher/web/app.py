@@ -114,7 +114,6 @@ _STATE_NOTES = {
     "cancelled": "この情報は取り消されました。 This alert was cancelled.",
     "superseded": "この情報は更新されました。最新の情報を確認してください。 This alert was updated: check the latest.",
     "stale": "より新しい情報があります。 A newer alert of this series exists.",
-    "held": "この情報はまだ発表されていません。 This alert has not been issued.",
 }
 
 
@@ -124,7 +123,7 @@ async def alert_page(request: web.Request) -> web.Response:
     assert service.pool is not None
     async with service.pool.acquire() as conn:
         a = await _find_alert(conn, request.match_info["id"])
-    if a["state"] == "held":
+    if a["state"] == "held":  # not issued (yet): nothing to show residents
         raise web.HTTPNotFound(text="no such alert")
     areas = ", ".join(html.escape(x.get("description", "")) for x in a["areas"]) or "-"
     note = _STATE_NOTES.get(a["state"])
