@@ -9,15 +9,19 @@ there, migrated, and drops it at the end.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
 import os
+import sys
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import asyncpg
 
 from dispatcher import logs
@@ -25,6 +29,7 @@ from dispatcher.app import Service
 from dispatcher.demo import with_database
 from dispatcher.model import Alert, Area, Certainty, MsgType, Priority, Severity, Status, Urgency
 from dispatcher.settings import Settings, load
+from dispatcher.standins.telegram_api import STATS_PATH
 from dispatcher.store import db
 
 LOCAL_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -163,3 +168,69 @@ async def running_service(dsn: str, toml: str, env: dict[str, str] | None = None
         yield service
     finally:
         await service.stop()
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@contextlib.asynccontextmanager
+async def telegram_standin_process(
+    *, global_rate: float | None = None, per_chat_interval: float | None = None
+) -> AsyncIterator[str]:
+    """The Telegram stand-in in a child process, like the real provider; yields its ``base_url``.
+
+    In the bench's own process it would share the daemon's event loop, and its
+    arrival times would include the daemon's scheduling delays.
+    """
+    limits = []
+    if global_rate is not None:
+        limits += ["--global-rate", str(global_rate)]
+    if per_chat_interval is not None:
+        limits += ["--per-chat-interval", str(per_chat_interval)]
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "dispatcher.standins.telegram_api",
+        *limits,
+        "--port",
+        "0",
+        stdout=asyncio.subprocess.PIPE,
+        cwd=ROOT,
+    )
+    try:
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), timeout=30)
+        base_url = line.decode().strip()
+        if not base_url.startswith("http"):
+            raise RuntimeError(f"stand-in did not start (exit code {await proc.wait()}): {line!r}")
+        print(f"telegram stand-in: pid {proc.pid}, {base_url}", flush=True)
+        yield base_url
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+            try:
+                await asyncio.wait_for(proc.wait(), timeout=10)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+
+class StandinLog:
+    """What a stand-in process received, collected incrementally over its stats endpoint.
+
+    Its times come from the stand-in's ``time.monotonic()``, the same clock as the
+    bench's on Linux (CLOCK_MONOTONIC is system-wide).
+    """
+
+    def __init__(self, session: aiohttp.ClientSession, base_url: str) -> None:
+        self.session = session
+        self.stats_url = base_url.removesuffix("/bot") + STATS_PATH
+        self.times: list[float] = []
+        self.last: dict[str, Any] = {}
+
+    async def poll(self) -> None:
+        async with self.session.get(self.stats_url, params={"since": str(len(self.times))}) as resp:
+            resp.raise_for_status()
+            stats = await resp.json()
+        self.times.extend(float(m["at"]) for m in stats["messages"])
+        self.last = stats

@@ -22,75 +22,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import sys
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import Any
 
 import aiohttp
-from _common import add_subscriptions, make_alert, running_service, scratch_database, table
+from _common import (
+    StandinLog,
+    add_subscriptions,
+    make_alert,
+    running_service,
+    scratch_database,
+    table,
+    telegram_standin_process,
+)
 
 from dispatcher.pipeline import Pipeline
-from dispatcher.standins.telegram_api import STATS_PATH
 from dispatcher.store import db
 
-ROOT = Path(__file__).resolve().parent.parent
 GLOBAL_RATE = 30
 PER_CHAT_INTERVAL = 1.0
 STEADY_AFTER = 5.0
-
-
-@contextlib.asynccontextmanager
-async def standin_process() -> AsyncIterator[str]:
-    """The Telegram stand-in in a child process; yields its ``base_url``, terminates it afterwards."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "dispatcher.standins.telegram_api",
-        "--global-rate",
-        str(GLOBAL_RATE),
-        "--per-chat-interval",
-        str(PER_CHAT_INTERVAL),
-        "--port",
-        "0",
-        stdout=asyncio.subprocess.PIPE,
-        cwd=ROOT,
-    )
-    try:
-        assert proc.stdout is not None
-        line = await asyncio.wait_for(proc.stdout.readline(), timeout=30)
-        base_url = line.decode().strip()
-        if not base_url.startswith("http"):
-            raise RuntimeError(f"stand-in did not start (exit code {await proc.wait()}): {line!r}")
-        print(f"telegram stand-in: pid {proc.pid}, {base_url}", flush=True)
-        yield base_url
-    finally:
-        if proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), timeout=10)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
-
-
-class Received:
-    """The stand-in's log, collected incrementally over its stats endpoint."""
-
-    def __init__(self, session: aiohttp.ClientSession, stats_url: str) -> None:
-        self.session = session
-        self.stats_url = stats_url
-        self.times: list[float] = []
-        self.last: dict[str, Any] = {}
-
-    async def poll(self) -> None:
-        async with self.session.get(self.stats_url, params={"since": str(len(self.times))}) as resp:
-            resp.raise_for_status()
-            stats = await resp.json()
-        self.times.extend(float(m["at"]) for m in stats["messages"])
-        self.last = stats
 
 
 async def main() -> None:
@@ -105,8 +55,11 @@ async def main() -> None:
             await add_subscriptions(conn, "telegram", [str(800_000 + i) for i in range(args.chats)])
         finally:
             await conn.close()
-        async with standin_process() as base_url, aiohttp.ClientSession() as session:
-            received = Received(session, base_url.removesuffix("/bot") + STATS_PATH)
+        async with (
+            telegram_standin_process(global_rate=GLOBAL_RATE, per_chat_interval=PER_CHAT_INTERVAL) as base_url,
+            aiohttp.ClientSession() as session,
+        ):
+            received = StandinLog(session, base_url)
             toml = f'[channels.telegram]\nenabled = true\ntoken_env = "BENCH_TG"\nbase_url = "{base_url}"\n'
             async with running_service(dsn, toml, {"BENCH_TG": "42:BENCH"}) as service:
                 assert service.pool is not None and service.pipeline is not None
