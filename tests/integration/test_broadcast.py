@@ -322,9 +322,14 @@ async def test_unknown_group_is_reported_and_known_districts_still_get_it(
     assert any("atlantis" in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
     [alert] = await stack.fetch("SELECT id, details FROM alerts")
     assert json.loads(alert["details"])["unknown_groups"] == ["atlantis"]
-    async with aiohttp.ClientSession() as http, http.get(f"{stack.service.web_url}/alerts/{alert['id']}") as r:
-        page = await r.text()
+    # Operators see the problem on the alert's deliveries page; residents' page does not show it.
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{stack.service.web_url}/alerts/{alert['id']}/deliveries") as r:
+            page = await r.text()
+        async with http.get(f"{stack.service.web_url}/alerts/{alert['id']}") as r:
+            public = await r.text()
     assert "unknown loudspeaker group &#x27;atlantis&#x27;" in page
+    assert "atlantis" not in public
 
     # Only unknown groups: not guessed city-wide, held and reported.
     only = json_body("NMZ-U-2", EVACUATE, ["atlantis"], aired_at=now())
