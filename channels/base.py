@@ -84,6 +84,10 @@ class Channel(Protocol):
     # Default longer budget (requests, seconds), if the provider counts one: at most
     # that many in any window of that length (Mastodon: 300 per 300 s; X: 200 per 900 s).
     rate_window: ClassVar[tuple[int, float] | None]
+    # Default number of requests in flight at once, if the channel wants fewer than
+    # ``[delivery] concurrency`` (None: that). A heavy client (python-telegram-bot)
+    # with many requests started at once delays the first until all are prepared.
+    concurrency: ClassVar[int | None]
     # True when the channel posts once per alert (Mastodon, website) rather
     # than once per subscriber.
     broadcast: ClassVar[bool]

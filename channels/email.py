@@ -90,6 +90,7 @@ class EmailChannel:
     rate_per_second: ClassVar[float] = 10.0
     per_recipient_interval: ClassVar[float | None] = None
     rate_window: ClassVar[tuple[int, float] | None] = None
+    concurrency: ClassVar[int | None] = None
     broadcast: ClassVar[bool] = False
 
     def __init__(self, config: EmailConfig, context: ChannelContext) -> None:

@@ -118,6 +118,7 @@ class WebhookChannel:
     rate_per_second: ClassVar[float] = 50.0
     per_recipient_interval: ClassVar[float | None] = None
     rate_window: ClassVar[tuple[int, float] | None] = None
+    concurrency: ClassVar[int | None] = None
     broadcast: ClassVar[bool] = True
 
     def __init__(self, config: WebhookConfig, context: ChannelContext) -> None:

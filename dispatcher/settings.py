@@ -183,6 +183,8 @@ class ChannelSettings:
     batch_size: int | None = None
     # (window_requests, window_seconds): at most that many requests in any such window.
     rate_window: tuple[int, float] | None = None
+    # Requests in flight at once (default: the channel's, else [delivery] concurrency).
+    concurrency: int | None = None
     options: Any = None
 
 
@@ -226,6 +228,7 @@ _CHANNEL_GENERIC = {
     "batch_size",
     "window_requests",
     "window_seconds",
+    "concurrency",
 }
 
 
@@ -356,6 +359,7 @@ def _build_channel(name: str, raw: Any, where: Any, env: Mapping[str, str]) -> C
         per_recipient_interval=_opt_positive(generic, "per_recipient_interval", float, section, where),
         batch_size=batch_size,
         rate_window=(window_requests, window_seconds) if window_requests is not None else None,
+        concurrency=_opt_positive(generic, "concurrency", int, section, where),
         options=options,
     )
 

@@ -172,7 +172,10 @@ class OutboxWorker:
         self.max_spacing_wait = min(max(1.0, 2.0 * (interval or 0.0)), delivery.lease_seconds / 3)
         self.wakeup = wakeup or asyncio.Event()
         self._stopping = asyncio.Event()
-        self._sem = asyncio.Semaphore(max(1, delivery.concurrency))
+        self.concurrency = max(
+            1, (settings.concurrency if settings else None) or channel.concurrency or delivery.concurrency
+        )
+        self._sem = asyncio.Semaphore(self.concurrency)
         self._alerts: dict[int, Alert] = {}
         self._messages: dict[tuple[int, str], Message] = {}
         # Claimed and not yet recorded: id → (claim, time.monotonic() of the claim or last renewal).
@@ -212,8 +215,7 @@ class OutboxWorker:
         recorder = asyncio.create_task(self._recorder(), name=f"recorder-{self.name}")
         if self._pooled:
             self._senders = [
-                asyncio.create_task(self._sender(), name=f"sender-{self.name}-{i}")
-                for i in range(max(1, self.cfg.concurrency))
+                asyncio.create_task(self._sender(), name=f"sender-{self.name}-{i}") for i in range(self.concurrency)
             ]
         try:
             while not self._stopping.is_set():

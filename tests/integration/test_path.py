@@ -299,3 +299,10 @@ async def test_status_cli_prints_alerts_with_per_channel_counts(stack: Stack, sh
         else:
             text = out.decode()
             assert "震源・震度情報" in text and "telegram: 2 delivered" in text and "email: 1 delivered" in text
+
+
+async def test_each_channel_keeps_its_own_number_of_requests_in_flight(stack: Stack) -> None:
+    # Telegram declares 8 (python-telegram-bot requests are heavy to build); email takes [delivery] concurrency.
+    workers = {w.name: w for w in stack.service.workers}
+    assert workers["telegram"].concurrency == 8
+    assert workers["email"].concurrency == stack.service.settings.delivery.concurrency == 32

@@ -102,6 +102,11 @@ def test_channel_budgets_are_checked_and_a_window_needs_both_keys(tmp_path: Path
     assert "[channels.telegram] rate_per_second must be positive, not 0" in msg
     msg = error_of(write(tmp_path, "[channels.email]\nbatch_size = -1\n", "neg.toml"))
     assert "batch_size must be positive" in msg
+    assert (
+        load(write(tmp_path, "[channels.webhook]\nconcurrency = 64\n", "c.toml")).channels["webhook"].concurrency == 64
+    )
+    msg = error_of(write(tmp_path, "[channels.telegram]\nconcurrency = 0\n", "c0.toml"))
+    assert "[channels.telegram] concurrency must be positive, not 0" in msg
 
 
 def test_enabled_channel_needs_its_secret(tmp_path: Path) -> None:
