@@ -63,6 +63,11 @@ async def recent_alerts(conn: asyncpg.Connection, limit: int = 20) -> list[dict[
 async def totals(conn: asyncpg.Connection) -> dict[str, dict[str, int]]:
     """Per channel, deliveries by state (whole database)."""
     rows = await conn.fetch("SELECT channel, state::text AS state, count(*) AS n FROM deliveries GROUP BY 1, 2")
+    return _by_channel(rows)
+
+
+def _by_channel(rows: list[asyncpg.Record]) -> dict[str, dict[str, int]]:
+    """(channel, state, n) rows as {channel: {state: n}}, every state present."""
     out: dict[str, dict[str, int]] = {}
     for r in rows:
         out.setdefault(r["channel"], dict.fromkeys(STATES, 0))[r["state"]] = int(r["n"])
@@ -108,10 +113,7 @@ async def delivery_counts(conn: asyncpg.Connection, alert_id: int) -> dict[str, 
         "SELECT channel, state::text AS state, count(*) AS n FROM deliveries WHERE alert_id = $1 GROUP BY 1, 2",
         alert_id,
     )
-    out: dict[str, dict[str, int]] = {}
-    for r in rows:
-        out.setdefault(r["channel"], dict.fromkeys(STATES, 0))[r["state"]] = int(r["n"])
-    return out
+    return _by_channel(rows)
 
 
 async def failure_reasons(conn: asyncpg.Connection, alert_id: int, limit: int = 20) -> list[dict[str, Any]]:
