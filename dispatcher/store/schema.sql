@@ -1,4 +1,5 @@
--- The current schema in one file, for readers and fresh installs.
+-- The current schema in one file, for readers and fresh installs: each object as
+-- the migrations leave it (why it is so: the migration that changed it, named here).
 -- It must equal the result of applying migrations/ in order: tests/integration/test_schema.py checks it.
 -- Change the schema by adding a migration AND updating this file.
 
@@ -96,16 +97,39 @@ CREATE TABLE subscriptions (
     created_at         timestamptz NOT NULL DEFAULT now(),
     deactivated_at     timestamptz,
     deactivated_reason text,
-    UNIQUE (channel, address)
+    -- 0003: a subscription may follow a shared location. Its districts and hazard
+    -- zones are computed once (on subscribing, and by `dispatcher relocate` after a
+    -- layer change) and merged into `areas`, so the audience of an alert stays
+    -- `areas && target_codes` under subscriptions_areas: no geometry at send time.
+    latitude           double precision,
+    longitude          double precision,
+    -- The codes the location added to `areas` (district codes, zone ids) that the
+    -- subscriber did not also choose: `areas - located_areas` is what they chose.
+    located_areas      text[] NOT NULL DEFAULT '{}',
+    -- GeoIndex.version of the layers located_areas was computed with.
+    layers_version     text,
+    UNIQUE (channel, address),
+    CONSTRAINT subscriptions_location CHECK (
+        (latitude IS NULL) = (longitude IS NULL)
+        AND latitude BETWEEN -90 AND 90 AND longitude BETWEEN -180 AND 180
+    )
 );
 CREATE INDEX subscriptions_areas ON subscriptions USING gin (areas) WHERE active;
+CREATE INDEX subscriptions_located ON subscriptions (id) WHERE latitude IS NOT NULL;
 
 -- The outbox: one row per (alert, channel, recipient address).
+-- 0002: no foreign keys. On a 100,000-recipient alert their per-row triggers cost
+-- as much as the insert itself; the insert trigger below checks and locks the
+-- alerts referenced once per statement instead (FOR KEY SHARE, as the key did), and
+-- subscriptions_after_delete does what ON DELETE SET NULL did. subscription_id is a
+-- soft reference, only used to deactivate the subscription (0005: not checked on
+-- insert; every insert takes it from subscriptions or from earlier deliveries).
+-- Every lookup by alert uses the unique (alert_id, channel, address) index.
 CREATE TABLE deliveries (
     id              bigserial PRIMARY KEY,
-    alert_id        bigint NOT NULL REFERENCES alerts (id),
+    alert_id        bigint NOT NULL,
     channel         text NOT NULL,
-    subscription_id bigint REFERENCES subscriptions (id) ON DELETE SET NULL,
+    subscription_id bigint,
     address         text NOT NULL,
     language        text NOT NULL DEFAULT 'ja',
     state           delivery_state NOT NULL DEFAULT 'queued',
@@ -121,12 +145,12 @@ CREATE TABLE deliveries (
 );
 CREATE INDEX deliveries_queue ON deliveries (channel, priority, id) WHERE state = 'queued';
 CREATE INDEX deliveries_sending ON deliveries (lease_until) WHERE state = 'sending';
-CREATE INDEX deliveries_alert ON deliveries (alert_id, channel, state);
 
 -- Append-only log of every delivery state transition, written by triggers so
--- no code path can forget it.
+-- no code path can forget it. 0005: no primary-key index; the ids come from a
+-- sequence and order the events, and every lookup is by delivery.
 CREATE TABLE delivery_events (
-    id          bigserial PRIMARY KEY,
+    id          bigserial,
     delivery_id bigint NOT NULL,
     at          timestamptz NOT NULL DEFAULT clock_timestamp(),
     state       delivery_state NOT NULL,
@@ -136,22 +160,46 @@ CREATE TABLE delivery_events (
 CREATE INDEX delivery_events_delivery ON delivery_events (delivery_id, id);
 
 CREATE FUNCTION deliveries_log_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    wanted bigint;
+    found  bigint;
 BEGIN
+    SELECT count(DISTINCT alert_id) INTO wanted FROM new_rows;
+    SELECT count(*) INTO found FROM (
+        SELECT 1 FROM alerts a WHERE a.id IN (SELECT n.alert_id FROM new_rows n) FOR KEY SHARE OF a
+    ) locked;
+    IF found <> wanted THEN
+        RAISE EXCEPTION 'deliveries reference a missing alert' USING ERRCODE = 'foreign_key_violation';
+    END IF;
     INSERT INTO delivery_events (delivery_id, state, attempt, detail)
     SELECT n.id, n.state, n.attempts, NULL FROM new_rows n;
     PERFORM pg_notify('deliveries', c.channel) FROM (SELECT DISTINCT channel FROM new_rows) c;
     RETURN NULL;
 END $$;
 
+-- 0005: every statement that updates deliveries is a transition of each row it
+-- touches, except the two that set `dispatcher.quiet_update` for one statement
+-- (lease renewal, and forgetting a deleted subscription); no old rows are kept.
+-- (A trigger with a column list would do this alone, but PostgreSQL allows no
+-- transition tables on such a trigger.)
 CREATE FUNCTION deliveries_log_update() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    IF current_setting('dispatcher.quiet_update', true) = 'on' THEN
+        PERFORM set_config('dispatcher.quiet_update', 'off', true);
+        RETURN NULL;
+    END IF;
     INSERT INTO delivery_events (delivery_id, state, attempt, detail)
-    SELECT n.id, n.state, n.attempts, COALESCE(n.last_error, n.remote_id)
-    FROM new_rows n JOIN old_rows o ON o.id = n.id
-    WHERE n.state IS DISTINCT FROM o.state OR n.attempts IS DISTINCT FROM o.attempts;
+    SELECT n.id, n.state, n.attempts, COALESCE(n.last_error, n.remote_id) FROM new_rows n;
+    -- Deliveries back in the queue (a retry, a lease taken over) wake the workers.
     PERFORM pg_notify('deliveries', c.channel)
-    FROM (SELECT DISTINCT n.channel FROM new_rows n JOIN old_rows o ON o.id = n.id
-          WHERE n.state = 'queued' AND o.state <> 'queued') c;
+    FROM (SELECT DISTINCT n.channel FROM new_rows n WHERE n.state = 'queued') c;
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION subscriptions_forget_deliveries() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM set_config('dispatcher.quiet_update', 'on', true);
+    UPDATE deliveries d SET subscription_id = NULL FROM old_rows o WHERE d.subscription_id = o.id;
     RETURN NULL;
 END $$;
 
@@ -159,8 +207,11 @@ CREATE TRIGGER deliveries_after_insert AFTER INSERT ON deliveries
     REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION deliveries_log_insert();
 CREATE TRIGGER deliveries_after_update AFTER UPDATE ON deliveries
-    REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+    REFERENCING NEW TABLE AS new_rows
     FOR EACH STATEMENT EXECUTE FUNCTION deliveries_log_update();
+CREATE TRIGGER subscriptions_after_delete AFTER DELETE ON subscriptions
+    REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION subscriptions_forget_deliveries();
 
 -- Per-channel state shared by every worker and surviving restarts: a pause
 -- asked for by the provider (429) and the backoff after consecutive failures.
@@ -181,76 +232,6 @@ CREATE TABLE recipient_pauses (
     PRIMARY KEY (channel, address)
 );
 
--- 0002: a faster fan-out.
---
--- On a 100,000-recipient alert the per-row foreign-key triggers of `deliveries`
--- cost as much as the insert itself (a probe and a row lock per delivery and
--- per key). They are replaced by checks once per statement in the insert
--- trigger: the alerts referenced are locked FOR KEY SHARE once each, as the
--- foreign key did, so an alert cannot vanish under its deliveries; the
--- subscriptions referenced are checked to exist, without locking 100,000 rows.
--- `ON DELETE SET NULL` of subscription_id becomes a statement trigger on
--- subscriptions. A subscription deleted while a fan-out naming it is in
--- flight can leave that delivery with a dangling subscription_id, which
--- nothing dereferences (it is only used to deactivate the subscription).
--- The index deliveries_alert is dropped: the unique (alert_id, channel,
--- address) index serves every lookup by alert.
-
-ALTER TABLE deliveries DROP CONSTRAINT deliveries_alert_id_fkey;
-ALTER TABLE deliveries DROP CONSTRAINT deliveries_subscription_id_fkey;
-DROP INDEX deliveries_alert;
-
-CREATE OR REPLACE FUNCTION deliveries_log_insert() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    wanted bigint;
-    found  bigint;
-BEGIN
-    SELECT count(DISTINCT alert_id) INTO wanted FROM new_rows;
-    SELECT count(*) INTO found FROM (
-        SELECT 1 FROM alerts a WHERE a.id IN (SELECT n.alert_id FROM new_rows n) FOR KEY SHARE OF a
-    ) locked;
-    IF found <> wanted THEN
-        RAISE EXCEPTION 'deliveries reference a missing alert' USING ERRCODE = 'foreign_key_violation';
-    END IF;
-    IF EXISTS (SELECT 1 FROM new_rows n
-               WHERE n.subscription_id IS NOT NULL
-                 AND NOT EXISTS (SELECT 1 FROM subscriptions s WHERE s.id = n.subscription_id)) THEN
-        RAISE EXCEPTION 'deliveries reference a missing subscription' USING ERRCODE = 'foreign_key_violation';
-    END IF;
-    INSERT INTO delivery_events (delivery_id, state, attempt, detail)
-    SELECT n.id, n.state, n.attempts, NULL FROM new_rows n;
-    PERFORM pg_notify('deliveries', c.channel) FROM (SELECT DISTINCT channel FROM new_rows) c;
-    RETURN NULL;
-END $$;
-
-CREATE FUNCTION subscriptions_forget_deliveries() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    UPDATE deliveries d SET subscription_id = NULL FROM old_rows o WHERE d.subscription_id = o.id;
-    RETURN NULL;
-END $$;
-
-CREATE TRIGGER subscriptions_after_delete AFTER DELETE ON subscriptions
-    REFERENCING OLD TABLE AS old_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION subscriptions_forget_deliveries();
-
--- 0003: a subscription may follow a shared location. Its districts and hazard zones
--- are computed once (on subscribing, and by `dispatcher relocate` after a layer change)
--- and merged into `areas`, so the audience of an alert stays `areas && target_codes`
--- under the GIN index subscriptions_areas: no geometry at send time.
-ALTER TABLE subscriptions
-    ADD COLUMN latitude double precision,
-    ADD COLUMN longitude double precision,
-    -- The codes the location added to `areas` (district codes, zone ids) that the
-    -- subscriber did not also choose: `areas - located_areas` is what they chose.
-    ADD COLUMN located_areas text[] NOT NULL DEFAULT '{}',
-    -- GeoIndex.version of the layers located_areas was computed with.
-    ADD COLUMN layers_version text,
-    ADD CONSTRAINT subscriptions_location CHECK (
-        (latitude IS NULL) = (longitude IS NULL)
-        AND latitude BETWEEN -90 AND 90 AND longitude BETWEEN -180 AND 180
-    );
-CREATE INDEX subscriptions_located ON subscriptions (id) WHERE latitude IS NOT NULL;
-
 -- 0004: the daemon processes sharing this database. Each registers at start and
 -- beats every few seconds; the live ones split every channel's global budget
 -- between them, and per-recipient-paced channels (Telegram) split the
@@ -265,74 +246,3 @@ CREATE TABLE daemons (
     started_at timestamptz NOT NULL DEFAULT now(),
     seen_at    timestamptz NOT NULL DEFAULT now()
 );
-
--- 0005: cheaper delivery bookkeeping (a fifth to a quarter of PostgreSQL's work
--- per delivery was trigger bookkeeping).
---
--- The update trigger no longer keeps the old rows and joins them to the new
--- ones to find which rows changed state: every statement that updates
--- deliveries is a transition of each row it touches (claim, completion,
--- requeue, release, supersede), except the two that say so by setting
--- `dispatcher.quiet_update` for their own transaction: lease renewal and
--- forgetting a deleted subscription. The trigger resets the flag, so it silences
--- exactly one statement. (A trigger with a column list would do this alone,
--- but PostgreSQL allows no transition tables on such a trigger.)
---
--- The insert trigger no longer checks that each delivery's subscription exists
--- (an index probe per row, a fifth of a fan-out): every insert takes its
--- subscription ids from `subscriptions` or from earlier deliveries in the same
--- statement, and `subscription_id` was already a soft reference (a subscription
--- deleted during a fan-out could leave a dangling id, which nothing
--- dereferences: it only serves to deactivate the subscription). The alerts are
--- still checked and locked, once per alert.
---
--- delivery_events loses its primary-key index: the log is append-only, its ids
--- come from a sequence and order the events, and every lookup is by delivery
--- (delivery_events_delivery). One b-tree insert less per event, three per delivery.
-
-CREATE OR REPLACE FUNCTION deliveries_log_insert() RETURNS trigger LANGUAGE plpgsql AS $$
-DECLARE
-    wanted bigint;
-    found  bigint;
-BEGIN
-    SELECT count(DISTINCT alert_id) INTO wanted FROM new_rows;
-    SELECT count(*) INTO found FROM (
-        SELECT 1 FROM alerts a WHERE a.id IN (SELECT n.alert_id FROM new_rows n) FOR KEY SHARE OF a
-    ) locked;
-    IF found <> wanted THEN
-        RAISE EXCEPTION 'deliveries reference a missing alert' USING ERRCODE = 'foreign_key_violation';
-    END IF;
-    INSERT INTO delivery_events (delivery_id, state, attempt, detail)
-    SELECT n.id, n.state, n.attempts, NULL FROM new_rows n;
-    PERFORM pg_notify('deliveries', c.channel) FROM (SELECT DISTINCT channel FROM new_rows) c;
-    RETURN NULL;
-END $$;
-
-DROP TRIGGER deliveries_after_update ON deliveries;
-
-CREATE OR REPLACE FUNCTION deliveries_log_update() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF current_setting('dispatcher.quiet_update', true) = 'on' THEN
-        PERFORM set_config('dispatcher.quiet_update', 'off', true);
-        RETURN NULL;
-    END IF;
-    INSERT INTO delivery_events (delivery_id, state, attempt, detail)
-    SELECT n.id, n.state, n.attempts, COALESCE(n.last_error, n.remote_id) FROM new_rows n;
-    -- Deliveries back in the queue (a retry, a lease taken over) wake the workers.
-    PERFORM pg_notify('deliveries', c.channel)
-    FROM (SELECT DISTINCT n.channel FROM new_rows n WHERE n.state = 'queued') c;
-    RETURN NULL;
-END $$;
-
-CREATE TRIGGER deliveries_after_update AFTER UPDATE ON deliveries
-    REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION deliveries_log_update();
-
-CREATE OR REPLACE FUNCTION subscriptions_forget_deliveries() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM set_config('dispatcher.quiet_update', 'on', true);
-    UPDATE deliveries d SET subscription_id = NULL FROM old_rows o WHERE d.subscription_id = o.id;
-    RETURN NULL;
-END $$;
-
-ALTER TABLE delivery_events DROP CONSTRAINT delivery_events_pkey;
