@@ -147,15 +147,18 @@ class OutboxWorker:
         self.name = channel.name
         self.pool = pool
         self.cfg = delivery
-        rate = (settings.rate_per_second if settings else None) or channel.rate_per_second
-        interval = settings.per_recipient_interval if settings and settings.per_recipient_interval else None
-        interval = interval or channel.per_recipient_interval
-        self.batch_size = (settings.batch_size if settings and settings.batch_size else None) or channel.batch_size
+
+        def configured(key: str) -> Any:
+            # [channels.<name>] overrides the channel's built-in default (same names on both).
+            return (getattr(settings, key) if settings is not None else None) or getattr(channel, key)
+
+        rate: float = configured("rate_per_second")
+        interval: float | None = configured("per_recipient_interval")
+        self.batch_size: int = configured("batch_size")
         # This process's share of the channel's budget (dispatcher.peers), applied to the bucket.
         self.share = share or Share()
         self._live: int | None = None  # the share's live count last applied
-        window = (settings.rate_window if settings else None) or channel.rate_window
-        self.bucket = RateLimiter(rate, window=window)
+        self.bucket = RateLimiter(rate, window=configured("rate_window"))
         self.spacing = RecipientSpacing(interval) if interval else None
         # Claim about one second of work at a time, and hold at most about a
         # second's worth (two claims at least): a crash leaves at most that much to
@@ -172,9 +175,7 @@ class OutboxWorker:
         self.max_spacing_wait = min(max(1.0, 2.0 * (interval or 0.0)), delivery.lease_seconds / 3)
         self.wakeup = wakeup or asyncio.Event()
         self._stopping = asyncio.Event()
-        self.concurrency = max(
-            1, (settings.concurrency if settings else None) or channel.concurrency or delivery.concurrency
-        )
+        self.concurrency: int = max(1, configured("concurrency") or delivery.concurrency)
         self._sem = asyncio.Semaphore(self.concurrency)
         self._alerts: dict[int, Alert] = {}
         self._messages: dict[tuple[int, str], Message] = {}
