@@ -134,9 +134,9 @@ async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asy
 
     Pooled connections carry no session state: nothing LISTENs on them (the
     outbox wake-ups have their own connection), nothing SETs a session
-    variable, and the one session advisory lock taken on them
-    (``ServiceContext.exclusive``) is released by its holder, which terminates
-    the connection when it cannot. So a released connection skips asyncpg's
+    variable (``dispatcher.quiet_update`` is set for one transaction only),
+    and the one session advisory lock taken on them (``ServiceContext.exclusive``)
+    is released by its holder, which terminates the connection when it cannot. So a released connection skips asyncpg's
     reset query (``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL``),
     a round trip on every use that cost the outbox workers about a tenth of
     their database time. asyncpg still rolls back a transaction left open.

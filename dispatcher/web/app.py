@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 from zoneinfo import ZoneInfo
 
+import asyncpg
 from aiohttp import web
 
 from dispatcher import status
@@ -99,7 +100,7 @@ async def dashboard(request: web.Request) -> web.Response:
     return _page(service.settings.service.name + " — 配信状況 / delivery status", body, refresh=3)
 
 
-async def _find_alert(conn: Any, key: str) -> Any:
+async def _find_alert(conn: asyncpg.Connection, key: str) -> asyncpg.Record:
     """An alert by identifier (residents' links carry it; it may be all digits) or by row number."""
     a = await conn.fetchrow("SELECT * FROM alerts WHERE identifier = $1 ORDER BY id DESC LIMIT 1", key)
     if a is None and key.isdigit() and len(key) < 19:
