@@ -399,8 +399,12 @@ class Templates:
 
 
 def alert_link(public_url: str, alert: Alert) -> str:
-    """The public page of ``alert`` on the service's own site."""
-    return f"{public_url.rstrip('/')}/alerts/{quote(alert.identifier, safe='')}"
+    """The public page of ``alert`` on the service's own site (its public id, never the sender's identifier).
+
+    An alert that was not stored has no page yet: the link is the site itself.
+    """
+    base = public_url.rstrip("/")
+    return f"{base}/alerts/{quote(alert.public_id, safe='')}" if alert.public_id else f"{base}/"
 
 
 def render_message(templates: Templates, alert: Alert, language: str, *, max_length: int, public_url: str) -> Message:

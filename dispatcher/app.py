@@ -28,7 +28,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from channels import load_channel_class
 from channels.base import Channel, ChannelContext
 from channels.templates import Templates
-from dispatcher.model import Alert
+from dispatcher.model import Alert, Document
 from dispatcher.peers import Peers
 from dispatcher.pipeline import IngestResult, Pipeline
 from dispatcher.settings import Settings
@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 # About two minutes of waiting for the database before a source sees the error
 # (and, for JMA, leaves the telegram to be fetched again on a later poll).
 EMIT_ATTEMPTS = 16
+# A request handler's caller is waiting: about a second, then 503.
+IMPATIENT_ATTEMPTS = 3
 
 
 class ServiceContext:
@@ -54,18 +56,24 @@ class ServiceContext:
         self.pool = pool
         self.pipeline = pipeline
 
-    async def emit(self, alert: Alert, *, document_id: int | None = None, hold: bool = False) -> IngestResult:
+    async def emit(
+        self, alert: Alert, *, document: Document | None = None, hold: bool = False, patient: bool = True
+    ) -> IngestResult:
         """Hand ``alert`` to the pipeline; wait out a database outage rather than drop it.
 
-        ``ingest`` is one transaction and deduplicates by (sender, identifier),
-        so trying again after a lost connection is safe.
+        ``ingest`` is one transaction and deduplicates by (sender, identifier) and,
+        for a pushed ``document``, by (source, url), so trying again after a lost
+        connection is safe. ``patient`` sources (pollers) wait about two minutes;
+        a request handler passes ``patient=False`` and answers 503 after a few
+        seconds, so that its caller retries instead of waiting on an open request.
         """
         delay = 0.2
-        for attempt in range(1, EMIT_ATTEMPTS + 1):
+        attempts = EMIT_ATTEMPTS if patient else IMPATIENT_ATTEMPTS
+        for attempt in range(1, attempts + 1):
             try:
-                return await self.pipeline.ingest(alert, document_id=document_id, hold=hold)
+                return await self.pipeline.ingest(alert, document=document, hold=hold)
             except DB_ERRORS as exc:
-                if attempt == EMIT_ATTEMPTS:
+                if attempt == attempts:
                     raise
                 log.warning(
                     "database unavailable while storing an alert; retrying",

@@ -150,6 +150,9 @@ class Alert:
     original: bytes | None = None
     # Where the original came from (feed entry URL, webhook id).
     original_url: str | None = None
+    # The address of its public page, minted by the service when it is stored
+    # (``/alerts/<public_id>``): never a string a sender chose. Empty until stored.
+    public_id: str = ""
 
     @property
     def area_codes(self) -> tuple[str, ...]:
@@ -164,6 +167,24 @@ class Alert:
     def is_public(self) -> bool:
         """Only ``actual`` alerts may reach public channels; the rest are fenced."""
         return self.status is Status.ACTUAL
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """A source document recorded together with its alert, in the alert's transaction.
+
+    ``id`` is set when the source claimed the document before fetching it (JMA
+    never fetches a telegram twice); without it the pipeline claims ``(source,
+    url)`` itself (pushed documents such as broadcasts), so the claim, the alert
+    and its deliveries commit together or not at all.
+    """
+
+    source: str
+    url: str
+    content: bytes | None = None
+    kind: str = ""
+    title: str = ""
+    id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import asyncpg
 
-from dispatcher.model import Alert, MsgType
+from dispatcher.model import Alert, Document, MsgType
 from dispatcher.store import alerts as alert_store
 from dispatcher.store import outbox
+from dispatcher.store.alerts import mint_public_id
+from dispatcher.validate import InvalidAlert, check_alert
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +59,10 @@ class Expander(Protocol):
 
 class Outcome(enum.StrEnum):
     QUEUED = "queued"
+    # The alert (sender, identifier) is stored already.
     DUPLICATE = "duplicate"
+    # The pushed document (source, url) was received already, with its alert.
+    REPLAY = "replay"
     STALE = "stale"
     HELD = "held"
 
@@ -69,6 +74,52 @@ class IngestResult:
     deliveries: int = 0
     replaced: tuple[int, ...] = ()
     unknown_codes: tuple[str, ...] = ()
+    public_id: str | None = None
+    # References this alert may not honour (another source, sender or status), reported.
+    refused: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Replacement:
+    """Which candidates an update, cancel or newer telegram replaces, and which it may not touch."""
+
+    replaced: list[int]
+    refused: list[str]
+
+
+def fence(alert: Alert, candidates: Sequence[Mapping[str, Any]]) -> Replacement:
+    """Decide which ``candidates`` (current alerts ``alert`` names or follows in its series) it replaces.
+
+    An alert replaces only alerts of its own source and sender and of its own status:
+    exercise, test and draft traffic never touches an actual alert, nor the reverse,
+    and nobody else's identifier means anything to a sender. Every candidate it may
+    not replace is refused with the reason, for the log, the alert's details and the
+    operators' page; a reference that names nothing current is reported too.
+    """
+    replaced: list[int] = []
+    refused: list[str] = []
+    matched: set[str] = set()
+    for c in candidates:
+        names = {c["identifier"], c["series_key"]} & set(alert.references)
+        matched |= names
+        why = []
+        if c["source"] != alert.source:
+            why.append(f"source {c['source']!r}, not {alert.source!r}")
+        if c["sender"] != alert.sender:
+            why.append(f"sender {c['sender']!r}, not {alert.sender!r}")
+        if c["status"] != alert.status.value:
+            why.append(f"status {c['status']}, not {alert.status.value}")
+        if not why:
+            replaced.append(int(c["id"]))
+            continue
+        what = f"reference {sorted(names)[0]!r}" if names else "series"
+        refused.append(f"{what} names alert #{c['id']} of another {' and '.join(why)}: not replaced")
+    refused.extend(
+        f"reference {ref!r} names no current alert of this sender"
+        for ref in alert.references
+        if ref not in matched and alert.msg_type is not MsgType.ALERT
+    )
+    return Replacement(replaced, refused)
 
 
 class Pipeline:
@@ -87,14 +138,52 @@ class Pipeline:
         self.channels = list(channels)
         self.broadcast_channels = list(broadcast_channels)
 
-    async def ingest(self, alert: Alert, *, document_id: int | None = None, hold: bool = False) -> IngestResult:
+    async def ingest(self, alert: Alert, *, document: Document | None = None, hold: bool = False) -> IngestResult:
+        """Store ``alert`` (with ``document``), resolve what it replaces, fan it out: one transaction.
+
+        Raises :class:`~dispatcher.validate.InvalidAlert` when a field cannot be
+        stored as it is: found by :func:`~dispatcher.validate.check_alert` before
+        the database is touched, or, should a value get past it, refused by
+        PostgreSQL (then nothing of the transaction remains).
+        """
+        check_alert(alert)
+        try:
+            return await self._ingest(alert, document, hold)
+        except (asyncpg.DataError, asyncpg.ProgramLimitExceededError) as exc:
+            log.error(
+                "the database refused a value of an alert that passed validation",
+                extra={"alert": alert.identifier, "source": alert.source, "error": str(exc)},
+            )
+            raise InvalidAlert(f"a value cannot be stored: {exc}") from None
+
+    async def _ingest(self, alert: Alert, document: Document | None, hold: bool) -> IngestResult:
         targets, unknown = self.targeter.target_codes(alert)
         extra: dict[str, Any] = {"alert": alert.identifier, "event": alert.event, "source": alert.source}
         if unknown:
             log.warning("alert names unknown area codes", extra={**extra, "codes": ",".join(unknown)})
+        public_id = mint_public_id()
         async with self.pool.acquire() as conn, conn.transaction():
+            doc_id = None
+            if document is not None:
+                doc_id = await alert_store.take_document(conn, document)
+                if doc_id is None:
+                    log.info("document already received", extra={**extra, "url": document.url})
+                    return IngestResult(Outcome.REPLAY)
+                await alert_store.record_document(
+                    conn,
+                    doc_id,
+                    outcome="parsed",
+                    content=document.content,
+                    kind=document.kind or alert.kind,
+                    title=(document.title or alert.event)[:200],
+                )
             alert_id = await alert_store.insert_alert(
-                conn, alert, target_codes=targets, document_id=document_id, state="held" if hold else "active"
+                conn,
+                alert,
+                target_codes=targets,
+                document_id=doc_id,
+                state="held" if hold else "active",
+                public_id=public_id,
             )
             if alert_id is None:
                 log.info("alert already stored", extra=extra)
@@ -105,37 +194,50 @@ class Pipeline:
                 # wins" one at a time per series.
                 await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", alert.series_key)
             if alert.series_key and await alert_store.newer_in_series(conn, alert.series_key, alert.sent, alert_id):
-                await conn.execute("UPDATE alerts SET state = 'stale' WHERE id = $1", alert_id)
+                await alert_store.mark_state(conn, alert_id, "stale")
                 log.info("older telegram of a series arrived late: stored, not sent", extra=extra)
-                return IngestResult(Outcome.STALE, alert_id, unknown_codes=tuple(unknown))
-            replaced = await alert_store.replaced_alerts(conn, alert, alert_id)
+                return IngestResult(Outcome.STALE, alert_id, unknown_codes=tuple(unknown), public_id=public_id)
+            decision = fence(alert, await alert_store.replacement_candidates(conn, alert, alert_id))
+            replaced = decision.replaced
+            if decision.refused:
+                for reason in decision.refused:
+                    log.warning("reference not honoured: %s", reason, extra=extra)
+                await alert_store.add_details(
+                    conn, alert_id, {"problems": decision.refused, "refused_references": decision.refused}
+                )
             if replaced:
                 await alert_store.mark_replaced(conn, replaced, alert_id, alert.msg_type is MsgType.CANCEL)
                 n = await outbox.supersede_queued(conn, replaced, f"replaced by alert {alert_id}")
                 log.info("alert replaces earlier ones", extra={**extra, "replaced": replaced, "superseded": n})
+            result = IngestResult(
+                Outcome.HELD if hold else Outcome.QUEUED,
+                alert_id,
+                replaced=tuple(replaced),
+                unknown_codes=tuple(unknown),
+                public_id=public_id,
+                refused=tuple(decision.refused),
+            )
             if hold:
                 log.info("alert held for approval", extra=extra)
-                return IngestResult(Outcome.HELD, alert_id, replaced=tuple(replaced), unknown_codes=tuple(unknown))
+                return result
             count = await self._fan_out(conn, alert, alert_id, targets, replaced)
         log.info("alert queued", extra={**extra, "deliveries": count, "priority": int(alert.priority)})
-        return IngestResult(Outcome.QUEUED, alert_id, count, tuple(replaced), tuple(unknown))
+        return replace(result, deliveries=count)
 
     async def release(self, alert_id: int) -> IngestResult:
         """Fan out a held alert (approval)."""
         async with self.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow("SELECT * FROM alerts WHERE id = $1 FOR UPDATE", alert_id)
+            row = await alert_store.lock_alert(conn, alert_id)
             if row is None:
                 raise LookupError(f"no alert with id {alert_id}")
             if row["state"] != "held":
                 raise ValueError(f"alert {alert_id} is {row['state']}, not held")
             alert = alert_store.row_to_alert(row)
-            await conn.execute("UPDATE alerts SET state = 'active' WHERE id = $1", alert_id)
-            replaced = [
-                int(r["id"]) for r in await conn.fetch("SELECT id FROM alerts WHERE replaced_by = $1", alert_id)
-            ]
+            await alert_store.mark_state(conn, alert_id, "active")
+            replaced = await alert_store.replaced_by(conn, alert_id)
             count = await self._fan_out(conn, alert, alert_id, list(row["target_codes"]), replaced)
         log.info("held alert released", extra={"alert_id": alert_id, "deliveries": count})
-        return IngestResult(Outcome.QUEUED, alert_id, count, tuple(replaced))
+        return IngestResult(Outcome.QUEUED, alert_id, count, tuple(replaced), public_id=alert.public_id)
 
     def channels_for(self, alert: Alert) -> tuple[list[str], list[str]]:
         """The enabled (per-person, broadcast) channels that carry ``alert``.
@@ -169,5 +271,7 @@ class Pipeline:
                 conn, alert_id=alert_id, priority=priority, channels=broadcast_channels
             )
         if replaced:
-            count += await outbox.fan_out_followers(conn, alert_id=alert_id, priority=priority, replaced=replaced)
+            count += await outbox.fan_out_followers(
+                conn, alert_id=alert_id, priority=priority, replaced=replaced, public=alert.is_public
+            )
         return count

@@ -17,7 +17,7 @@ async def recent_alerts(conn: asyncpg.Connection, limit: int = 20) -> list[dict[
     rows = await conn.fetch(
         """
         WITH recent AS (
-            SELECT id, identifier, source, kind, event, headline, status, msg_type, state, priority,
+            SELECT id, identifier, public_id, source, kind, event, headline, status, msg_type, state, priority,
                    severity, sent, received_at, area_codes
             FROM alerts ORDER BY received_at DESC, id DESC LIMIT $1
         )
@@ -42,6 +42,7 @@ async def recent_alerts(conn: asyncpg.Connection, limit: int = 20) -> list[dict[
             {
                 "id": r["id"],
                 "identifier": r["identifier"],
+                "public_id": r["public_id"],
                 "source": r["source"],
                 "kind": r["kind"],
                 "event": r["event"],

@@ -12,14 +12,23 @@ from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol, runtime_checkable
 
-from dispatcher.model import Alert
+from dispatcher.model import Alert, Document
 
 
 class SourceContext(Protocol):
     """What the dispatcher offers a source."""
 
-    async def emit(self, alert: Alert, *, document_id: int | None = None, hold: bool = False) -> Any:
-        """Store and fan out ``alert``; returns the pipeline's result."""
+    async def emit(
+        self, alert: Alert, *, document: Document | None = None, hold: bool = False, patient: bool = True
+    ) -> Any:
+        """Store ``alert`` with ``document`` and fan it out, in one transaction; returns the pipeline's result.
+
+        With a ``document`` not yet claimed (``document.id`` None), the claim of
+        ``(source, url)`` is part of that transaction: the result's ``outcome`` is
+        ``replay`` when it was received already. Raises ``ValueError``
+        (``dispatcher.validate.InvalidAlert``) when a field cannot be stored;
+        ``patient=False`` gives up on a database outage after about a second.
+        """
         ...
 
     async def claim_document(self, source: str, url: str) -> int | None:

@@ -47,6 +47,7 @@ def tsunami_warning(**changes: object) -> Alert:
         source="jma",
         priority=Priority.CRITICAL,
         kind="VTSE41",
+        public_id="20261129-tsnm3kei",
         areas=(
             Area(description="静岡県", codes=("440",), details={"height": "3m"}),
             Area(description="沼津市", codes=("2220300",)),

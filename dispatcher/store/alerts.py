@@ -1,20 +1,32 @@
-"""Alert and document persistence: dedup by identifier, series resolution.
+"""Alert and document persistence: dedup by identifier, series resolution, public ids.
 
 "Have we seen this?" is answered by unique constraints, never by memory:
-``documents (source, url)`` for fetched files and ``alerts (sender, identifier)``
-for alerts.
+``documents (source, url)`` for fetched and pushed documents and ``alerts
+(sender, identifier)`` for alerts. An alert's public page is addressed by a
+``public_id`` minted here, never by a string its sender chose.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 import zlib
-from datetime import datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import asyncpg
 
-from dispatcher.model import Alert, Area, Certainty, MsgType, Priority, Severity, Status, Urgency
+from dispatcher.model import Alert, Area, Certainty, Document, MsgType, Priority, Severity, Status, Urgency
+
+JST = timezone(timedelta(hours=9))
+# Public ids are read aloud and typed from paper: no l/1, o/0.
+_PUBLIC_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"
+
+
+def mint_public_id(now: datetime | None = None) -> str:
+    """A new public id: the day in JST and 40 random bits, e.g. ``20261204-k3x9q2mt``."""
+    day = (now or datetime.now(UTC)).astimezone(JST).strftime("%Y%m%d")
+    return day + "-" + "".join(secrets.choice(_PUBLIC_ALPHABET) for _ in range(8))
 
 
 def compress(data: bytes) -> bytes:
@@ -63,6 +75,27 @@ async def reclaim_failed_document(conn: asyncpg.Connection, source: str, url: st
     return None if row is None else int(row["id"])
 
 
+async def take_document(conn: asyncpg.Connection, doc: Document) -> int | None:
+    """The documents row ``doc`` is recorded in: its claimed id, or a claim made now.
+
+    A pushed document is claimed inside the transaction that stores its alert, so a
+    failure anywhere releases the claim with everything else. A row left by an
+    earlier attempt that stored no alert (its outcome is not ``parsed``) is taken
+    over; a ``parsed`` one means the document was already received: None.
+    """
+    if doc.id is not None:
+        return doc.id
+    row = await conn.fetchrow(
+        "INSERT INTO documents (source, url) VALUES ($1, $2)"
+        " ON CONFLICT (source, url) DO UPDATE SET received_at = now(), outcome = 'pending', error = NULL"
+        " WHERE documents.outcome <> 'parsed'"
+        " RETURNING id",
+        doc.source,
+        doc.url,
+    )
+    return None if row is None else int(row["id"])
+
+
 async def record_document(
     conn: asyncpg.Connection,
     doc_id: int,
@@ -101,16 +134,22 @@ def _areas_json(alert: Alert) -> list[dict[str, Any]]:
 
 
 async def insert_alert(
-    conn: asyncpg.Connection, alert: Alert, *, target_codes: list[str], document_id: int | None, state: str = "active"
+    conn: asyncpg.Connection,
+    alert: Alert,
+    *,
+    target_codes: list[str],
+    document_id: int | None,
+    state: str = "active",
+    public_id: str | None = None,
 ) -> int | None:
-    """Insert ``alert``; None when (sender, identifier) is already stored."""
+    """Insert ``alert`` with ``public_id`` (minted when not given); None when (sender, identifier) is stored."""
     row = await conn.fetchrow(
         """
         INSERT INTO alerts (identifier, sender, source, kind, sent, status, msg_type, refs, event,
             severity, urgency, certainty, priority, headline, description, instruction, areas,
-            area_codes, target_codes, expires, series_key, details, document_id, state)
+            area_codes, target_codes, expires, series_key, details, document_id, state, public_id)
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17::jsonb,
-            $18, $19, $20, $21, $22::jsonb, $23, $24)
+            $18, $19, $20, $21, $22::jsonb, $23, $24, $25)
         ON CONFLICT (sender, identifier) DO NOTHING
         RETURNING id
         """,
@@ -138,6 +177,7 @@ async def insert_alert(
         json.loads(json.dumps(dict(alert.details), ensure_ascii=False, default=str)),
         document_id,
         state,
+        public_id or mint_public_id(),
     )
     return None if row is None else int(row["id"])
 
@@ -154,22 +194,73 @@ async def newer_in_series(conn: asyncpg.Connection, series_key: str, sent: datet
     )
 
 
-async def replaced_alerts(conn: asyncpg.Connection, alert: Alert, alert_id: int) -> list[int]:
-    """Ids of the alerts ``alert`` replaces: named by ``references`` or older in its series."""
-    rows = await conn.fetch(
-        """
-        SELECT id FROM alerts
-        WHERE id <> $1 AND state IN ('active', 'held')
-          AND ((series_key IS NOT NULL AND series_key = $2 AND sent <= $3)
-               OR identifier = ANY($4::text[])
-               OR (series_key IS NOT NULL AND series_key = ANY($4::text[])))
-        """,
-        alert_id,
-        alert.series_key,
-        alert.sent,
-        list(alert.references),
+async def replacement_candidates(conn: asyncpg.Connection, alert: Alert, alert_id: int) -> list[asyncpg.Record]:
+    """Current alerts that ``alert`` names (``references``) or that are older in its series.
+
+    Who may replace whom is the pipeline's decision (same source, sender and status);
+    this returns every candidate with what that decision needs, so that refusals can
+    be reported.
+    """
+    return list(
+        await conn.fetch(
+            """
+            SELECT id, identifier, series_key, source, sender, status::text AS status FROM alerts
+            WHERE id <> $1 AND state IN ('active', 'held')
+              AND ((series_key IS NOT NULL AND series_key = $2 AND sent <= $3)
+                   OR identifier = ANY($4::text[])
+                   OR (series_key IS NOT NULL AND series_key = ANY($4::text[])))
+            ORDER BY id
+            """,
+            alert_id,
+            alert.series_key,
+            alert.sent,
+            list(alert.references),
+        )
     )
-    return [int(r["id"]) for r in rows]
+
+
+async def add_details(conn: asyncpg.Connection, alert_id: int, details: dict[str, Any]) -> None:
+    """Merge ``details`` into an alert's details; a ``problems`` list is appended to, not replaced."""
+    extra = dict(details)
+    problems = list(extra.pop("problems", ()))
+    await conn.execute(
+        "UPDATE alerts SET details = details || $2::jsonb"
+        " || jsonb_build_object('problems', COALESCE(details->'problems', '[]'::jsonb) || $3::jsonb)"
+        " WHERE id = $1",
+        alert_id,
+        json.loads(json.dumps(extra, ensure_ascii=False, default=str)),
+        problems,
+    )
+
+
+async def mark_state(conn: asyncpg.Connection, alert_id: int, state: str) -> None:
+    await conn.execute("UPDATE alerts SET state = $2::alert_state WHERE id = $1", alert_id, state)
+
+
+async def replaced_by(conn: asyncpg.Connection, alert_id: int) -> list[int]:
+    """Ids of the alerts ``alert_id`` replaced."""
+    return [int(r["id"]) for r in await conn.fetch("SELECT id FROM alerts WHERE replaced_by = $1", alert_id)]
+
+
+async def lock_alert(conn: asyncpg.Connection, alert_id: int) -> asyncpg.Record | None:
+    """The alert row, locked for the rest of the transaction."""
+    row: asyncpg.Record | None = await conn.fetchrow("SELECT * FROM alerts WHERE id = $1 FOR UPDATE", alert_id)
+    return row
+
+
+async def public_alert(conn: asyncpg.Connection, key: str) -> asyncpg.Record | None:
+    """The alert whose public page is ``key``: its public id, or a link sent before public ids existed."""
+    row: asyncpg.Record | None = await conn.fetchrow("SELECT * FROM alerts WHERE public_id = $1", key)
+    if row is None:
+        row = await conn.fetchrow(
+            "SELECT a.* FROM alert_links l JOIN alerts a ON a.id = l.alert_id WHERE l.identifier = $1", key
+        )
+    return row
+
+
+async def alert_by_id(conn: asyncpg.Connection, alert_id: int) -> asyncpg.Record | None:
+    row: asyncpg.Record | None = await conn.fetchrow("SELECT * FROM alerts WHERE id = $1", alert_id)
+    return row
 
 
 async def mark_replaced(conn: asyncpg.Connection, old_ids: list[int], new_id: int, cancelled: bool) -> None:
@@ -215,4 +306,5 @@ def row_to_alert(row: asyncpg.Record) -> Alert:
         series_key=row["series_key"],
         kind=row["kind"],
         details=details,
+        public_id=row["public_id"],
     )

@@ -77,11 +77,15 @@ async def fan_out_broadcast(
     return int(result.split()[-1])
 
 
-async def fan_out_followers(conn: asyncpg.Connection, *, alert_id: int, priority: int, replaced: Sequence[int]) -> int:
+async def fan_out_followers(
+    conn: asyncpg.Connection, *, alert_id: int, priority: int, replaced: Sequence[int], public: bool
+) -> int:
     """An update or cancel also reaches everyone who received what it replaces.
 
-    Deliveries still "sending" are followed later, on completion
-    (done inline by :func:`complete`).
+    It keeps the fence of the alert it is: one that is not public (exercise, test)
+    reaches only test recipients among them, never a public channel's post.
+    Deliveries still "sending" are followed later, on completion (done inline by
+    :func:`complete`).
     """
     result = await conn.execute(
         """
@@ -91,11 +95,13 @@ async def fan_out_followers(conn: asyncpg.Connection, *, alert_id: int, priority
         LEFT JOIN subscriptions s ON s.id = d.subscription_id
         WHERE d.alert_id = ANY($3::bigint[]) AND d.state = 'delivered'
           AND (d.subscription_id IS NULL OR s.active)
+          AND ($4 OR s.test_recipient)
         ON CONFLICT (alert_id, channel, address) DO NOTHING
         """,
         alert_id,
         priority,
         list(replaced),
+        public,
     )
     return int(result.split()[-1])
 
@@ -273,14 +279,16 @@ async def complete(conn: asyncpg.Connection, outcomes: Sequence[Outcome]) -> int
             WHERE d.id = v.id AND d.state::text = 'sending' AND (v.attempt IS NULL OR d.attempts = v.attempt)
             RETURNING d.id, d.alert_id, d.channel, d.subscription_id, d.address, d.language, d.state
         ), old AS (
-            SELECT a.id, a.replaced_by FROM alerts a
+            SELECT a.id, a.replaced_by, a.status FROM alerts a
             WHERE a.id IN (SELECT alert_id FROM upd WHERE state = 'delivered')
             FOR SHARE
         ), followed AS (
+            -- The replacing alert keeps the fence: replacement never crosses status
+            -- (dispatcher.pipeline.fence), and this says so again where it matters.
             INSERT INTO deliveries (alert_id, channel, subscription_id, address, language, priority)
             SELECT r.id, upd.channel, upd.subscription_id, upd.address, upd.language, r.priority
             FROM upd JOIN old ON old.id = upd.alert_id JOIN alerts r ON r.id = old.replaced_by
-            WHERE upd.state = 'delivered' AND r.state = 'active'
+            WHERE upd.state = 'delivered' AND r.state = 'active' AND r.status = old.status
             ON CONFLICT (alert_id, channel, address) DO NOTHING
         )
         SELECT count(*) FROM upd

@@ -72,10 +72,21 @@ CREATE TABLE alerts (
     state        alert_state NOT NULL DEFAULT 'active',
     replaced_by  bigint REFERENCES alerts (id),
     received_at  timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (sender, identifier)
+    -- 0006: the address of its public page, minted by the service (never a sender's string).
+    public_id    text NOT NULL,
+    UNIQUE (sender, identifier),
+    CONSTRAINT alerts_public_id_key UNIQUE (public_id)
 );
 CREATE INDEX alerts_series ON alerts (series_key, sent DESC);
 CREATE INDEX alerts_received ON alerts (received_at DESC);
+CREATE INDEX alerts_document ON alerts (document_id) WHERE document_id IS NOT NULL;
+
+-- 0006: what the links sent before public ids pointed to (identifier → its earliest
+-- alert), frozen: nothing adds to it, so no later alert can take a link over.
+CREATE TABLE alert_links (
+    identifier text PRIMARY KEY,
+    alert_id   bigint NOT NULL REFERENCES alerts (id)
+);
 
 CREATE TABLE subscribers (
     id           bigserial PRIMARY KEY,

@@ -9,12 +9,15 @@ Routes:
     GET /api/alerts/{id}/deliveries, GET /api/deliveries/{id}: the operators' pages as JSON
     GET /healthz                   liveness (database reachable), this daemon's share among the live ones
 
-``{id}`` of an alert is its identifier (what residents' links carry) or its row number.
+``{id}`` of ``/alerts/{id}`` is the alert's public id, minted by the service (links sent
+before public ids existed, which carried the sender's identifier, keep resolving to the
+alert they named); on operators' pages it is the alert's row number.
 """
 
 from __future__ import annotations
 
 import html
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -25,12 +28,15 @@ import asyncpg
 from aiohttp import web
 
 from dispatcher import status
+from dispatcher.store import alerts as alert_store
 
 if TYPE_CHECKING:
     from dispatcher.app import Service
 
 SERVICE: web.AppKey[Service] = web.AppKey("service")
 JST = ZoneInfo("Asia/Tokyo")
+# Public ids and the identifiers of links sent before them: printable, no spaces, bounded.
+_PUBLIC_KEY = re.compile(r"[\x21-\x7e\u00a0-\uffff]{1,200}")
 
 _CSS = """
 body{font-family:system-ui,"Hiragino Sans","Noto Sans JP",sans-serif;margin:0;background:#f5f6f8;color:#1d1f23}
@@ -100,11 +106,17 @@ async def dashboard(request: web.Request) -> web.Response:
     return _page(service.settings.service.name + " — 配信状況 / delivery status", body, refresh=3)
 
 
-async def _find_alert(conn: asyncpg.Connection, key: str) -> asyncpg.Record:
-    """An alert by identifier (residents' links carry it; it may be all digits) or by row number."""
-    a = await conn.fetchrow("SELECT * FROM alerts WHERE identifier = $1 ORDER BY id DESC LIMIT 1", key)
-    if a is None and key.isdigit() and len(key) < 19:
-        a = await conn.fetchrow("SELECT * FROM alerts WHERE id = $1", int(key))
+async def _public_alert(conn: asyncpg.Connection, key: str) -> asyncpg.Record:
+    """The alert residents' links name: its public id (or a link sent before public ids)."""
+    a = await alert_store.public_alert(conn, key) if _PUBLIC_KEY.fullmatch(key) else None
+    if a is None:
+        raise web.HTTPNotFound(text="no such alert")
+    return a
+
+
+async def _operator_alert(conn: asyncpg.Connection, key: str) -> asyncpg.Record:
+    """The alert operators' pages name: its row number."""
+    a = await alert_store.alert_by_id(conn, int(key)) if key.isdigit() and len(key) < 19 else None
     if a is None:
         raise web.HTTPNotFound(text=f"no alert {key!r}")
     return a
@@ -123,7 +135,7 @@ async def alert_page(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     assert service.pool is not None
     async with service.pool.acquire() as conn:
-        a = await _find_alert(conn, request.match_info["id"])
+        a = await _public_alert(conn, request.match_info["id"])
     if a["state"] == "held":  # not issued (yet): nothing to show residents
         raise web.HTTPNotFound(text="no such alert")
     areas = ", ".join(html.escape(x.get("description", "")) for x in a["areas"]) or "-"
@@ -169,7 +181,7 @@ async def _alert_deliveries(request: web.Request) -> _AlertDeliveries:
     assert service.pool is not None
     query = _delivery_query(request)
     async with service.pool.acquire() as conn:
-        a = await _find_alert(conn, request.match_info["id"])
+        a = await _operator_alert(conn, request.match_info["id"])
         alert_id = int(a["id"])
         return _AlertDeliveries(
             a,
@@ -209,7 +221,7 @@ async def deliveries_page(request: web.Request) -> web.Response:
         more = f'<p><a href="{base}?{urlencode(nxt)}">next {query["limit"]} →</a></p>'
     body = (
         f"<p><b>{html.escape(a['event'])}</b> — {html.escape(a['headline'])} "
-        f'(<a href="/alerts/{quote(a["identifier"], safe="")}">as residents see it</a>)</p>'
+        f'(<a href="/alerts/{quote(a["public_id"], safe="")}">as residents see it</a>)</p>'
         f"<p class=muted>{html.escape(a['sender'])} · sent {a['sent'].astimezone(JST):%Y-%m-%d %H:%M} JST"
         f" · {html.escape(a['status'])} · {html.escape(a['msg_type'])} · state {html.escape(a['state'])}</p>"
         f"{problems}<p>{_counts_cell(found.counts)}</p>"

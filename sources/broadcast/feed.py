@@ -28,6 +28,7 @@ from typing import Any
 import aiohttp
 import feedparser
 
+from dispatcher.model import Document
 from sources.base import SourceContext
 from sources.broadcast.mapping import ALL, CATEGORY_EVENTS, SOURCE, Broadcast, BroadcastPolicy, PriorityName, to_alert
 
@@ -186,26 +187,34 @@ class BroadcastFeed:
 
     async def _entry(self, ctx: SourceContext, entry: Mapping[str, Any], report: dict[str, int]) -> None:
         key = entry_key(entry)
-        doc_id = await ctx.claim_document(SOURCE, key)
-        if doc_id is None:
-            return
-        report["new"] += 1
         broadcast = entry_broadcast(entry, sender=self.sender, feed_url=self.url)
         if broadcast is None:
+            doc_id = await ctx.claim_document(SOURCE, key)
+            if doc_id is None:
+                return
+            report["new"] += 1
             report["skipped"] += 1
             log.warning("broadcast feed entry without text or time", extra={"url": self.url, "entry": key})
             await ctx.record_document(doc_id, outcome="unsupported", error="entry without text or date")
             return
         mapped = to_alert(broadcast, self.policy)
-        await ctx.record_document(
-            doc_id, outcome="parsed", content=broadcast.original, kind="feed", title=broadcast.text[:200]
-        )
+        document = Document(SOURCE, key, content=broadcast.original, kind="feed", title=broadcast.text[:200])
         try:
-            result = await ctx.emit(mapped.alert, document_id=doc_id, hold=mapped.hold)
-        except Exception as exc:
-            # The next poll claims it again (a bounded number of times).
-            await ctx.record_document(doc_id, outcome="fetch_failed", error=f"{type(exc).__name__}: {exc}")
-            raise
+            # Claimed in the alert's own transaction: an entry whose alert could not be
+            # stored is claimed again by the next poll.
+            result = await ctx.emit(mapped.alert, document=document, hold=mapped.hold)
+        except ValueError as exc:  # a value that cannot be stored: recorded, not retried
+            doc_id = await ctx.claim_document(SOURCE, key)
+            if doc_id is not None:
+                report["new"] += 1
+                report["skipped"] += 1
+                await ctx.record_document(doc_id, outcome="error", content=broadcast.original, error=str(exc))
+            log.warning("broadcast feed entry refused: %s", exc, extra={"url": self.url, "entry": key})
+            return
+        outcome = str(getattr(result, "outcome", ""))
+        if outcome == "replay":
+            return
+        report["new"] += 1
         if mapped.unknown_groups:
             log.warning(
                 "broadcast names unknown loudspeaker groups: %s",
@@ -213,4 +222,4 @@ class BroadcastFeed:
                 extra={"source": SOURCE, "alert_id": getattr(result, "alert_id", None), "entry": key},
             )
         report["emitted"] += 1
-        report["held"] += int(str(getattr(result, "outcome", "")) == "held")
+        report["held"] += int(outcome == "held")

@@ -18,10 +18,13 @@ https://www.rfc-editor.org/rfc/rfc9110#section-15):
                             an authentication failure like Stripe's, not a 408, which
                             means the *server* gave up waiting
     403 forbidden           the CAP sender is not in the allow-list
-    409 conflict            replay: this sender and identifier were already received
+    409 conflict            replay: this sender and identifier were already received (the
+                            claim commits with the alert, so a broadcast that failed to be
+                            stored is accepted when sent again)
     413 too large           body over ``max_body_bytes``
     415 unsupported type    Content-Type is not CAP XML or JSON
-    503 unavailable         the database did not take it; retry with the same body
+    503 unavailable         the database did not take it within about a second; retry with
+                            the same body (nothing was claimed)
 
 Each rejection is logged in one line with its reason (never the secret or the signature).
 The raw body of an accepted broadcast is stored in ``documents`` (source ``broadcast``).
@@ -37,6 +40,7 @@ from typing import Any
 from aiohttp import web
 
 from channels.webhook import verify_signature
+from dispatcher.model import Document
 from sources.base import SourceContext
 from sources.broadcast.mapping import SOURCE, BroadcastPolicy, to_alert
 from sources.broadcast.parse import BodyError, media_type, parse_body, supported
@@ -44,6 +48,11 @@ from sources.broadcast.parse import BodyError, media_type, parse_body, supported
 log = logging.getLogger(__name__)
 
 PATH = "/hooks/broadcast"
+
+
+def _is_db_error(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from the database client (without importing it here)."""
+    return type(exc).__module__.startswith("asyncpg")
 
 
 class BroadcastWebhook:
@@ -134,26 +143,29 @@ class BroadcastWebhook:
             return self._reject(request, 403, "sender_not_allowed", f"sender {broadcast.sender!r} is not allowed")
         key = f"urn:broadcast:{broadcast.sender}:{broadcast.identifier}"
         ids = {"identifier": broadcast.identifier, "sender": broadcast.sender}
-        doc_id = await ctx.claim_document(SOURCE, key)
-        if doc_id is None:
-            return self._reject(request, 409, "replay", "this sender and identifier were already received", **ids)
         mapped = to_alert(broadcast, self.policy)
-        await ctx.record_document(
-            doc_id, outcome="parsed", content=body, kind=broadcast.kind, title=broadcast.text[:200]
-        )
+        document = Document(SOURCE, key, content=body, kind=broadcast.kind, title=broadcast.text[:200])
         try:
-            result = await ctx.emit(mapped.alert, document_id=doc_id, hold=mapped.hold)
+            # The claim of (sender, identifier), the alert and its deliveries commit
+            # together or not at all: after any failure the same broadcast is
+            # accepted when it is sent again.
+            result = await ctx.emit(mapped.alert, document=document, hold=mapped.hold, patient=False)
+        except ValueError as exc:  # dispatcher.validate.InvalidAlert: a value we cannot store
+            return self._reject(request, 400, "malformed", str(exc), **ids)
         except Exception as exc:
-            # Let the console's retry (same body) claim the document again.
-            await ctx.record_document(doc_id, outcome="fetch_failed", error=f"{type(exc).__name__}: {exc}")
-            log.exception("broadcast not stored", extra={"source": SOURCE, **ids})
+            # The database is away (ctx.emit already waited a little); a bug is logged with its traceback.
+            log.warning(
+                "broadcast not stored: database unavailable",
+                exc_info=not isinstance(exc, OSError | ConnectionError | TimeoutError) and not _is_db_error(exc),
+                extra={"source": SOURCE, "error": f"{type(exc).__name__}: {exc}", **ids},
+            )
             return web.json_response(
                 {"status": "error", "error": "unavailable", "reason": "not stored; retry later"}, status=503
             )
         outcome = str(getattr(result, "outcome", ""))
         alert_id = getattr(result, "alert_id", None)
-        if outcome == "duplicate":
-            return self._reject(request, 409, "replay", "an alert with this sender and identifier exists", **ids)
+        if outcome in ("replay", "duplicate"):
+            return self._reject(request, 409, "replay", "this sender and identifier were already received", **ids)
         if mapped.unknown_groups:
             log.warning(
                 "broadcast names unknown loudspeaker groups: %s",

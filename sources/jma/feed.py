@@ -31,6 +31,7 @@ from typing import Any
 import aiohttp
 import feedparser
 
+from dispatcher.model import Document
 from sources.base import SourceContext
 from sources.jma.parser import Failed, Parsed, ParseOutcome, Unsupported, parse_telegram
 
@@ -366,17 +367,21 @@ async def ingest_document(
     outcome = await asyncio.to_thread(parse, data, url=url) if len(data) > 200_000 else parse(data, url=url)
     if isinstance(outcome, Parsed):
         alert = outcome.alert
-        # The document is marked parsed only once its alert is stored: if the
-        # database is gone for longer than emit waits, the telegram stays
+        document = Document(SOURCE, url, content=data, kind=alert.kind, title=alert.event, id=doc_id)
+        # The document is marked parsed in the transaction that stores its alert: if
+        # the database is gone for longer than emit waits, the telegram stays
         # claimable ("fetch_failed") and a later poll tries again; never lost.
         try:
-            await ctx.emit(alert, document_id=doc_id)
+            await ctx.emit(alert, document=document)
+        except ValueError as exc:  # a value that cannot be stored (dispatcher.validate): the telegram is bad
+            log.error("JMA telegram refused", extra={"url": url, "error": str(exc)})
+            await ctx.record_document(doc_id, outcome="error", content=data, error=f"alert not stored: {exc}")
+            return "error"
         except Exception as exc:
             log.error("could not store the alert of a JMA telegram", extra={"url": url, "error": str(exc)})
             with contextlib.suppress(Exception):
                 await ctx.record_document(doc_id, outcome="fetch_failed", error=f"alert not stored: {exc}")
             return "error"
-        await ctx.record_document(doc_id, outcome="parsed", content=data, kind=alert.kind, title=alert.event)
         return "alert"
     if isinstance(outcome, Unsupported):
         await ctx.record_document(

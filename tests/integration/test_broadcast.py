@@ -28,6 +28,7 @@ import pytest
 from aiohttp import web
 
 from dispatcher.app import Service
+from dispatcher.demo import with_database
 from dispatcher.settings import load
 from dispatcher.standins.smtp import SmtpStandIn
 from dispatcher.standins.telegram_api import TelegramStandIn
@@ -233,12 +234,13 @@ async def test_signed_cap_and_json_reach_only_mapped_districts_verbatim(start: C
     assert EVACUATE in by_chat["200001"] and "戸田への緊急放送" in by_chat["200001"]
     assert MISSING in by_chat["200002"] and "大岡" in by_chat["200002"]
     assert f"{aired.hour}時{aired.minute:02d}分" in by_chat["200001"], "the time it was aired"
-    assert "/alerts/NMZ-2025-0001" in by_chat["200001"], "a link to its page"
     [mail] = stack.smtp.messages
     assert list(mail.rcpt_tos) == ["heda@example.jp"] and EVACUATE in mail.message.get_content()
 
     alerts = await stack.fetch("SELECT * FROM alerts ORDER BY id")
     evac, missing = alerts
+    assert f"/alerts/{evac['public_id']}" in by_chat["200001"], "a link to its page, by the id the service minted"
+    assert "NMZ-2025-0001" not in by_chat["200001"].splitlines()[-1], "never the sender's identifier"
     assert (evac["event"], evac["priority"], evac["severity"]) == ("防災行政無線（避難情報）", 0, "extreme")
     assert (evac["source"], evac["kind"], evac["description"]) == ("broadcast", "broadcast", EVACUATE)
     assert missing["event"] == "防災行政無線（行方不明者）" and list(missing["target_codes"]) == [
@@ -422,3 +424,207 @@ async def test_transcript_feed_replayed_twice_sends_every_entry_once(start: Call
     decoded = json.loads(decompress((await stack.fetch("SELECT content FROM documents LIMIT 1"))[0]["content"]))
     assert decoded["summary"] == EVACUATE
     assert datetime.fromisoformat(decoded["published"]) == base.astimezone(UTC)
+
+
+def _jma_alert(shared: Path, name: str = "32-35_06_03_240613_VXSE53.xml") -> Any:
+    from sources.jma.parser import Parsed, parse_telegram
+
+    outcome = parse_telegram((shared / "jma" / "official_samples" / name).read_bytes(), url=name)
+    assert isinstance(outcome, Parsed)
+    return outcome.alert
+
+
+async def test_an_exercise_cannot_cancel_a_real_jma_alert_and_is_reported(
+    start: Callable[..., Awaitable[Stack]], shared_data: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """[hardening] 1: a signed exercise cancel naming a real JMA alert's identifier touches nothing real."""
+    stack = await start()
+    assert stack.service.context is not None
+    quake = _jma_alert(shared_data)
+    result = await stack.service.context.emit(quake)
+    assert result.deliveries == 4, "every subscriber of 沼津市's districts"
+    await wait_settled(stack.dsn, expected=4)
+    sent_before = len(stack.telegram.messages), len(stack.smtp.messages)
+
+    drill = json.dumps(
+        {"id": "DRILL-1", "aired_at": now().isoformat(), "priority": "emergency", "groups": ["all"],
+         "text": "訓練です。地震情報を取り消します。", "exercise": True, "msg_type": "cancel",
+         "references": [quake.identifier], "sender": "drill.example"},
+        ensure_ascii=False,
+    ).encode()  # fmt: skip
+    status, answer = await stack.post(drill, "application/json")
+    assert status == 202, answer
+    await asyncio.sleep(0.5)
+    [real] = await stack.fetch("SELECT state::text, public_id FROM alerts WHERE identifier = $1", quake.identifier)
+    assert real["state"] == "active", "the real alert is untouched"
+    assert (len(stack.telegram.messages), len(stack.smtp.messages)) == sent_before, "no 【訓練】【取消】 to anyone"
+    [drill_row] = await stack.fetch("SELECT id, details FROM alerts WHERE identifier = 'DRILL-1'")
+    problems = json.loads(drill_row["details"])["problems"]
+    assert any("not replaced" in p and "status actual, not exercise" in p for p in problems), problems
+    assert any(r.getMessage().startswith("reference not honoured") for r in caplog.records)
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{stack.service.web_url}/alerts/{real['public_id']}") as r:
+            public = await r.text()
+        async with http.get(f"{stack.service.web_url}/alerts/{drill_row['id']}/deliveries") as r:
+            ops = await r.text()
+    assert "取り消されました" not in public
+    assert "not replaced" in ops, "operators see the refused reference"
+
+
+async def test_an_exercise_update_leaves_a_queued_real_order_to_be_sent(start: Callable[..., Awaitable[Stack]]) -> None:
+    """[hardening] 1: nor may an exercise (or another sender) supersede a real alert still queued."""
+    stack = await start()
+    assert stack.service.context is not None
+    # Telegram is down for a moment, so the real order's Telegram deliveries stay queued.
+    stack.telegram.fail(502, count=2)
+    order = json_body("NMZ-EVAC-1", EVACUATE, ["heda"], aired_at=now(), category="evacuation")
+    status, answer = await stack.post(order, "application/json")
+    assert status == 202
+    for sender, exercise in (("drill.example", True), ("bousai-musen.city.numazu.shizuoka.jp", True),
+                             ("someone-else.example", False)):  # fmt: skip
+        body = json.dumps(
+            {"id": f"X-{sender}-{exercise}", "aired_at": now().isoformat(), "priority": "emergency",
+             "groups": ["heda"], "text": "訓練", "exercise": exercise, "msg_type": "update",
+             "references": ["NMZ-EVAC-1"], "sender": sender},
+            ensure_ascii=False,
+        ).encode()  # fmt: skip
+        status, answer = await stack.post(body, "application/json")
+        assert status == 202, answer
+    # The two exercises reach only test recipients (none here); the other sender's update is its own alert.
+    rows = await wait_settled(stack.dsn, expected=4)
+    [evac] = await stack.fetch("SELECT id, state::text FROM alerts WHERE identifier = 'NMZ-EVAC-1'")
+    assert evac["state"] == "active"
+    real = [r for r in rows if r["alert_id"] == evac["id"]]
+    assert sorted((r["channel"], r["state"]) for r in real) == [("email", "delivered"), ("telegram", "delivered")]
+    assert sum(EVACUATE in m.text for m in stack.telegram.messages) == 1, "the resident of 戸田 got the order"
+    others = [r for r in rows if r["alert_id"] != evac["id"]]
+    expected = [("email", "heda@example.jp"), ("telegram", "200001")]
+    assert sorted((r["channel"], r["address"]) for r in others) == expected
+    details = {
+        r["identifier"]: json.loads(r["details"])["problems"]
+        for r in await stack.fetch("SELECT identifier, details FROM alerts WHERE identifier LIKE 'X-%'")
+    }
+    assert "status actual, not exercise" in details["X-bousai-musen.city.numazu.shizuoka.jp-True"][0]
+    assert (
+        "sender 'bousai-musen.city.numazu.shizuoka.jp', not 'someone-else.example'"
+        in (details["X-someone-else.example-False"][0])
+    )
+
+
+async def test_an_update_by_the_same_sender_replaces_and_reaches_who_got_the_original(
+    start: Callable[..., Awaitable[Stack]],
+) -> None:
+    """The fence does not get in the way of the real thing: same source, sender and status."""
+    stack = await start()
+    first = json_body("NMZ-F-1", EVACUATE, ["heda"], aired_at=now(), category="evacuation")
+    assert (await stack.post(first, "application/json"))[0] == 202
+    await wait_settled(stack.dsn, expected=2)
+    lifted = json.dumps(
+        {"id": "NMZ-F-2", "aired_at": now().isoformat(), "priority": "emergency", "groups": ["heda"],
+         "text": "戸田地区の避難指示を解除しました。", "msg_type": "update", "references": ["NMZ-F-1"]},
+        ensure_ascii=False,
+    ).encode()  # fmt: skip
+    status, answer = await stack.post(lifted, "application/json")
+    assert status == 202
+    await wait_settled(stack.dsn, expected=4)
+    [old] = await stack.fetch("SELECT state::text, replaced_by FROM alerts WHERE identifier = 'NMZ-F-1'")
+    assert old["state"] == "superseded" and old["replaced_by"] == answer["alert_id"]
+    assert sum("解除しました" in m.text for m in stack.telegram.messages) == 1
+
+
+async def test_a_broadcast_refused_by_the_database_is_a_400_and_can_be_sent_again(
+    start: Callable[..., Awaitable[Stack]],
+) -> None:
+    """[hardening] 2: nothing is claimed unless its alert is stored; a value PostgreSQL cannot hold is a 400."""
+    stack = await start()
+    bad = json.dumps(
+        {"id": "NMZ-D-1", "aired_at": "0001-01-01T00:00:00+14:00", "priority": "emergency", "groups": ["heda"],
+         "text": EVACUATE}, ensure_ascii=False,
+    ).encode()  # fmt: skip
+    status, answer = await stack.post(bad, "application/json")
+    assert status == 400 and answer["error"] == "malformed", answer
+    assert "aired_at" in answer["reason"] or "sent" in answer["reason"]
+    good = json_body("NMZ-D-1", EVACUATE, ["heda"], aired_at=now())
+    status, answer = await stack.post(good, "application/json")
+    assert status == 202, "the corrected broadcast with the same id is accepted"
+    await wait_settled(stack.dsn, expected=2)
+    assert (await stack.post(good, "application/json"))[0] == 409
+
+
+async def test_a_broadcast_is_never_claimed_without_its_alert(start: Callable[..., Awaitable[Stack]]) -> None:
+    """[hardening] 2: the database goes away in the middle of storing a broadcast.
+
+    The request is caught after its document row is written and while its alert waits
+    for a lock; then every connection is cut and new ones refused, as in an outage or
+    a daemon killed at that moment. The sender gets the documented 503; nothing stays
+    claimed; once the database is back, the same broadcast is accepted.
+    """
+    stack = await start()
+    body = json_body("NMZ-DB-1", EVACUATE, ["heda"], aired_at=now())
+    conn = await asyncpg.connect(stack.dsn)
+    try:
+        me = await conn.fetchval("SELECT pg_backend_pid()")
+        db = await conn.fetchval("SELECT current_database()")
+        tx = conn.transaction()
+        await tx.start()
+        await conn.execute("LOCK TABLE alerts IN ACCESS EXCLUSIVE MODE")
+        task = asyncio.create_task(stack.post(body, "application/json"))
+        deadline = time.monotonic() + 10
+        while not await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND wait_event_type = 'Lock' AND pid <> $2",
+            db,
+            me,
+        ):
+            assert time.monotonic() < deadline, "the webhook never waited for the alerts table"
+            await asyncio.sleep(0.05)
+        admin = await asyncpg.connect(with_database(stack.dsn, "postgres"))
+        try:
+            await admin.execute(f'ALTER DATABASE "{db}" ALLOW_CONNECTIONS false')
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> $2", db, me
+            )
+            status, answer = await asyncio.wait_for(task, 30)
+            await tx.rollback()
+            await admin.execute(f'ALTER DATABASE "{db}" ALLOW_CONNECTIONS true')
+        finally:
+            await admin.close()
+    finally:
+        await conn.close()
+    assert status == 503 and answer["error"] == "unavailable", answer
+    assert await stack.fetch("SELECT 1 FROM documents WHERE url LIKE '%NMZ-DB-1'") == [], "no claim left behind"
+    deadline = time.monotonic() + 20
+    while (result := await stack.post(body, "application/json"))[0] == 503:  # the pool reconnects
+        assert time.monotonic() < deadline, result
+        await asyncio.sleep(0.5)
+    assert result[0] == 202, result
+    await wait_settled(stack.dsn, expected=2)
+
+
+async def test_public_links_are_minted_by_the_service_and_cannot_be_taken_over(
+    start: Callable[..., Awaitable[Stack]],
+) -> None:
+    """[hardening] 8: another sender reusing an identifier (or a row number) takes no page over."""
+    stack = await start()
+    status, first = await stack.post(json_body("REL-0001", EVACUATE, ["heda"], aired_at=now()), "application/json")
+    assert status == 202
+    await wait_settled(stack.dsn, expected=2)
+    [link] = [line for line in stack.telegram.messages[0].text.splitlines() if "/alerts/" in line]
+    path = link[link.index("/alerts/") :]
+    assert "REL-0001" not in path
+    for hijack in ("REL-0001", str(first["alert_id"]), path.rsplit("/", 1)[1]):
+        body = json.dumps(
+            {"id": hijack, "aired_at": now().isoformat(), "priority": "emergency", "groups": ["central"],
+             "text": "偽の情報です。", "sender": "attacker.example"}, ensure_ascii=False,
+        ).encode()  # fmt: skip
+        status, answer = await stack.post(body, "application/json")
+        assert status == 202 and answer["deliveries"] == 1, answer
+    await wait_settled(stack.dsn, expected=5)
+    async with aiohttp.ClientSession() as http:
+        async with http.get(stack.service.web_url + path) as r:
+            assert r.status == 200 and "偽の情報" not in await r.text() and "避難指示" in await r.text()
+        async with http.get(f"{stack.service.web_url}/alerts/{first['alert_id']}/deliveries") as r:
+            assert "偽の情報" not in await r.text()
+        async with http.get(f"{stack.service.web_url}/alerts/REL-0001") as r:
+            assert r.status == 404, "a sender's identifier is not a page"
+    rows = await stack.fetch("SELECT public_id FROM alerts")
+    assert len({r["public_id"] for r in rows}) == 4

@@ -29,6 +29,7 @@ def heavy_rain_warning(status: Status = Status.ACTUAL) -> Alert:
         urgency=Urgency.EXPECTED,
         headline="東部では、２９日夕方まで土砂災害に警戒してください。",
         source="jma",
+        public_id="20261129-hvyra1n2",
     )
 
 
@@ -85,7 +86,7 @@ async def test_delivered_utf8_and_headers(channel: EmailChannel, smtp: SmtpStand
     body = parsed.get_body(("plain",)).get_content()
     assert "東部では、２９日夕方まで土砂災害に警戒してください。" in body
     assert "発表: 2026年11月29日 6時00分" in body
-    assert "https://bousai.example/alerts/20261129060000_0_VPWW54_220000" in body
+    assert "https://bousai.example/alerts/20261129-hvyra1n2" in body
     assert b"\xe6\xb2\xbc" not in mail.raw.split(b"\r\n\r\n")[0]  # headers stay 7-bit encoded
 
 

@@ -67,7 +67,7 @@ async def test_delivered_with_message_id(channel: TelegramChannel, standin: Tele
     assert results == {7: Delivered(remote_id="1"), 8: Delivered(remote_id="2")}
     assert [m.chat_id for m in standin.messages] == ["1001", "1002"]
     assert standin.messages[0].text.startswith("【津波警報】")
-    assert standin.messages[0].text.endswith("https://bousai.example/alerts/20261129201500_0_VTSE41_270000")
+    assert standin.messages[0].text.endswith("https://bousai.example/alerts/20261129-tsnm3kei")
 
 
 async def test_healthcheck(channel: TelegramChannel) -> None:

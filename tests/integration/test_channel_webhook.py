@@ -112,7 +112,7 @@ async def test_body_and_signature(channel: WebhookChannel, receiver: Receiver) -
     assert doc["expires"] is None
     assert doc["language"] == "ja"
     assert doc["text"].startswith("【津波警報】")
-    assert doc["link"] == "https://bousai.example/alerts/20261129201500_0_VTSE41_270000"
+    assert doc["link"] == "https://bousai.example/alerts/20261129-tsnm3kei"
 
 
 async def test_recipient_url_overrides_default(channel: WebhookChannel, receiver: Receiver) -> None:

@@ -226,10 +226,11 @@ async def test_dashboard_and_alert_page_show_every_delivery(stack: Stack, shared
         [alert] = data["alerts"]
         assert alert["deliveries"]["telegram"]["delivered"] == 2
         assert alert["deliveries"]["email"]["delivered"] == 1
-        # Residents' messages link to the alert by identifier.
+        # Residents' messages link to the alert by the public id the service minted.
         link = next(line for line in stack.telegram.messages[0].text.splitlines() if "/alerts/" in line)
         path = link[link.index("/alerts/") :].strip()
-        assert link.strip().endswith(path) and "http://127.0.0.1:8080/alerts/jma-" in link  # service.public_url
+        assert link.strip().endswith(path) and path == f"/alerts/{alert['public_id']}"
+        assert "http://127.0.0.1:8080/alerts/" in link  # service.public_url
         async with http.get(f"{base}{path}") as resp:
             assert resp.status == 200
             public = await resp.text()
