@@ -80,3 +80,37 @@ def test_migrations_are_numbered_in_order() -> None:
     migs = db.migrations()
     assert [m.version for m in migs] == list(range(1, len(migs) + 1))
     assert all(m.sql.strip() for m in migs)
+
+
+async def test_links_sent_before_public_ids_keep_their_alert(empty_database: str) -> None:
+    """Migration 0006: a link that carried a sender's identifier still opens the alert it was sent for."""
+    from dispatcher.store import alerts as alert_store
+
+    conn = await db.connect(empty_database)
+    try:
+        for mig in db.migrations():
+            if mig.version >= 6:
+                break
+            await conn.execute(mig.sql)
+        insert = (
+            "INSERT INTO alerts (identifier, sender, source, sent, status, msg_type, event, severity, urgency,"
+            " certainty, priority) VALUES ($1, $2, 'broadcast', now(), 'actual', 'alert', $3, 'severe',"
+            " 'immediate', 'observed', 0) RETURNING id"
+        )
+        first = await conn.fetchval(insert, "REL-0001", "bousai-musen.example", "避難指示")
+        # Before 0006 another sender could reuse the identifier (and took the page over).
+        await conn.fetchval(insert, "REL-0001", "attacker.example", "偽の情報")
+        await conn.execute(
+            "INSERT INTO documents (source, url, outcome) VALUES ('broadcast', 'urn:broadcast:x:lost', 'parsed')"
+        )
+        for mig in db.migrations():
+            if mig.version >= 6:
+                await conn.execute(mig.sql)
+        linked = await alert_store.public_alert(conn, "REL-0001")
+        assert linked is not None and linked["id"] == first and linked["event"] == "避難指示"
+        ids = [r["public_id"] for r in await conn.fetch("SELECT public_id FROM alerts")]
+        assert len(set(ids)) == 2 and all(len(i) == 17 for i in ids)
+        # The broadcast marked parsed without its alert (the old intake's window) can be received again.
+        assert await conn.fetchval("SELECT outcome FROM documents WHERE url = 'urn:broadcast:x:lost'") == "error"
+    finally:
+        await conn.close()
