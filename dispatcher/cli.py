@@ -12,6 +12,7 @@ Commands:
     audience        districts an alert file covers and how many subscribers it reaches
     relocate        recompute subscribers' districts and zones after a layer change
     approve         release an alert held for approval
+    ingest          store and fan out JMA telegrams from files, as if they came from the feed
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     su.add_argument("--language", default="ja", choices=["ja", "ja-easy", "en"])
     su.add_argument("--name", default="")
     su.add_argument("--test-recipient", action="store_true", help="also receives exercise/test traffic")
+    ig = sub.add_parser("ingest", help="store and fan out JMA telegrams from files, as if they came from the feed")
+    ig.add_argument("files", nargs="+")
     ap = sub.add_parser("approve", help="release an alert held for approval")
     ap.add_argument("alert_id", type=int)
     au = sub.add_parser("audience", help="districts an alert (JMA or CAP XML) covers and subscribers it reaches")
@@ -90,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         "status": _status,
         "subscribe": _subscribe,
         "approve": _approve,
+        "ingest": _ingest,
         "audience": _audience,
         "relocate": _relocate,
     }
@@ -266,6 +270,20 @@ async def _relocate(settings: Settings, _args: argparse.Namespace) -> int:
     return 0
 
 
+def _channel_names(settings: Settings) -> tuple[list[str], list[str]]:
+    """The enabled channels, and those of them that also post once per alert (as the daemon has them)."""
+    from channels import load_channel_class
+
+    per_person: list[str] = []
+    broadcast: list[str] = []
+    for cs in settings.enabled_channels():
+        cls: Any = load_channel_class(cs.name)
+        per_person.append(cs.name)
+        if cls.broadcast:
+            broadcast.append(cs.name)
+    return per_person, broadcast
+
+
 async def _approve(settings: Settings, args: argparse.Namespace) -> int:
     from dispatcher.pipeline import CodeTargeter, Pipeline
     from dispatcher.store import db
@@ -273,15 +291,7 @@ async def _approve(settings: Settings, args: argparse.Namespace) -> int:
     dsn = await db.resolve_dsn(settings.database_url(), settings.service.state_dir, settings.database.embedded_database)
     pool = await db.create_pool(dsn, min_size=1, max_size=2)
     try:
-        from channels import load_channel_class
-
-        per_person: list[str] = []
-        broadcast: list[str] = []
-        for cs in settings.enabled_channels():
-            cls: Any = load_channel_class(cs.name)
-            per_person.append(cs.name)
-            if cls.broadcast:
-                broadcast.append(cs.name)
+        per_person, broadcast = _channel_names(settings)
         pipeline = Pipeline(pool, targeter=CodeTargeter(), channels=per_person, broadcast_channels=broadcast)
         try:
             result = await pipeline.release(args.alert_id)
@@ -292,3 +302,61 @@ async def _approve(settings: Settings, args: argparse.Namespace) -> int:
         await pool.close()
     print(f"alert {args.alert_id} released: {result.deliveries} deliveries queued")
     return 0
+
+
+async def _ingest(settings: Settings, args: argparse.Namespace) -> int:
+    """Each file goes the feed's own way (claim, parse, store, fan out); one JSON line per file.
+
+    A file is claimed as a document by a digest of its bytes, so replaying the same
+    file twice stores it once, and its alert is deduplicated against the feed's by
+    (sender, identifier). Exit 1 when any file could not be read or was refused.
+    """
+    import hashlib
+    from pathlib import Path
+
+    from dispatcher.app import ServiceContext
+    from dispatcher.pipeline import Pipeline
+    from dispatcher.store import alerts as alert_store
+    from dispatcher.store import db
+    from dispatcher.targeting import default_targeter
+    from sources.jma.feed import SOURCE, ingest_document
+
+    dsn = await db.resolve_dsn(settings.database_url(), settings.service.state_dir, settings.database.embedded_database)
+    conn = await db.connect(dsn)
+    try:
+        await db.migrate(conn)
+    finally:
+        await conn.close()
+    pool = await db.create_pool(dsn, min_size=1, max_size=4)
+    failed = False
+    try:
+        per_person, broadcast = _channel_names(settings)
+        targeter = await asyncio.to_thread(default_targeter, settings.geo)
+        ctx = ServiceContext(pool, Pipeline(pool, targeter=targeter, channels=per_person, broadcast_channels=broadcast))
+        for name in args.files:
+            path = Path(name)
+            try:
+                data = await asyncio.to_thread(path.read_bytes)
+            except OSError as exc:
+                print(json.dumps({"file": name, "error": f"cannot read: {exc.strerror or exc}"}, ensure_ascii=False))
+                failed = True
+                continue
+            url = f"file:sha256:{hashlib.sha256(data).hexdigest()}"
+            doc_id = await ctx.claim_document(SOURCE, url)
+            if doc_id is None:
+                print(json.dumps({"file": name, "outcome": "already stored", "document": url}, ensure_ascii=False))
+                continue
+            outcome = await ingest_document(ctx, doc_id, data, url)
+            async with pool.acquire() as c:
+                row = await alert_store.document_alert(c, doc_id)
+            report: dict[str, Any] = {"file": name, "outcome": outcome, "document": url}
+            if row is not None and row["id"] is not None:
+                report |= {"alert_id": row["id"], "public_id": row["public_id"], "state": row["state"]}
+                report["deliveries"] = int(row["deliveries"])
+            elif row is not None and row["error"]:
+                report["error"] = row["error"]
+            failed |= outcome == "error"
+            print(json.dumps(report, ensure_ascii=False), flush=True)
+    finally:
+        await pool.close()
+    return 1 if failed else 0

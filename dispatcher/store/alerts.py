@@ -258,6 +258,17 @@ async def public_alert(conn: asyncpg.Connection, key: str) -> asyncpg.Record | N
     return row
 
 
+async def document_alert(conn: asyncpg.Connection, doc_id: int) -> asyncpg.Record | None:
+    """What became of a document: its alert (id, public id, state, deliveries so far) or its error."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        "SELECT a.id, a.public_id, a.state::text AS state, d.error,"
+        " (SELECT count(*) FROM deliveries WHERE alert_id = a.id) AS deliveries"
+        " FROM documents d LEFT JOIN alerts a ON a.document_id = d.id WHERE d.id = $1",
+        doc_id,
+    )
+    return row
+
+
 async def alert_by_id(conn: asyncpg.Connection, alert_id: int) -> asyncpg.Record | None:
     row: asyncpg.Record | None = await conn.fetchrow("SELECT * FROM alerts WHERE id = $1", alert_id)
     return row
