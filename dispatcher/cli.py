@@ -285,14 +285,17 @@ def _channel_names(settings: Settings) -> tuple[list[str], list[str]]:
 
 
 async def _approve(settings: Settings, args: argparse.Namespace) -> int:
-    from dispatcher.pipeline import CodeTargeter, Pipeline
+    from dispatcher.pipeline import Pipeline
     from dispatcher.store import db
+    from dispatcher.targeting import default_targeter
 
     dsn = await db.resolve_dsn(settings.database_url(), settings.service.state_dir, settings.database.embedded_database)
     pool = await db.create_pool(dsn, min_size=1, max_size=2)
     try:
         per_person, broadcast = _channel_names(settings)
-        pipeline = Pipeline(pool, targeter=CodeTargeter(), channels=per_person, broadcast_channels=broadcast)
+        # The daemon's targeter: the recipients' places come from the geo layers too.
+        targeter = await asyncio.to_thread(default_targeter, settings.geo)
+        pipeline = Pipeline(pool, targeter=targeter, channels=per_person, broadcast_channels=broadcast)
         try:
             result = await pipeline.release(args.alert_id)
         except (LookupError, ValueError) as exc:

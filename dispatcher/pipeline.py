@@ -17,7 +17,8 @@ from typing import Any, Protocol
 
 import asyncpg
 
-from dispatcher.model import Alert, Document, MsgType
+from dispatcher.folding import alert_level, issuance_key, place_levels
+from dispatcher.model import Alert, Area, Document, MsgType
 from dispatcher.store import alerts as alert_store
 from dispatcher.store import outbox
 from dispatcher.store.alerts import mint_public_id
@@ -32,6 +33,31 @@ class Targeter(Protocol):
     def target_codes(self, alert: Alert) -> tuple[list[str], list[str]]:
         """Return (codes to match against subscriptions, codes nobody knows)."""
         ...
+
+    def places(self, alert: Alert) -> Places:
+        """For each target code, which of the alert's areas concerns a subscriber who follows it."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Places:
+    """Which area of an alert is a subscriber's place: ``codes[i]`` → ``alert.areas[places[i]]``.
+
+    A subscriber following several codes of an alert gets the most specific area among
+    them (the one reaching the fewest codes: 沼津市 rather than 静岡県), so that the
+    message says first what applies where they are.
+    """
+
+    codes: list[str]
+    places: list[int]
+
+    @property
+    def uniform(self) -> int | None:
+        """The one place every code leads to, when there is only one (-1: none)."""
+        distinct = set(self.places)
+        if len(distinct) > 1:
+            return None
+        return next(iter(distinct), -1)
 
 
 class CodeTargeter:
@@ -50,10 +76,32 @@ class CodeTargeter:
         unknown = sorted(set(alert.area_codes) - known) if self._expanders else []
         return sorted(codes), unknown
 
+    def places(self, alert: Alert) -> Places:
+        if len(alert.areas) <= 1:
+            codes, _unknown = self.target_codes(alert)
+            return Places(codes, [0] * len(codes) if alert.areas else [-1] * len(codes))
+        reach: list[tuple[int, int, set[str]]] = []
+        for i, area in enumerate(alert.areas):
+            found = set(area.codes)
+            for expand in self._expanders:
+                found |= expand.expand(replace_areas(alert, area), report=False)[0]
+            reach.append((len(found), i, found))
+        best: dict[str, int] = {}
+        for _size, i, found in sorted(reach):
+            for code in found:
+                best.setdefault(code, i)
+        codes = sorted(best)
+        return Places(codes, [best[c] for c in codes])
+
+
+def replace_areas(alert: Alert, *areas: Area) -> Alert:
+    """``alert`` with only ``areas`` (to expand one area at a time)."""
+    return replace(alert, areas=areas)
+
 
 class Expander(Protocol):
-    def expand(self, alert: Alert) -> tuple[set[str], set[str]]:
-        """Return (extra target codes, the alert codes this expander recognised)."""
+    def expand(self, alert: Alert, *, report: bool = True) -> tuple[set[str], set[str]]:
+        """Return (extra target codes, the alert codes this expander recognised); ``report``: log problems."""
         ...
 
 
@@ -177,6 +225,7 @@ class Pipeline:
                     kind=document.kind or alert.kind,
                     title=(document.title or alert.event)[:200],
                 )
+            issuance = issuance_key(alert)
             alert_id = await alert_store.insert_alert(
                 conn,
                 alert,
@@ -184,11 +233,20 @@ class Pipeline:
                 document_id=doc_id,
                 state="held" if hold else "active",
                 public_id=public_id,
+                issuance=issuance,
             )
             if alert_id is None:
                 log.info("alert already stored", extra=extra)
                 return IngestResult(Outcome.DUPLICATE)
             extra["alert_id"] = alert_id
+            siblings: list[int] = []
+            if issuance is not None:
+                # The parallel documents of one issuance decide one at a time, in
+                # whatever order they arrive and whichever daemon took them.
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", "issuance:" + issuance)
+                siblings = await alert_store.issuance_siblings(conn, issuance, alert_id)
+                if siblings:
+                    await alert_store.add_details(conn, alert_id, {"issuance": issuance, "siblings": siblings})
             if alert.series_key:
                 # Telegrams of one series are fetched concurrently: decide "newest
                 # wins" one at a time per series.
@@ -220,7 +278,7 @@ class Pipeline:
             if hold:
                 log.info("alert held for approval", extra=extra)
                 return result
-            count = await self._fan_out(conn, alert, alert_id, targets, replaced)
+            count = await self._fan_out(conn, alert, alert_id, targets, replaced, siblings)
         log.info("alert queued", extra={**extra, "deliveries": count, "priority": int(alert.priority)})
         return replace(result, deliveries=count)
 
@@ -235,7 +293,8 @@ class Pipeline:
             alert = alert_store.row_to_alert(row)
             await alert_store.mark_state(conn, alert_id, "active")
             replaced = await alert_store.replaced_by(conn, alert_id)
-            count = await self._fan_out(conn, alert, alert_id, list(row["target_codes"]), replaced)
+            siblings = await alert_store.issuance_siblings(conn, row["issuance"], alert_id) if row["issuance"] else []
+            count = await self._fan_out(conn, alert, alert_id, list(row["target_codes"]), replaced, siblings)
         log.info("held alert released", extra={"alert_id": alert_id, "deliveries": count})
         return IngestResult(Outcome.QUEUED, alert_id, count, tuple(replaced), public_id=alert.public_id)
 
@@ -254,24 +313,38 @@ class Pipeline:
         return [c for c in self.channels if c in wanted], [c for c in self.broadcast_channels if c in wanted]
 
     async def _fan_out(
-        self, conn: asyncpg.Connection, alert: Alert, alert_id: int, targets: Iterable[str], replaced: Sequence[int]
+        self,
+        conn: asyncpg.Connection,
+        alert: Alert,
+        alert_id: int,
+        targets: Iterable[str],
+        replaced: Sequence[int],
+        siblings: Sequence[int] = (),
     ) -> int:
         priority = int(alert.priority)
         channels, broadcast_channels = self.channels_for(alert)
+        places = self.targeter.places(alert)
+        to = outbox.Targets(
+            codes=list(targets),
+            place_codes=places.codes,
+            places=places.places,
+            levels=place_levels(alert.areas),
+            siblings=siblings,
+        )
         count = await outbox.fan_out(
-            conn,
-            alert_id=alert_id,
-            priority=priority,
-            channels=channels,
-            target_codes=list(targets),
-            public=alert.is_public,
+            conn, alert_id=alert_id, priority=priority, channels=channels, target_codes=to, public=alert.is_public
         )
         if alert.is_public and broadcast_channels:
             count += await outbox.fan_out_broadcast(
-                conn, alert_id=alert_id, priority=priority, channels=broadcast_channels
+                conn,
+                alert_id=alert_id,
+                priority=priority,
+                channels=broadcast_channels,
+                level=alert_level(alert),
+                siblings=siblings,
             )
         if replaced:
             count += await outbox.fan_out_followers(
-                conn, alert_id=alert_id, priority=priority, replaced=replaced, public=alert.is_public
+                conn, alert_id=alert_id, priority=priority, replaced=replaced, public=alert.is_public, targets=to
             )
         return count

@@ -53,7 +53,7 @@ class JmaCodeExpander:
     def __init__(self, codes: AreaCodes | None = None) -> None:
         self._codes = codes
 
-    def expand(self, alert: Alert) -> tuple[set[str], set[str]]:
+    def expand(self, alert: Alert, *, report: bool = True) -> tuple[set[str], set[str]]:
         res = (self._codes or default_codes()).resolve_areas(alert.areas)
         recognised = set(alert.area_codes) - set(res.unknown)
         return set(res.municipalities), recognised
@@ -109,9 +109,9 @@ class GeoExpander:
         coverage = resolve_areas(alert.areas, self.index, municipality_codes=municipalities.municipalities)
         return AudienceAreas(coverage, municipalities)
 
-    def expand(self, alert: Alert) -> tuple[set[str], set[str]]:
+    def expand(self, alert: Alert, *, report: bool = True) -> tuple[set[str], set[str]]:
         found = self.areas(alert)
-        for problem in found.shape_problems:
+        for problem in found.shape_problems if report else ():
             log.warning("alert area shape unusable", extra={"alert": alert.identifier, "detail": problem})
         # Known to the JMA tables or to the geo layers.
         recognised = set(alert.area_codes) - set(found.unknown_codes(alert))

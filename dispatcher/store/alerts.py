@@ -141,15 +141,16 @@ async def insert_alert(
     document_id: int | None,
     state: str = "active",
     public_id: str | None = None,
+    issuance: str | None = None,
 ) -> int | None:
     """Insert ``alert`` with ``public_id`` (minted when not given); None when (sender, identifier) is stored."""
     row = await conn.fetchrow(
         """
         INSERT INTO alerts (identifier, sender, source, kind, sent, status, msg_type, refs, event,
             severity, urgency, certainty, priority, headline, description, instruction, areas,
-            area_codes, target_codes, expires, series_key, details, document_id, state, public_id)
+            area_codes, target_codes, expires, series_key, details, document_id, state, public_id, issuance)
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17::jsonb,
-            $18, $19, $20, $21, $22::jsonb, $23, $24, $25)
+            $18, $19, $20, $21, $22::jsonb, $23, $24, $25, $26)
         ON CONFLICT (sender, identifier) DO NOTHING
         RETURNING id
         """,
@@ -178,6 +179,7 @@ async def insert_alert(
         document_id,
         state,
         public_id or mint_public_id(),
+        issuance,
     )
     return None if row is None else int(row["id"])
 
@@ -224,13 +226,19 @@ async def add_details(conn: asyncpg.Connection, alert_id: int, details: dict[str
     extra = dict(details)
     problems = list(extra.pop("problems", ()))
     await conn.execute(
-        "UPDATE alerts SET details = details || $2::jsonb"
-        " || jsonb_build_object('problems', COALESCE(details->'problems', '[]'::jsonb) || $3::jsonb)"
-        " WHERE id = $1",
+        "UPDATE alerts SET details = details || $2::jsonb || CASE WHEN jsonb_array_length($3::jsonb) = 0"
+        " THEN '{}'::jsonb ELSE jsonb_build_object('problems', COALESCE(details->'problems', '[]'::jsonb)"
+        " || $3::jsonb) END WHERE id = $1",
         alert_id,
         json.loads(json.dumps(extra, ensure_ascii=False, default=str)),
         problems,
     )
+
+
+async def issuance_siblings(conn: asyncpg.Connection, issuance: str, alert_id: int) -> list[int]:
+    """The other alerts of ``issuance`` already stored (dispatcher/folding.py)."""
+    rows = await conn.fetch("SELECT id FROM alerts WHERE issuance = $1 AND id <> $2 ORDER BY id", issuance, alert_id)
+    return [int(r["id"]) for r in rows]
 
 
 async def mark_state(conn: asyncpg.Connection, alert_id: int, state: str) -> None:

@@ -74,12 +74,15 @@ CREATE TABLE alerts (
     received_at  timestamptz NOT NULL DEFAULT now(),
     -- 0006: the address of its public page, minted by the service (never a sender's string).
     public_id    text NOT NULL,
+    -- 0007: the JMA issuance its parallel documents share (dispatcher/folding.py).
+    issuance     text,
     UNIQUE (sender, identifier),
     CONSTRAINT alerts_public_id_key UNIQUE (public_id)
 );
 CREATE INDEX alerts_series ON alerts (series_key, sent DESC);
 CREATE INDEX alerts_received ON alerts (received_at DESC);
 CREATE INDEX alerts_document ON alerts (document_id) WHERE document_id IS NOT NULL;
+CREATE INDEX alerts_issuance ON alerts (issuance) WHERE issuance IS NOT NULL;
 
 -- 0006: what the links sent before public ids pointed to (identifier → its earliest
 -- alert), frozen: nothing adds to it, so no later alert can take a link over.
@@ -152,6 +155,9 @@ CREATE TABLE deliveries (
     updated_at      timestamptz NOT NULL DEFAULT now(),
     remote_id       text,
     last_error      text,
+    -- 0007: which of the alert's areas is this recipient's place (index), and its level.
+    place           smallint,
+    level           smallint,
     UNIQUE (alert_id, channel, address)
 );
 CREATE INDEX deliveries_queue ON deliveries (channel, priority, id) WHERE state = 'queued';
