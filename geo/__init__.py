@@ -18,8 +18,10 @@ import logging
 from importlib import resources
 from pathlib import Path
 
-from geo.layers import Feature, Layer, LayerError, load_geojson, load_plateau_gml
+from geo.geojson import load_geojson
+from geo.layers import Feature, Layer, LayerError
 from geo.matching import CITY_CODE, CITY_JMA_CODE, GeoIndex, Hits, LocateResult, Location
+from geo.plateau import load_plateau_gml
 from geo.resolve import Coverage, circle_polygon, parse_cap_circle, parse_cap_polygon, resolve_areas
 
 __all__ = [
