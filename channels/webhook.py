@@ -4,7 +4,7 @@ The body carries CAP 1.2 fields (https://docs.oasis-open.org/emergency/cap/v1.2/
 in JSON plus the rendered ``text`` and ``link``. Requests are signed like GitHub's
 and Stripe's webhooks (https://docs.github.com/en/webhooks/using-webhooks/validating-webhook-deliveries):
 ``X-Signature-256: sha256=<hex HMAC-SHA256(secret, "<X-Timestamp>.<raw body>")>``;
-receivers check it with :func:`verify_signature` and reject stale timestamps.
+receivers check it with :func:`dispatcher.signing.verify_signature` and reject stale timestamps.
 ``Idempotency-Key`` lets receivers drop the duplicate an at-least-once retry can
 cause. HTTP semantics: RFC 9110 (https://www.rfc-editor.org/rfc/rfc9110), 429: RFC 6585.
 
@@ -16,8 +16,6 @@ are not followed: a signed alert goes only where it was configured to go.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import time
 from collections.abc import Mapping, Sequence
@@ -31,6 +29,7 @@ import aiohttp
 from channels.base import ChannelContext, Delivered, Health, Reject, Retry, SendResult
 from channels.templates import render_message
 from dispatcher.model import Alert, Message, Recipient
+from dispatcher.signing import sign, verify_signature
 
 USER_AGENT = "numazu-dispatcher-webhook/0.1"
 # The common answers, built once (results are immutable).
@@ -54,17 +53,6 @@ class WebhookConfig:
 
 def _is_url(value: str) -> bool:
     return value.startswith(("http://", "https://"))
-
-
-def sign(secret: str, timestamp: str, body: bytes) -> str:
-    """The ``X-Signature-256`` value for ``body`` sent at ``timestamp``."""
-    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
-    return f"sha256={digest.hexdigest()}"
-
-
-def verify_signature(secret: str, timestamp: str, body: bytes, header: str) -> bool:
-    """Check an ``X-Signature-256`` header in constant time (for receivers)."""
-    return hmac.compare_digest(sign(secret, timestamp, body).encode(), header.strip().encode())
 
 
 def _iso(value: datetime | None) -> str | None:

@@ -3,7 +3,7 @@
 What the README documents, the tests post and ``bench/broadcast_trip.py`` sends: a CAP
 1.2 document in the city's profile (https://docs.oasis-open.org/emergency/cap/v1.2/CAP-v1.2.html)
 and the JSON form, plus :func:`signed_headers`, which is all a console needs to sign a
-request (``channels.webhook.sign``).
+request (``dispatcher.signing.sign``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from xml.sax.saxutils import escape
 
-from channels.webhook import sign
+from dispatcher.signing import sign
 
 
 def signed_headers(secret: str, body: bytes, content_type: str, *, timestamp: int | None = None) -> dict[str, str]:

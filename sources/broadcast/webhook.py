@@ -1,7 +1,8 @@
 """``POST /hooks/broadcast``: the broadcast console pushes each broadcast as it airs.
 
-Authentication is the scheme ``channels/webhook.py`` uses for what we send (GitHub and
-Stripe style, https://docs.github.com/en/webhooks/using-webhooks/validating-webhook-deliveries):
+Authentication is the scheme of ``dispatcher/signing.py``, the one ``channels/webhook.py``
+signs what we send with (GitHub and Stripe style,
+https://docs.github.com/en/webhooks/using-webhooks/validating-webhook-deliveries):
 ``X-Timestamp: <unix seconds>`` and ``X-Signature-256: sha256=<hex HMAC-SHA256(secret,
 "<X-Timestamp>.<raw body>")>``, compared in constant time. A timestamp more than
 ``max_skew_seconds`` (300) away from our clock, either way, is refused, and a broadcast
@@ -39,8 +40,8 @@ from typing import Any
 
 from aiohttp import web
 
-from channels.webhook import verify_signature
 from dispatcher.model import Document
+from dispatcher.signing import verify_signature
 from sources.base import SourceContext
 from sources.broadcast.mapping import SOURCE, BroadcastPolicy, to_alert
 from sources.broadcast.parse import BodyError, media_type, parse_body, supported

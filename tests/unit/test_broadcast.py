@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta, timezone
 import feedparser
 import pytest
 
-from channels.webhook import verify_signature
 from dispatcher.model import MsgType, Priority, Severity, Status
 from dispatcher.pipeline import Pipeline
 from dispatcher.settings import ConfigError, load
+from dispatcher.signing import verify_signature
 from geo import default_index
 from sources.broadcast import BodyError, BroadcastPolicy, parse_cap_broadcast, parse_json_broadcast, to_alert
 from sources.broadcast.examples import cap_body, json_body, signed_headers
