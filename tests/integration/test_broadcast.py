@@ -36,7 +36,7 @@ from dispatcher.store.subscribers import subscribe
 from sources.broadcast.examples import cap_body, json_body, signed_headers
 from tests.integration.test_path import wait_settled
 
-SECRET = "broadcast-test-secret-6f1c"
+SECRET = "broadcast-test-secret-6f1c-0123456789"
 JST = timezone(timedelta(hours=9))
 REPO = Path(__file__).resolve().parents[2]
 EVACUATE = "こちらは、防災ぬまづです。戸田地区に土砂災害の避難指示を発令しました。直ちに安全な場所へ避難してください。"

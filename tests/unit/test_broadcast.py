@@ -203,8 +203,9 @@ def test_settings_section_types_secrets_and_checks(tmp_path: object) -> None:
         '[broadcast]\nenabled = true\nsecret_env = "BSECRET"\nhold_ordinary = false\n'
         '[broadcast.groups]\nhara = ["numazu-hara"]\n[broadcast.routes]\nchime_test = ["email"]\n'
     )
-    s = load(cfg, env={"BSECRET": "xyz"})
-    assert s.broadcast.enabled and s.broadcast.secret == "xyz" and "xyz" not in repr(s.broadcast)
+    key = "xyz-broadcast-secret-of-32-bytes"
+    s = load(cfg, env={"BSECRET": key})
+    assert s.broadcast.enabled and s.broadcast.secret == key and key not in repr(s.broadcast)
     # The operator's mapping replaces the packaged example groups.
     assert s.broadcast.groups == {"hara": ("numazu-hara",)}
     assert s.broadcast.routes == {"chime_test": ("email",)}
