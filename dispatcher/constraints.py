@@ -14,19 +14,20 @@ A value that passes here must also be one the daemon can run with: a port the
 socket accepts, a log level ``logging`` knows, a lease a worker can renew. Checks
 that relate two keys stay in the section's ``__post_init__``.
 
-A leaf module (standard library only), so channels and sources declare their limits
+A leaf module (standard library and :mod:`dispatcher.limits` only), so channels and sources declare their limits
 without importing the loader.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import unicodedata
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.utils import parseaddr
 from typing import Any
 from urllib.parse import urlsplit
+
+from dispatcher.limits import bad_character
 
 __all__ = [
     "KEY",
@@ -128,8 +129,8 @@ def http_url(*, empty: bool = False, each: bool = False) -> Mapping[str, Any]:
 
 
 def _has_control(text: str) -> bool:
-    # Cc (C0, DEL, C1 incl. NUL), Cf (bidi overrides, zero-width) and unassigned points.
-    return any(unicodedata.category(ch) in ("Cc", "Cf", "Cn", "Cs") for ch in text)
+    # Controls (NUL, C1), format characters (bidi overrides), surrogates, unassigned points.
+    return bad_character(text) is not None
 
 
 def _is_mail_address(value: Any) -> bool:
