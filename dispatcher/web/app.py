@@ -25,6 +25,7 @@ import asyncpg
 from aiohttp import web
 
 from dispatcher import status
+from dispatcher.privacy import mask as _mask
 
 if TYPE_CHECKING:
     from dispatcher.app import Service
@@ -285,14 +286,6 @@ async def api_delivery(request: web.Request) -> web.Response:
     d = await _delivery(request)
     events = [_json_row(e) for e in d.pop("events")]
     return web.json_response({"delivery": _json_row(d), "events": events})
-
-
-def _mask(address: str) -> str:
-    """Operators see enough of an address to tell recipients apart, not all of it."""
-    if "@" in address:
-        user, _, domain = address.partition("@")
-        return user[:2] + "…@" + domain
-    return address if len(address) <= 4 else "…" + address[-4:]
 
 
 async def api_alerts(request: web.Request) -> web.Response:
