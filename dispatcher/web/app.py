@@ -10,6 +10,9 @@ Routes:
     GET /healthz                   liveness (database reachable), this daemon's share among the live ones
 
 ``{id}`` of an alert is its identifier (what residents' links carry) or its row number.
+Path ids and query parameters are checked before any query: a bad one is a 404 or a
+400 that says what is allowed. The last-resort error answers are
+:mod:`dispatcher.web.hygiene`'s.
 """
 
 from __future__ import annotations
@@ -24,8 +27,11 @@ from zoneinfo import ZoneInfo
 import asyncpg
 from aiohttp import web
 
+from channels import REGISTRY
 from dispatcher import status
+from dispatcher.limits import BIGINT_MAX, integer_problem
 from dispatcher.privacy import mask as _mask
+from dispatcher.web import hygiene
 
 if TYPE_CHECKING:
     from dispatcher.app import Service
@@ -104,7 +110,7 @@ async def dashboard(request: web.Request) -> web.Response:
 async def _find_alert(conn: asyncpg.Connection, key: str) -> asyncpg.Record:
     """An alert by identifier (residents' links carry it; it may be all digits) or by row number."""
     a = await conn.fetchrow("SELECT * FROM alerts WHERE identifier = $1 ORDER BY id DESC LIMIT 1", key)
-    if a is None and key.isdigit() and len(key) < 19:
+    if a is None and key.isascii() and key.isdigit() and len(key) < 19:
         a = await conn.fetchrow("SELECT * FROM alerts WHERE id = $1", int(key))
     if a is None:
         raise web.HTTPNotFound(text=f"no alert {key!r}")
@@ -142,18 +148,30 @@ async def alert_page(request: web.Request) -> web.Response:
     return _page(a["event"], body)
 
 
+def _integer(request: web.Request, key: str, default: int, low: int, high: int) -> int:
+    """Query parameter ``key`` as an integer from ``low`` to ``high``, else a 400 that says so."""
+    text = request.query.get(key)
+    if text is None or text == "":
+        return default
+    wrong = integer_problem(text, key, low=low, high=high)
+    if wrong is not None:
+        raise web.HTTPBadRequest(text=wrong)
+    return int(text)
+
+
 def _delivery_query(request: web.Request) -> dict[str, Any]:
     """The operators' filters, checked: a bad one is a 400 that says what is allowed."""
     q = request.query
     state = q.get("state") or None
     if state is not None and state not in status.FILTERS:
-        raise web.HTTPBadRequest(text=f"state must be one of {', '.join(status.FILTERS)}, not {state!r}")
-    try:
-        after = int(q.get("after", "0"))
-        limit = min(max(int(q.get("limit", "200")), 1), 1000)
-    except ValueError as exc:
-        raise web.HTTPBadRequest(text=f"after and limit must be integers: {exc}") from None
-    return {"state": state, "channel": q.get("channel") or None, "after": after, "limit": limit}
+        raise web.HTTPBadRequest(text=f"state must be one of {', '.join(status.FILTERS)}, not {state[:60]!r}")
+    channel = q.get("channel") or None
+    if channel is not None and channel not in REGISTRY:
+        raise web.HTTPBadRequest(text=f"channel must be one of {', '.join(sorted(REGISTRY))}, not {channel[:60]!r}")
+    # Delivery ids are bigint; more than 1000 rows is a dump, not a page.
+    after = _integer(request, "after", 0, 0, BIGINT_MAX)
+    limit = _integer(request, "limit", 200, 1, 1000)
+    return {"state": state, "channel": channel, "after": after, "limit": limit}
 
 
 @dataclass(frozen=True, slots=True)
@@ -251,8 +269,8 @@ async def _delivery(request: web.Request) -> dict[str, Any]:
     service = request.app[SERVICE]
     assert service.pool is not None
     key = request.match_info["id"]
-    if not key.isdigit() or len(key) > 18:
-        raise web.HTTPNotFound(text=f"no delivery {key!r}")
+    if integer_problem(key, "delivery id", low=1) is not None:
+        raise web.HTTPNotFound(text=f"no delivery {key[:60]!r}")
     async with service.pool.acquire() as conn:
         d = await status.delivery_history(conn, int(key))
     if d is None:
@@ -291,7 +309,7 @@ async def api_delivery(request: web.Request) -> web.Response:
 async def api_alerts(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     assert service.pool is not None
-    limit = min(int(request.query.get("limit", "50")), 500)
+    limit = _integer(request, "limit", 50, 1, 500)
     async with service.pool.acquire() as conn:
         data: dict[str, Any] = {"alerts": await status.recent_alerts(conn, limit), "totals": await status.totals(conn)}
     return web.json_response(data)
@@ -320,6 +338,7 @@ async def healthz(request: web.Request) -> web.Response:
 def create_app(service: Service) -> web.Application:
     app = web.Application(client_max_size=2 * 1024 * 1024)
     app[SERVICE] = service
+    hygiene.install(app)
     app.router.add_get("/", dashboard)
     app.router.add_get("/alerts/{id}", alert_page)
     app.router.add_get("/alerts/{id}/deliveries", deliveries_page)
