@@ -350,9 +350,10 @@ class Service:
 
     async def _start_web(self) -> None:
         from dispatcher.web.app import create_app
+        from dispatcher.web.hygiene import server_options
 
         app = create_app(self)
-        self.runner = web.AppRunner(app, access_log=None)
+        self.runner = web.AppRunner(app, access_log=None, **server_options(self.settings.web))
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.settings.web.host, self.settings.web.port)
         await site.start()

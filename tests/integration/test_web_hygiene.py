@@ -1,15 +1,19 @@
-"""The web server as an outsider meets it: bad requests, a failing handler, a database away.
+"""The web server as an outsider meets it: bad requests, slow clients, big bodies, headers, privacy.
 
 The daemon runs in-process (its real aiohttp app on a free port, a real PostgreSQL, the
-Telegram and SMTP stand-ins).
+Telegram and SMTP stand-ins) with short header and body timeouts, so slow clients can be
+seen being cut off. Raw sockets play the slow and the greedy clients, as aiohttp's own
+client would not trickle bytes.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -27,16 +31,22 @@ from dispatcher.standins.smtp import SmtpStandIn
 from dispatcher.standins.telegram_api import TelegramStandIn
 from dispatcher.store.subscribers import subscribe
 from dispatcher.web.app import create_app
+from dispatcher.web.hygiene import server_options
 from sources.broadcast.examples import cap_body, json_body, signed_headers
+from tests.integration.test_path import wait_settled
 
 SECRET = "web-hygiene-test-secret-0123456789abcdef"
 JST = timezone(timedelta(hours=9))
 TEXT = "こちらは、防災ぬまづです。戸田地区に土砂災害の避難指示を発令しました。"
+HEADER_TIMEOUT = 1.0
+BODY_TIMEOUT = 2.0
 CONFIG = """
 [service]
 state_dir = "{state}"
 [web]
 port = 0
+header_timeout_seconds = {header_timeout}
+body_timeout_seconds = {body_timeout}
 [jma]
 enabled = false
 [delivery]
@@ -99,6 +109,8 @@ async def stack(database: str, tmp_path: Path) -> AsyncIterator[Stack]:
     cfg.write_text(
         CONFIG.format(
             state=tmp_path,
+            header_timeout=HEADER_TIMEOUT,
+            body_timeout=BODY_TIMEOUT,
             telegram=telegram.base_url,
             smtp_host=smtp.host,
             smtp_port=smtp.port,
@@ -125,7 +137,7 @@ async def served(stack: Stack, *routes: web.RouteDef) -> AsyncIterator[tuple[str
     """The daemon's own app with ``routes`` added, served as the daemon serves it; its address."""
     app = create_app(stack.service)
     app.router.add_routes(routes)
-    runner = web.AppRunner(app, access_log=None)
+    runner = web.AppRunner(app, access_log=None, **server_options(stack.service.settings.web))
     await runner.setup()
     try:
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -254,6 +266,218 @@ async def test_an_unexpected_exception_is_a_plain_500_logged_once(
     assert len(errors) == 1, [r.getMessage() for r in errors]
     assert errors[0].exc_info is not None and errors[0].exc_info[0] is RuntimeError
     assert errors[0].__dict__.get("path") == "/broken"
+
+
+# -- item 9: headers, slow clients, big bodies ---------------------------------------------------
+
+
+async def test_security_headers_on_every_page_and_no_store_for_operators(stack: Stack) -> None:
+    alert_id = await one_alert(stack)
+    [(delivery_id,)] = await stack.fetch("SELECT id FROM deliveries WHERE channel = 'telegram'")
+    operator = [
+        "/",
+        f"/alerts/{alert_id}/deliveries",
+        f"/deliveries/{delivery_id}",
+        "/api/alerts",
+        f"/api/alerts/{alert_id}/deliveries",
+        f"/api/deliveries/{delivery_id}",
+        "/healthz",
+        "/no/such/page",
+        "/alerts/%00",
+    ]
+    async with aiohttp.ClientSession() as http:
+        for path in [*operator, f"/alerts/{alert_id}"]:
+            async with http.get(yarl_raw(stack.base + path)) as resp:
+                h = resp.headers
+                body = await resp.text()
+            csp = h.get("Content-Security-Policy", "")
+            for directive in ("default-src 'none'", "style-src 'self'", "frame-ancestors 'none'",
+                              "base-uri 'none'", "form-action 'self'"):  # fmt: skip
+                assert directive in csp, (path, csp)
+            assert "unsafe-inline" not in csp and "<style>" not in body, "CSS comes from /style.css"
+            assert h.get("X-Content-Type-Options") == "nosniff", path
+            assert h.get("Referrer-Policy") == "no-referrer", path
+            assert h.get("X-Frame-Options") == "DENY", path
+            assert h.get("Server") == "numazu-dispatcher", (path, h.get("Server"))
+            expected_cache = "no-cache" if path == f"/alerts/{alert_id}" else "no-store"
+            assert h.get("Cache-Control") == expected_cache, (path, h.get("Cache-Control"))
+        async with http.get(f"{stack.base}/style.css") as resp:
+            assert resp.status == 200 and resp.content_type == "text/css" and "font-family" in await resp.text()
+            assert resp.headers.get("X-Content-Type-Options") == "nosniff"
+        async with http.post(f"{stack.base}/hooks/broadcast", data=b"{}",
+                             headers={"Content-Type": "application/json"}) as resp:  # fmt: skip
+            assert resp.status == 401 and resp.headers.get("Cache-Control") == "no-store"
+            assert resp.headers.get("Server") == "numazu-dispatcher"
+
+
+async def _closed_within(reader: asyncio.StreamReader, limit: float) -> float | None:
+    """Seconds until the server closed the connection, or None if it still held it after ``limit``."""
+    started = time.monotonic()
+    try:
+        while True:
+            chunk = await asyncio.wait_for(reader.read(65536), timeout=max(0.01, limit - (time.monotonic() - started)))
+            if not chunk:
+                return time.monotonic() - started
+    except (ConnectionError, OSError):
+        return time.monotonic() - started
+    except TimeoutError:
+        return None
+
+
+async def test_clients_trickling_headers_or_idle_are_disconnected_within_the_header_timeout(stack: Stack) -> None:
+    host, port = stack.address
+
+    async def trickle() -> float | None:
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        started = time.monotonic()
+        closed: list[float | None] = []
+
+        async def drip() -> None:
+            with contextlib.suppress(ConnectionError, OSError):
+                while not closed:
+                    writer.write(b"X")  # one header byte at a time, never a whole line
+                    await writer.drain()
+                    await asyncio.sleep(0.2)
+
+        dripping = asyncio.create_task(drip())
+        closed.append(await _closed_within(reader, 6.0))
+        dripping.cancel()
+        writer.close()
+        return None if closed[0] is None else time.monotonic() - started
+
+    async def idle() -> float | None:
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            return await _closed_within(reader, 6.0)
+        finally:
+            writer.close()
+
+    held = await asyncio.gather(*(trickle() for _ in range(20)), *(idle() for _ in range(5)))
+    assert all(t is not None and t < HEADER_TIMEOUT + 1.5 for t in held), held
+    # And a polite client on the same server is still served at once.
+    async with aiohttp.ClientSession() as http, http.get(stack.base + "/healthz") as resp:
+        assert resp.status == 200
+
+
+async def _greedy_post(
+    address: tuple[str, int], path: str, *, chunked: bool, total: int = 50_000_000
+) -> tuple[bytes, int, float]:
+    """POST a ``total``-byte body as fast as the server takes it; what came back, bytes sent, seconds."""
+    reader, writer = await asyncio.open_connection(*address)
+    length = b"Transfer-Encoding: chunked\r\n" if chunked else b"Content-Length: %d\r\n" % total
+    writer.write(
+        b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" % path.encode()
+        + b"X-Timestamp: 1\r\nX-Signature-256: sha256=00\r\n"
+        + length
+        + b"\r\n"
+    )
+    sent = 0
+    chunk = b" " * 65536
+    started = time.monotonic()
+
+    async def pour() -> None:
+        nonlocal sent
+        with contextlib.suppress(ConnectionError, OSError):
+            while sent < total:
+                writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunked else chunk)
+                await writer.drain()
+                sent += len(chunk)
+
+    pouring = asyncio.create_task(pour())
+    answer = b""
+    with contextlib.suppress(ConnectionError, OSError, TimeoutError):
+        while True:
+            data = await asyncio.wait_for(reader.read(65536), timeout=15)
+            if not data:
+                break
+            answer += data
+    elapsed = time.monotonic() - started
+    pouring.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await pouring
+    writer.close()
+    return answer, sent, elapsed
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+async def test_a_body_over_the_limit_gets_413_and_the_server_stops_reading(stack: Stack, chunked: bool) -> None:
+    # The webhook refuses a declared length over max_body_bytes before reading; a handler
+    # reading with aiohttp's read() stops at client_max_size (2 MB) in a chunked body.
+    if chunked:
+        async with served(stack, web.post("/upload", read_all)) as address:
+            answer, sent, elapsed = await _greedy_post(address, "/upload", chunked=True)
+    else:
+        answer, sent, elapsed = await _greedy_post(stack.address, "/hooks/broadcast", chunked=False)
+        assert b"too_large" in answer
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert b"Connection: close" in answer
+    # Closed at the limit: what was sent is the limit plus what the sockets buffer, not 50 MB.
+    assert sent < 20_000_000, f"the server read {sent / 1e6:.0f} MB after the 413"
+    assert elapsed < 5, elapsed
+
+
+async def test_a_body_trickled_slower_than_the_body_timeout_is_cut_off(stack: Stack) -> None:
+    async with served(stack, web.post("/upload", read_all)) as address:
+        answer, elapsed = await _trickle_body(address)
+    assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
+    assert BODY_TIMEOUT <= elapsed < BODY_TIMEOUT + 1.5, elapsed
+
+
+async def _trickle_body(address: tuple[str, int]) -> tuple[bytes, float]:
+    reader, writer = await asyncio.open_connection(*address)
+    writer.write(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{")
+    started = time.monotonic()
+    answer = b""
+
+    async def drip() -> None:
+        with contextlib.suppress(ConnectionError, OSError):
+            for _ in range(200):
+                writer.write(b" ")
+                await writer.drain()
+                await asyncio.sleep(0.1)
+
+    dripping = asyncio.create_task(drip())
+    with contextlib.suppress(ConnectionError, OSError, TimeoutError):
+        while True:
+            data = await asyncio.wait_for(reader.read(65536), timeout=8)
+            if not data:
+                break
+            answer += data
+    elapsed = time.monotonic() - started
+    dripping.cancel()
+    writer.close()
+    return answer, elapsed
+
+
+# -- item 9: addresses in providers' errors ------------------------------------------------------
+
+
+async def test_provider_errors_are_stored_with_addresses_masked(stack: Stack) -> None:
+    stack.smtp.refuse(
+        "yamada.hanako@example.jp", 550, "5.1.1 <yamada.hanako@example.jp>: Recipient address rejected: User unknown"
+    )
+    stack.telegram.migrate("200001", -1001234567890)
+    alert_id = await one_alert(stack)
+    rows = await wait_settled(stack.dsn, expected=2)
+    assert {r["state"] for r in rows} == {"failed"}
+    stored = [r["last_error"] for r in rows]
+    stored += [r["detail"] for r in await stack.fetch("SELECT detail FROM delivery_events WHERE detail IS NOT NULL")]
+    stored += [r["last_error"] or "" for r in await stack.fetch("SELECT last_error FROM channel_state")]
+    assert any("smtp 550" in e and "ya…@example.jp" in e for e in stored), stored
+    assert any("new_chat_id=…7890" in e for e in stored), stored
+    for text in stored:
+        assert "yamada.hanako" not in text and "1001234567890" not in text and "200001" not in text, text
+    async with aiohttp.ClientSession() as http:
+        pages = []
+        for path in (f"/alerts/{alert_id}/deliveries", f"/api/alerts/{alert_id}/deliveries", "/api/alerts"):
+            async with http.get(stack.base + path) as resp:
+                pages.append(await resp.text())
+        for r in rows:
+            async with http.get(f"{stack.base}/deliveries/{r['id']}") as resp:
+                pages.append(await resp.text())
+    for page in pages:
+        assert "yamada.hanako" not in page and "1001234567890" not in page and ">200001<" not in page
 
 
 async def test_database_unavailable_is_a_503_json_on_operator_pages_and_the_webhook(tmp_path: Path) -> None:

@@ -186,6 +186,7 @@ REFUSED = [
     ("[service]\nlog_level = 'LOUD'\n", {}, "[service] log_level = 'LOUD': must be one of DEBUG, INFO, WARNING"),
     ("[service]\npublic_url = 'ftp://x'\n", {}, "[service] public_url = 'ftp://x': must be an http(s) URL with a host"),
     ("[web]\nport = 99999\n", {}, "[web] port = 99999: must be between 0 and 65535"),
+    ("[web]\nheader_timeout_seconds = 0\n", {}, "[web] header_timeout_seconds = 0: must be greater than 0"),
     ("[delivery]\nlease_seconds = 0\n", {}, "[delivery] lease_seconds = 0: must be at least 1"),
     ("[delivery]\nbatch_size = 0\n", {}, "[delivery] batch_size = 0: must be at least 1"),
     ("[database]\npool_min = 5\npool_max = 2\n", {}, "[database] pool_min (5) must not exceed pool_max (2)"),
