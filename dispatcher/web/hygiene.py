@@ -20,6 +20,10 @@ before the body was read to its end (a ``413``, a ``401``) closes the connection
 ``lingering_time = 0`` keeps aiohttp from reading and discarding the rest first (it
 would read for up to 10 s, i.e. all of a 50 MB body on a fast link).
 
+**Malformed requests.** aiohttp answers a request it cannot parse (a request line over
+8 KB, a broken header) with a 400 itself, and logs it at ERROR with a traceback; it is
+the client's mistake, so :class:`_ClientErrorsInOneLine` makes it one WARNING line.
+
 **Headers on every answer.** A Content-Security-Policy that allows nothing but the
 stylesheet from ``/style.css`` (no scripts, no frames, no inline styles, no foreign
 form targets), ``X-Content-Type-Options: nosniff``, ``Referrer-Policy: no-referrer``,
@@ -36,6 +40,7 @@ from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from dispatcher.limits import name_problem
 from dispatcher.settings import WebConfig
@@ -69,6 +74,19 @@ def server_options(config: WebConfig) -> dict[str, Any]:
     return {"keepalive_timeout": config.header_timeout_seconds, "lingering_time": 0}
 
 
+class _ClientErrorsInOneLine(logging.Filter):
+    """aiohttp's "Error handling request" for a request it could not parse: one WARNING, no traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, HttpProcessingError) and 400 <= (exc.code or 400) < 500:
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            peer = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+            record.msg, record.args = "bad HTTP request from %s: %s", (peer, str(exc.message)[:200])
+            record.exc_info = record.exc_text = None
+        return True
+
+
 def install(app: web.Application, *, body_timeout: float, public: Collection[Handler] = ()) -> None:
     """Put the guard first among ``app``'s middlewares and the headers on every answer.
 
@@ -78,6 +96,9 @@ def install(app: web.Application, *, body_timeout: float, public: Collection[Han
     app[PUBLIC_HANDLERS] = frozenset(public)
     app.middlewares.insert(0, guard)
     app.on_response_prepare.append(_headers)
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, _ClientErrorsInOneLine) for f in server_log.filters):
+        server_log.addFilter(_ClientErrorsInOneLine())
 
 
 def _expire(request: web.Request) -> None:

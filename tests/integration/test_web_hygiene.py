@@ -518,3 +518,20 @@ async def test_database_unavailable_is_a_503_json_on_operator_pages_and_the_webh
             await service.stop()
     finally:
         await server.close()
+
+
+async def test_a_malformed_request_is_a_400_logged_in_one_line_without_a_traceback(
+    stack: Stack, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    host, port = stack.address
+    too_long = b"GET /" + b"a" * 10_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+    for request in (too_long, b"GET / HTTP/1.1\r\nBad Header\r\n\r\n"):
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.write(request)
+        answer = await asyncio.wait_for(reader.read(65536), timeout=5)
+        writer.close()
+        assert answer.split(b" ", 2)[1] == b"400", answer[:100]
+    records = [r for r in caplog.records if r.name.startswith("aiohttp")]
+    assert [r.levelname for r in records] == ["WARNING", "WARNING"], [r.getMessage() for r in records]
+    assert all(r.exc_info is None and "bad HTTP request" in r.getMessage() for r in records)
