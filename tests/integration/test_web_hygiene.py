@@ -524,6 +524,8 @@ async def test_a_malformed_request_is_a_400_logged_in_one_line_without_a_traceba
     stack: Stack, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO)
+    # Another test turns aiohttp.server down to CRITICAL for good: look at it as it is by default.
+    caplog.set_level(logging.INFO, logger="aiohttp.server")
     host, port = stack.address
     too_long = b"GET /" + b"a" * 10_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
     for request in (too_long, b"GET / HTTP/1.1\r\nBad Header\r\n\r\n"):
