@@ -138,7 +138,8 @@ def _is_mail_address(value: Any) -> bool:
         return False
     address = parseaddr(value)[1]
     local, at, domain = address.rpartition("@")
-    return bool(at and local and "." in domain and " " not in address)
+    # A dotless domain (bousai@localhost) is a valid envelope sender for a local relay.
+    return bool(at and local and domain and not any(ch.isspace() for ch in address))
 
 
 def mail_address() -> Mapping[str, Any]:

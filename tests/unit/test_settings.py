@@ -257,7 +257,8 @@ def test_check_config_accepts_long_secrets_and_what_run_accepts(
         tmp_path,
         "[broadcast]\nenabled = true\nsecret_env = 'S'\n"
         "[channels.webhook]\nenabled = true\nurl = 'https://partner.example/hook'\nsecret_env = 'S'\n"
-        "[channels.telegram]\nenabled = true\ntoken_env = 'T'\n[channels.email]\nenabled = true\n",
+        "[channels.telegram]\nenabled = true\ntoken_env = 'T'\n[channels.email]\nenabled = true\n"
+        "sender = 'bousai@localhost'\n",
     )
     assert main(["check-config", str(path)]) == 0, capsys.readouterr().err
     assert "configuration OK" in capsys.readouterr().out
