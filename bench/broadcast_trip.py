@@ -40,7 +40,7 @@ from dispatcher.store import db
 from dispatcher.store.subscribers import subscribe
 from sources.broadcast.examples import cap_body, signed_headers
 
-SECRET = "bench-broadcast-secret"
+SECRET = "bench-broadcast-secret-0123456789ab"
 JST = timezone(timedelta(hours=9))
 TEXT = "こちらは、防災ぬまづです。戸田地区に土砂災害の避難指示を発令しました。直ちに安全な場所へ避難してください。"
 

@@ -110,10 +110,14 @@ class Receiver:
             await self.proc.wait()
 
 
+# A shared signing secret must be at least 32 bytes ([channels.webhook] secret).
+BENCH_SECRET = "whsec-bench-secret-0123456789abcdef"
+
+
 def bench_message() -> tuple[Message, bytes]:
     """The message the daemon's webhook channel renders for the bench alert, and its JSON body."""
     channel = WebhookChannel(
-        WebhookConfig(url="http://127.0.0.1/default", secret="whsec-bench"), ChannelContext(templates=Templates.load())
+        WebhookConfig(url="http://127.0.0.1/default", secret=BENCH_SECRET), ChannelContext(templates=Templates.load())
     )
     message = channel.render(make_alert("fanout-bench"), "ja")
     return message, channel.body(message)
@@ -228,9 +232,7 @@ class Daemon:
             f'[channels.webhook]\nenabled = true\nurl = "{self.receiver.base}/default"\nsecret_env = "BENCH_SECRET"\n'
             "rate_per_second = 100000.0\n"
         )
-        self.service = await self._stack.enter_async_context(
-            running_service(dsn, toml, {"BENCH_SECRET": "whsec-bench"})
-        )
+        self.service = await self._stack.enter_async_context(running_service(dsn, toml, {"BENCH_SECRET": BENCH_SECRET}))
         assert self.service.pool is not None
         self.pipeline = Pipeline(self.service.pool, targeter=CodeTargeter(), channels=["webhook"])
         await asyncio.sleep(0.5)  # LISTEN connection up

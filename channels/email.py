@@ -32,6 +32,7 @@ import aiosmtplib
 
 from channels.base import ChannelContext, Delivered, Health, Reject, Retry, SendResult
 from channels.templates import render_message
+from dispatcher.constraints import between, greater_than, mail_address, non_empty
 from dispatcher.model import Alert, Message, Recipient
 
 _USER_UNKNOWN = frozenset({550, 551, 553})
@@ -46,20 +47,21 @@ class EmailConfig:
     plain connection (submission, port 587). At most one of them.
     """
 
-    host: str = "localhost"
-    port: int = 25
+    host: str = field(default="localhost", metadata=non_empty())
+    port: int = field(default=25, metadata=between(1, 65535))
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     use_tls: bool = False
     starttls: bool = False
-    sender: str = "沼津市 防災情報 <bousai@city.numazu.example>"
-    timeout: float = 10.0
+    sender: str = field(default="沼津市 防災情報 <bousai@city.numazu.example>", metadata=mail_address())
+    timeout: float = field(default=10.0, metadata=greater_than(0))
 
     def __post_init__(self) -> None:
+        # Messages name no section: the loader adds "[channels.email]" and the file.
         if self.use_tls and self.starttls:
-            raise ValueError("channels.email: use_tls and starttls are mutually exclusive")
+            raise ValueError("use_tls and starttls are mutually exclusive")
         if "@" not in parseaddr(self.sender)[1]:
-            raise ValueError(f"channels.email.sender has no address: {self.sender!r}")
+            raise ValueError(f"sender has no address: {self.sender!r}")
 
     @property
     def sender_address(self) -> str:

@@ -63,6 +63,7 @@ from telegram.warnings import PTBDeprecationWarning
 
 from channels.base import ChannelContext, Delivered, Health, Reject, Retry, SendResult
 from channels.templates import render_message
+from dispatcher.constraints import at_least, greater_than, http_url
 from dispatcher.model import Alert, Message, Recipient
 
 logger = logging.getLogger(__name__)
@@ -85,19 +86,20 @@ class TelegramConfig:
     """
 
     token: str = field(repr=False)
-    base_url: str = "https://api.telegram.org/bot"
+    base_url: str = field(default="https://api.telegram.org/bot", metadata=http_url())
     parse_mode: Literal["HTML"] | None = None
-    connect_timeout: float = 5.0
-    read_timeout: float = 10.0
-    write_timeout: float = 10.0
-    pool_timeout: float = 2.0
-    connection_pool_size: int = 64
+    connect_timeout: float = field(default=5.0, metadata=greater_than(0))
+    read_timeout: float = field(default=10.0, metadata=greater_than(0))
+    write_timeout: float = field(default=10.0, metadata=greater_than(0))
+    pool_timeout: float = field(default=2.0, metadata=greater_than(0))
+    connection_pool_size: int = field(default=64, metadata=at_least(1))
 
     def __post_init__(self) -> None:
+        # Messages name no section: the loader adds "[channels.telegram]" and the file.
         if not self.token:
-            raise ValueError("channels.telegram.token is empty")
+            raise ValueError("token is empty")
         if self.parse_mode not in (None, "HTML"):
-            raise ValueError(f"channels.telegram.parse_mode must be HTML or absent, not {self.parse_mode!r}")
+            raise ValueError(f"parse_mode must be HTML or absent, not {self.parse_mode!r}")
 
 
 class _RedactToken(logging.Filter):

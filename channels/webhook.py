@@ -28,6 +28,7 @@ import aiohttp
 
 from channels.base import ChannelContext, Delivered, Health, Reject, Retry, SendResult
 from channels.templates import render_message
+from dispatcher.constraints import greater_than, http_url, signing_secret
 from dispatcher.model import Alert, Message, Recipient
 from dispatcher.signing import sign, verify_signature
 
@@ -40,15 +41,17 @@ _DELIVERED = {status: Delivered(remote_id=None, detail=f"HTTP {status}") for sta
 class WebhookConfig:
     """``[channels.webhook]``: default endpoint and the shared signing secret."""
 
-    url: str
-    secret: str = field(repr=False)
-    timeout: float = 10.0
+    url: str = field(metadata=http_url())
+    # The HMAC-SHA256 key partners verify our signature with: at least 32 bytes.
+    secret: str = field(repr=False, metadata=signing_secret())
+    timeout: float = field(default=10.0, metadata=greater_than(0))
 
     def __post_init__(self) -> None:
+        # Messages name no section: the loader adds "[channels.webhook]" and the file.
         if not _is_url(self.url):
-            raise ValueError(f"channels.webhook.url must be an http(s) URL, not {self.url!r}")
+            raise ValueError(f"url must be an http(s) URL, not {self.url!r}")
         if not self.secret:
-            raise ValueError("channels.webhook.secret is empty")
+            raise ValueError("secret is empty")
 
 
 def _is_url(value: str) -> bool:

@@ -24,6 +24,9 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 
 from channels import load_channel_class
 from channels.base import Channel, ChannelContext
@@ -31,7 +34,7 @@ from channels.templates import Templates
 from dispatcher.model import Alert, Document
 from dispatcher.peers import Peers
 from dispatcher.pipeline import IngestResult, Pipeline
-from dispatcher.settings import Settings
+from dispatcher.settings import ConfigError, Settings
 from dispatcher.store import alerts as alert_store
 from dispatcher.store import db
 from dispatcher.targeting import default_targeter
@@ -255,18 +258,20 @@ class Service:
             },
         )
 
-    async def _open_channels(self) -> None:
+    def _build_channels(self) -> dict[str, Channel]:
+        """The enabled channels, built but not opened (no I/O)."""
         templates = Templates.load()
         context = ChannelContext(templates=templates, public_url=self.settings.service.public_url)
-        for cs in self.settings.enabled_channels():
-            cls = load_channel_class(cs.name)
-            channel: Channel = cls(cs.options, context)
+        return {cs.name: load_channel_class(cs.name)(cs.options, context) for cs in self.settings.enabled_channels()}
+
+    async def _open_channels(self) -> None:
+        for name, channel in self._build_channels().items():
             await channel.open()
             health = await channel.healthcheck()
             if not health.ok:
                 # Keep the channel: deliveries queue up and go out when it recovers.
-                log.warning("channel unhealthy at start", extra={"channel": cs.name, "detail": health.detail})
-            self.channels[cs.name] = channel
+                log.warning("channel unhealthy at start", extra={"channel": name, "detail": health.detail})
+            self.channels[name] = channel
 
     def _build_sources(self) -> None:
         """Polled sources with their schedule, and pushed sources (web routes).
@@ -330,20 +335,15 @@ class Service:
         self._build_sources()
         self.scheduler = AsyncIOScheduler(timezone="UTC")
         for source, every, offset in self.polled:
-            if every >= 60 and every % 60 == 0:
-                # Whole minutes: run at a fixed second past the minute (JMA: :20).
-                trigger: dict[str, Any] = {"trigger": "cron", "minute": f"*/{int(every // 60)}", "second": offset}
-            else:
-                trigger = {"trigger": "interval", "seconds": every}
             self.scheduler.add_job(
                 self._poll,
+                _trigger(every, offset),
                 args=[source],
                 id=source.name,
                 max_instances=1,
                 coalesce=True,
                 misfire_grace_time=30,
                 next_run_time=datetime.now(UTC) + timedelta(seconds=0.5),
-                **trigger,
             )
         self.scheduler.start()
 
@@ -358,9 +358,10 @@ class Service:
 
     async def _start_web(self) -> None:
         from dispatcher.web.app import create_app
+        from dispatcher.web.hygiene import server_options
 
         app = create_app(self)
-        self.runner = web.AppRunner(app, access_log=None)
+        self.runner = web.AppRunner(app, access_log=None, **server_options(self.settings.web))
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.settings.web.host, self.settings.web.port)
         await site.start()
@@ -443,6 +444,39 @@ class Service:
         gc.unfreeze()  # in case this process goes on (tests, benches)
         self.stopped.set()
         log.info("stopped")
+
+
+def preflight(settings: Settings) -> None:
+    """Build what :meth:`Service.start` builds from the configuration, without network or database.
+
+    ``dispatcher check-config`` runs it, so that a file it accepts is one ``run`` starts
+    with: the templates, every enabled channel's object, the configured geo layers and
+    the sources (their schedules too). Raises :class:`ConfigError` naming the last file.
+    """
+    where = settings.files[-1] if settings.files else "configuration"
+    service = Service(settings)
+    try:
+        service.channels = service._build_channels()
+    except (ValueError, TypeError, OSError) as exc:
+        raise ConfigError(f"{where}: [channels] cannot build the enabled channels: {exc}") from None
+    try:
+        default_targeter(settings.geo)
+    except (ValueError, OSError) as exc:
+        raise ConfigError(f"{where}: [geo] cannot load the layers: {exc}") from None
+    try:
+        service._build_sources()
+        for _source, every, offset in service.polled:
+            _trigger(every, offset)
+    except (ValueError, TypeError, OSError) as exc:
+        raise ConfigError(f"{where}: cannot build the sources: {exc}") from None
+
+
+def _trigger(every: float, offset: float) -> BaseTrigger:
+    """The schedule of a source polled every ``every`` seconds, ``offset`` past the minute."""
+    if every >= 60 and every % 60 == 0:
+        # Whole minutes: run at a fixed second past the minute (JMA: :20).
+        return CronTrigger(minute=f"*/{int(every // 60)}", second=int(offset), timezone="UTC")
+    return IntervalTrigger(seconds=every, timezone="UTC")
 
 
 async def run_forever(service: Service) -> None:

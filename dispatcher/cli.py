@@ -107,8 +107,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _check_config(path: str | None) -> int:
+    from dispatcher.app import preflight
+
     try:
         settings = load(path)
+        preflight(settings)
     except ConfigError as exc:
         print(f"dispatcher: configuration error: {exc}", file=sys.stderr)
         return 2

@@ -5,7 +5,9 @@ or ``$DISPATCHER_CONFIG``) is laid over it. Every section is a frozen dataclass
 below, and every channel section ``[channels.<name>]`` is validated against that
 channel's own ``config_class``. Unknown or misspelt keys, wrong types and missing
 files are rejected with a :class:`ConfigError` naming the file, the key and what
-was expected.
+was expected; so are values outside what a field allows (its constraint in the
+field's metadata, :mod:`dispatcher.constraints`), and a section's own cross-key
+checks (``__post_init__``, ``ValueError`` or ``ConfigError``).
 
 Secrets never live in the file: a secret field ``token`` (a dataclass field with
 ``repr=False``) is given as ``token_env = "NAME"`` (read from the environment) or
@@ -28,6 +30,18 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
+from dispatcher.constraints import (
+    at_least,
+    between,
+    greater_than,
+    http_url,
+    non_empty,
+    one_of,
+    problem,
+    shaped_name,
+    signing_secret,
+)
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -44,6 +58,9 @@ class ConfigError(ValueError):
     """A configuration problem, phrased as ``file: [section] key: what is wrong``."""
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
 @dataclass(frozen=True, slots=True)
 class ServiceConfig:
     """[service]: who we are and where state lives."""
@@ -52,9 +69,9 @@ class ServiceConfig:
     # JMA 市町村等 codes of the municipality (or municipalities) served.
     area_codes: tuple[str, ...] = ("2220300",)
     state_dir: Path = Path("var")
-    public_url: str = "http://127.0.0.1:8080"
-    log_level: str = "INFO"
-    log_format: str = "text"  # text | json
+    public_url: str = field(default="http://127.0.0.1:8080", metadata=http_url())
+    log_level: str = field(default="INFO", metadata=one_of(*LOG_LEVELS, ignore_case=True))
+    log_format: str = field(default="text", metadata=one_of("text", "json"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,9 +79,13 @@ class DatabaseConfig:
     """[database]: PostgreSQL. ``url`` empty means: ``$DATABASE_URL`` or embedded."""
 
     url: str = dataclasses.field(default="", repr=False)
-    pool_min: int = 2
-    pool_max: int = 10
-    embedded_database: str = "dispatcher"
+    pool_min: int = field(default=2, metadata=at_least(0))
+    pool_max: int = field(default=10, metadata=at_least(1))
+    embedded_database: str = field(default="dispatcher", metadata=shaped_name(63))
+
+    def __post_init__(self) -> None:
+        if self.pool_min > self.pool_max:
+            raise ConfigError(f"[database] pool_min ({self.pool_min}) must not exceed pool_max ({self.pool_max})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,8 +93,14 @@ class WebConfig:
     """[web]: the HTTP server (dashboard, public pages, webhooks)."""
 
     enabled: bool = True
-    host: str = "127.0.0.1"
-    port: int = 8080
+    host: str = field(default="127.0.0.1", metadata=non_empty())
+    port: int = field(default=8080, metadata=between(0, 65535))
+    # A client has this long to send a request's headers, counted from when it
+    # connected or got its previous answer; an idle keep-alive connection is closed
+    # after as long (aiohttp's keep-alive timer is both). Slowloris defence.
+    header_timeout_seconds: float = field(default=10.0, metadata=greater_than(0))
+    # And this long, after its headers, to send the whole body.
+    body_timeout_seconds: float = field(default=30.0, metadata=greater_than(0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,21 +108,24 @@ class JmaConfig:
     """[jma]: polling of the JMA disaster XML Atom feeds."""
 
     enabled: bool = True
-    feeds: tuple[str, ...] = JMA_FEEDS
+    feeds: tuple[str, ...] = field(default=JMA_FEEDS, metadata=http_url(each=True))
     # Cron-like: every ``poll_seconds`` at ``poll_offset_seconds`` past the minute.
-    poll_seconds: int = 60
-    poll_offset_seconds: int = 20
-    fetch_concurrency: int = 4
-    timeout_seconds: float = 10.0
-    user_agent: str = "numazu-dispatcher/0.1 (+https://www.city.numazu.shizuoka.jp/)"
+    # Whole minutes become a cron minute step, which stops at 30 (*/60 is no step).
+    poll_seconds: int = field(default=60, metadata=between(1, 1800))
+    poll_offset_seconds: int = field(default=20, metadata=between(0, 59))
+    fetch_concurrency: int = field(default=4, metadata=at_least(1))
+    timeout_seconds: float = field(default=10.0, metadata=greater_than(0))
+    user_agent: str = field(
+        default="numazu-dispatcher/0.1 (+https://www.city.numazu.shizuoka.jp/)", metadata=non_empty()
+    )
     # Long feeds for catching up, in the order of ``feeds``; empty: derived by
     # inserting ``_l`` before ``.xml`` (eqvol.xml → eqvol_l.xml), as JMA names them.
-    long_feeds: tuple[str, ...] = ()
+    long_feeds: tuple[str, ...] = field(default=(), metadata=http_url(each=True))
     # How far back the high-frequency feeds reach (JMA: at least ten minutes);
     # after a longer gap since the last successful poll, the long feeds are read.
-    catchup_window_seconds: int = 600
+    catchup_window_seconds: int = field(default=600, metadata=at_least(0))
     # Never catch up further back than this.
-    catchup_max_age_seconds: int = 21600
+    catchup_max_age_seconds: int = field(default=21600, metadata=at_least(0))
 
     def __post_init__(self) -> None:
         if self.long_feeds and len(self.long_feeds) != len(self.feeds):
@@ -111,17 +141,18 @@ class DeliveryConfig:
 
     # Most deliveries one claim takes (a channel claims at most about a second of
     # its rate): fewer, larger claims cost PostgreSQL less per delivery.
-    batch_size: int = 250
+    batch_size: int = field(default=250, metadata=at_least(1))
     # Fallback poll when no NOTIFY arrives (seconds).
-    poll_interval: float = 2.0
+    poll_interval: float = field(default=2.0, metadata=greater_than(0))
     max_attempts: int = 8
-    backoff_base: float = 2.0
-    backoff_max: float = 600.0
+    backoff_base: float = field(default=2.0, metadata=greater_than(0))
+    backoff_max: float = field(default=600.0, metadata=greater_than(0))
     # How long a claimed delivery may stay "sending" before another worker
-    # assumes its owner died and re-queues it.
-    lease_seconds: float = 60.0
-    concurrency: int = 32
-    shutdown_grace: float = 10.0
+    # assumes its owner died and re-queues it. Below a second, leases expire
+    # between two renewals and live work is sent twice.
+    lease_seconds: float = field(default=60.0, metadata=at_least(1))
+    concurrency: int = field(default=32, metadata=at_least(1))
+    shutdown_grace: float = field(default=10.0, metadata=at_least(0))
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,16 +181,18 @@ class BroadcastConfig:
     """
 
     enabled: bool = False
-    secret: str = field(default="", repr=False)
+    # The HMAC-SHA256 key the console signs with: at least 32 bytes.
+    secret: str = field(default="", repr=False, metadata=signing_secret())
     # CAP senders accepted (empty: any sender holding the secret).
-    senders: tuple[str, ...] = ()
+    senders: tuple[str, ...] = field(default=(), metadata=shaped_name(each=True))
     # Sender of JSON bodies without one, and of feed entries.
-    default_sender: str = "bousai-musen.city.numazu.shizuoka.jp"
-    max_body_bytes: int = 262144
-    max_skew_seconds: int = 300
-    feed_url: str = ""
-    feed_poll_seconds: int = 60
-    feed_timeout_seconds: float = 10.0
+    default_sender: str = field(default="bousai-musen.city.numazu.shizuoka.jp", metadata=shaped_name())
+    # Not above what the CAP parser reads (sources.cap.MAX_BYTES, 5 MB).
+    max_body_bytes: int = field(default=262144, metadata=between(1024, 4 * 1024 * 1024))
+    max_skew_seconds: int = field(default=300, metadata=between(1, 3600))
+    feed_url: str = field(default="", metadata=http_url(empty=True))
+    feed_poll_seconds: int = field(default=60, metadata=between(1, 1800))
+    feed_timeout_seconds: float = field(default=10.0, metadata=greater_than(0))
     hold_emergency: bool = False
     hold_ordinary: bool = True
     groups: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
@@ -408,10 +441,12 @@ def build_dataclass(
         if key.endswith(("_env", "_file")) and key not in fields:
             base = key.rsplit("_", 1)[0]
             values[base] = _read_secret(key, value, section, where, env)
+            _check_allowed(fields[base], values[base], value, section, key, where)
             continue
         if not fields[key].repr and value:
             log.warning("secret given in plain text in configuration", extra={"section": section, "key": key})
         values[key] = _check_type(value, hints[key], section, key, where)
+        _check_allowed(fields[key], values[key], value, section, key, where)
     for name, f in fields.items():
         if name not in values and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             hint = f" (or {name}_env / {name}_file)" if not f.repr else ""
@@ -421,6 +456,21 @@ def build_dataclass(
     except ConfigError as exc:
         # A section's own cross-key check (``__post_init__``): name the file too.
         raise ConfigError(f"{where(section)}: {exc}") from None
+    except ValueError as exc:
+        # The same from a class outside this module (a channel's config): its message
+        # names no section, so add it.
+        raise ConfigError(f"{where(section)}: [{section}] {exc}") from None
+
+
+def _check_allowed(f: dataclasses.Field[Any], value: Any, given: Any, section: str, key: str, where: Any) -> None:
+    """Refuse ``value`` (as typed; ``given`` as written) when ``f``'s constraint does not allow it."""
+    wrong = problem(f, value)
+    if wrong is None:
+        return
+    if not f.repr:
+        # A secret: say how it was given, never what it is.
+        raise ConfigError(f"{where(section + '.' + key)}: [{section}] {key}: {wrong}")
+    raise ConfigError(f"{where(section + '.' + key)}: [{section}] {key} = {given!r}: {wrong}")
 
 
 def _read_secret(key: str, value: Any, section: str, where: Any, env: Mapping[str, str]) -> str:

@@ -39,6 +39,7 @@ import asyncpg
 from channels.base import Channel, Delivered, Reject, Retry, SendResult
 from dispatcher.model import Alert, Message, Recipient
 from dispatcher.peers import Share
+from dispatcher.privacy import redact_reason
 from dispatcher.ratelimit import RateLimiter, RecipientSpacing, backoff_delay
 from dispatcher.settings import ChannelSettings, DeliveryConfig
 from dispatcher.store import alerts as alert_store
@@ -497,7 +498,8 @@ class OutboxWorker:
             return
         answers, elapsed = results
         for c in chunk:
-            result = answers.get(c.id) or Retry("channel gave no answer for this recipient")
+            # Providers quote the address they refused: masked before it is logged or stored.
+            result = redact_reason(answers.get(c.id) or Retry("channel gave no answer for this recipient"), c.address)
             if isinstance(result, Retry) and result.rate_limited:
                 # Act at once: sends waiting in this process must not hit the provider too.
                 after = result.after if result.after is not None else 1.0

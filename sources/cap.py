@@ -10,7 +10,11 @@ A Cancel may have no info at all.
 
 Parsing is safe for documents from outside: no DTD (a DOCTYPE is refused outright), no
 entity expansion, no network, a size limit (https://lxml.de/FAQ.html#how-do-i-use-lxml-
-safely-as-a-web-service-endpoint). Nothing here raises on bad input:
+safely-as-a-web-service-endpoint). Fields are held to what the database and the pages
+take (:mod:`dispatcher.limits`): ``identifier``, ``sender``, each reference and geocode
+value at most 200 printable characters, at most 100 references, ``sent`` from 2000 to a
+day from now, ``expires`` from 2000 to 2100, texts capped (:data:`MAX_TEXT`). XML 1.0
+already keeps out NUL and lone surrogates. Nothing here raises on bad input:
 :func:`parse_cap` returns :class:`Parsed`, :class:`Unsupported` (CAP 1.0, Ack/Error
 messages, not CAP) or :class:`Failed` (unsafe, malformed, missing required fields).
 """
@@ -18,11 +22,12 @@ messages, not CAP) or :class:`Failed` (unsafe, malformed, missing required field
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from lxml import etree
 
+from dispatcher.limits import EARLIEST, MAX_ITEMS, name_problem, text_problem, time_problem
 from dispatcher.model import Alert, Area, Certainty, MsgType, Priority, Severity, Status, Urgency
 from geo import parse_cap_circle, parse_cap_polygon
 from sources.safexml import parse_xml
@@ -36,6 +41,19 @@ CAP_NAMESPACES = {
 CAP_10_NAMESPACE = "http://www.incident.com/cap/1.0"
 MAX_BYTES = 5_000_000
 SOURCE = "cap"
+# Longest text field kept (description, instruction…): a CAP message is read aloud,
+# not a document. Headlines and events are far shorter by the spec's advice.
+MAX_TEXT = 20_000
+MAX_HEADLINE = 1_000
+# Areas and geocode values of one message.
+MAX_AREAS = 1_000
+# No expiry we honour lies beyond this.
+LATEST_EXPIRY = datetime(2100, 1, 1, tzinfo=UTC)
+
+
+class _Refused(ValueError):
+    """A field beyond its limit; becomes :class:`Failed` with the reason."""
+
 
 _STATUS = {"Actual": Status.ACTUAL, "Exercise": Status.EXERCISE, "System": Status.TEST, "Test": Status.TEST}
 _STATUS["Draft"] = Status.DRAFT
@@ -123,7 +141,7 @@ def _preferred(infos: list[Any]) -> Any:
 
 
 def _area(el: Any, problems: list[str]) -> Area:
-    desc = _text(el, "areaDesc")
+    desc = _capped(el, "areaDesc", MAX_HEADLINE)
     polygons = []
     for i, p in enumerate(_children(el, "polygon")):
         try:
@@ -141,10 +159,29 @@ def _area(el: Any, problems: list[str]) -> Area:
     for g in _children(el, "geocode"):
         value = _text(g, "value")
         if value:
+            _limit(name_problem(value, "geocode value"))
             codes[value] = None
-            kinds[_text(g, "valueName")] = None
+            kinds[_text(g, "valueName")[:MAX_HEADLINE]] = None
     details = {"geocode_names": ",".join(k for k in kinds if k)} if kinds else {}
     return Area(desc, tuple(codes), tuple(polygons), tuple(circles), details)
+
+
+def _limit(problem: str | None) -> None:
+    if problem is not None:
+        raise _Refused(problem)
+
+
+def _capped(el: Any, name: str, max_length: int = MAX_TEXT) -> str:
+    value = _text(el, name)
+    _limit(text_problem(value, name, max_length=max_length))
+    return value
+
+
+def _expires(value: str) -> datetime | None:
+    expires = _time(value)
+    if expires is not None and not EARLIEST <= expires <= LATEST_EXPIRY:
+        raise _Refused(f"expires {expires.isoformat()} is out of range ({EARLIEST:%Y} to {LATEST_EXPIRY:%Y})")
+    return expires
 
 
 def parse_cap(data: bytes, *, url: str | None = None) -> ParseOutcome:
@@ -155,6 +192,8 @@ def parse_cap(data: bytes, *, url: str | None = None) -> ParseOutcome:
         return Failed(f"{type(exc).__name__}: {exc}")
     try:
         return _parse_root(root, bytes(data), url)
+    except _Refused as exc:
+        return Failed(str(exc))
     except Exception as exc:  # an unforeseen shape must not stop a source
         return Failed(f"cannot interpret CAP: {type(exc).__name__}: {exc}")
 
@@ -172,6 +211,9 @@ def _parse_root(root: Any, data: bytes, url: str | None) -> ParseOutcome:
     sent = _time(_text(root, "sent"))
     if not identifier or not sender or sent is None:
         return Failed("CAP alert lacks identifier, sender or a valid sent time with zone")
+    _limit(name_problem(identifier, "identifier"))
+    _limit(name_problem(sender, "sender"))
+    _limit(time_problem(sent, "sent"))
     msg_type_text = _text(root, "msgType")
     msg_type = _MSG_TYPE.get(msg_type_text)
     if msg_type is None:
@@ -180,11 +222,18 @@ def _parse_root(root: Any, data: bytes, url: str | None) -> ParseOutcome:
     status = _STATUS.get(_text(root, "status"), Status.TEST)
     # references: "sender,identifier,sent" triples separated by whitespace.
     references = tuple(ref.split(",")[1] for ref in _text(root, "references").split() if ref.count(",") >= 2)
+    if len(references) > MAX_ITEMS:
+        return Failed(f"references must name at most {MAX_ITEMS} alerts (it names {len(references)})")
+    for i, ref in enumerate(references):
+        _limit(name_problem(ref, f"references[{i}] identifier"))
     infos = _children(root, "info")
     if not infos and msg_type is not MsgType.CANCEL:
         return Failed("CAP alert has no <info>")
     problems: list[str] = []
-    areas = tuple(_area(a, problems) for info in infos for a in _children(info, "area"))
+    area_elements = [a for info in infos for a in _children(info, "area")]
+    if len(area_elements) > MAX_AREAS:
+        return Failed(f"CAP alert has more than {MAX_AREAS} areas")
+    areas = tuple(_area(a, problems) for a in area_elements)
     details: dict[str, Any] = {"cap_version": version, "scope": _text(root, "scope")}
     if not infos:
         return Parsed(
@@ -194,7 +243,7 @@ def _parse_root(root: Any, data: bytes, url: str | None) -> ParseOutcome:
                 sent=sent,
                 status=status,
                 msg_type=msg_type,
-                event=_text(root, "note") or "Cancel",
+                event=_capped(root, "note", MAX_HEADLINE) or "Cancel",
                 severity=Severity.UNKNOWN,
                 urgency=Urgency.UNKNOWN,
                 certainty=Certainty.UNKNOWN,
@@ -224,18 +273,18 @@ def _parse_root(root: Any, data: bytes, url: str | None) -> ParseOutcome:
         sent=sent,
         status=status,
         msg_type=msg_type,
-        event=_text(info, "event"),
+        event=_capped(info, "event", MAX_HEADLINE),
         severity=severity,
         urgency=_enum(_text(info, "urgency"), Urgency, Urgency.UNKNOWN),
         certainty=_enum(_text(info, "certainty"), Certainty, Certainty.UNKNOWN),
-        headline=_text(info, "headline"),
+        headline=_capped(info, "headline", MAX_HEADLINE),
         source=SOURCE,
         priority=_PRIORITY[severity],
         references=references,
-        description=_text(info, "description"),
-        instruction=_text(info, "instruction"),
+        description=_capped(info, "description"),
+        instruction=_capped(info, "instruction"),
         areas=areas,
-        expires=_time(_text(info, "expires")),
+        expires=_expires(_text(info, "expires")),
         kind=f"CAP{version}",
         details=details,
         original=data,

@@ -8,10 +8,14 @@ Routes:
     GET /api/alerts                the dashboard's data as JSON
     GET /api/alerts/{id}/deliveries, GET /api/deliveries/{id}: the operators' pages as JSON
     GET /healthz                   liveness (database reachable), this daemon's share among the live ones
+    GET /style.css                 the pages' stylesheet (the CSP allows no inline styles)
 
 ``{id}`` of ``/alerts/{id}`` is the alert's public id, minted by the service (links sent
 before public ids existed, which carried the sender's identifier, keep resolving to the
 alert they named); on operators' pages it is the alert's row number.
+Path ids and query parameters are checked before any query: a bad one is a 404 or a
+400 that says what is allowed. Headers, timeouts, limits and the last-resort error
+answers are :mod:`dispatcher.web.hygiene`'s.
 """
 
 from __future__ import annotations
@@ -27,8 +31,12 @@ from zoneinfo import ZoneInfo
 import asyncpg
 from aiohttp import web
 
+from channels import REGISTRY
 from dispatcher import status
+from dispatcher.limits import BIGINT_MAX, integer_problem
+from dispatcher.privacy import mask as _mask
 from dispatcher.store import alerts as alert_store
+from dispatcher.web import hygiene
 
 if TYPE_CHECKING:
     from dispatcher.app import Service
@@ -56,7 +64,7 @@ def _page(title: str, body: str, *, refresh: int | None = None) -> web.Response:
     text = (
         f'<!doctype html><html lang="ja"><head><meta charset="utf-8">{meta}'
         f'<meta name="viewport" content="width=device-width,initial-scale=1">'
-        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head>"
+        f'<title>{html.escape(title)}</title><link rel="stylesheet" href="/style.css"></head>'
         f"<body><header><h1>{html.escape(title)}</h1></header><main>{body}</main></body></html>"
     )
     return web.Response(text=text, content_type="text/html", charset="utf-8")
@@ -116,7 +124,7 @@ async def _public_alert(conn: asyncpg.Connection, key: str) -> asyncpg.Record:
 
 async def _operator_alert(conn: asyncpg.Connection, key: str) -> asyncpg.Record:
     """The alert operators' pages name: its row number."""
-    a = await alert_store.alert_by_id(conn, int(key)) if key.isdigit() and len(key) < 19 else None
+    a = await alert_store.alert_by_id(conn, int(key)) if key.isascii() and key.isdigit() and len(key) < 19 else None
     if a is None:
         raise web.HTTPNotFound(text=f"no alert {key!r}")
     return a
@@ -153,18 +161,30 @@ async def alert_page(request: web.Request) -> web.Response:
     return _page(a["event"], body)
 
 
+def _integer(request: web.Request, key: str, default: int, low: int, high: int) -> int:
+    """Query parameter ``key`` as an integer from ``low`` to ``high``, else a 400 that says so."""
+    text = request.query.get(key)
+    if text is None or text == "":
+        return default
+    wrong = integer_problem(text, key, low=low, high=high)
+    if wrong is not None:
+        raise web.HTTPBadRequest(text=wrong)
+    return int(text)
+
+
 def _delivery_query(request: web.Request) -> dict[str, Any]:
     """The operators' filters, checked: a bad one is a 400 that says what is allowed."""
     q = request.query
     state = q.get("state") or None
     if state is not None and state not in status.FILTERS:
-        raise web.HTTPBadRequest(text=f"state must be one of {', '.join(status.FILTERS)}, not {state!r}")
-    try:
-        after = int(q.get("after", "0"))
-        limit = min(max(int(q.get("limit", "200")), 1), 1000)
-    except ValueError as exc:
-        raise web.HTTPBadRequest(text=f"after and limit must be integers: {exc}") from None
-    return {"state": state, "channel": q.get("channel") or None, "after": after, "limit": limit}
+        raise web.HTTPBadRequest(text=f"state must be one of {', '.join(status.FILTERS)}, not {state[:60]!r}")
+    channel = q.get("channel") or None
+    if channel is not None and channel not in REGISTRY:
+        raise web.HTTPBadRequest(text=f"channel must be one of {', '.join(sorted(REGISTRY))}, not {channel[:60]!r}")
+    # Delivery ids are bigint; more than 1000 rows is a dump, not a page.
+    after = _integer(request, "after", 0, 0, BIGINT_MAX)
+    limit = _integer(request, "limit", 200, 1, 1000)
+    return {"state": state, "channel": channel, "after": after, "limit": limit}
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,8 +282,8 @@ async def _delivery(request: web.Request) -> dict[str, Any]:
     service = request.app[SERVICE]
     assert service.pool is not None
     key = request.match_info["id"]
-    if not key.isdigit() or len(key) > 18:
-        raise web.HTTPNotFound(text=f"no delivery {key!r}")
+    if integer_problem(key, "delivery id", low=1) is not None:
+        raise web.HTTPNotFound(text=f"no delivery {key[:60]!r}")
     async with service.pool.acquire() as conn:
         d = await status.delivery_history(conn, int(key))
     if d is None:
@@ -299,18 +319,10 @@ async def api_delivery(request: web.Request) -> web.Response:
     return web.json_response({"delivery": _json_row(d), "events": events})
 
 
-def _mask(address: str) -> str:
-    """Operators see enough of an address to tell recipients apart, not all of it."""
-    if "@" in address:
-        user, _, domain = address.partition("@")
-        return user[:2] + "…@" + domain
-    return address if len(address) <= 4 else "…" + address[-4:]
-
-
 async def api_alerts(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     assert service.pool is not None
-    limit = min(int(request.query.get("limit", "50")), 500)
+    limit = _integer(request, "limit", 50, 1, 500)
     async with service.pool.acquire() as conn:
         data: dict[str, Any] = {"alerts": await status.recent_alerts(conn, limit), "totals": await status.totals(conn)}
     return web.json_response(data)
@@ -336,9 +348,18 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
+async def stylesheet(_request: web.Request) -> web.Response:
+    """The pages' CSS, from our own origin: the CSP allows no inline style."""
+    return web.Response(
+        text=_CSS, content_type="text/css", charset="utf-8", headers={"Cache-Control": "public, max-age=3600"}
+    )
+
+
 def create_app(service: Service) -> web.Application:
     app = web.Application(client_max_size=2 * 1024 * 1024)
     app[SERVICE] = service
+    hygiene.install(app, body_timeout=service.settings.web.body_timeout_seconds, public=(alert_page, stylesheet))
+    app.router.add_get("/style.css", stylesheet)
     app.router.add_get("/", dashboard)
     app.router.add_get("/alerts/{id}", alert_page)
     app.router.add_get("/alerts/{id}/deliveries", deliveries_page)

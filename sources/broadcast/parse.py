@@ -22,6 +22,14 @@ JSON (``application/json``, UTF-8)::
 ``id``, ``aired_at`` (ISO 8601 with offset), ``priority``, ``groups`` (non-empty) and
 ``text`` are required; unknown keys are ignored. Every problem raises
 :class:`BodyError` saying what is wrong.
+
+Both forms end in :func:`check`, which holds every field to what the database and the
+residents' pages can take (:mod:`dispatcher.limits`): ``id``/``identifier``, ``sender``,
+each group and reference at most 200 printable characters (no NUL, controls or bidi
+overrides), at most 100 groups and 100 references, ``chime`` and ``category`` at most
+200, the text at most :data:`MAX_TEXT` characters without control characters, and the
+time aired from 2000 to a day from now. So a hostile body is a 400, never a database
+error (an index row too large, a NUL, a year PostgreSQL cannot hold).
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ import json
 from datetime import datetime
 from typing import Any
 
+from dispatcher.limits import MAX_ITEMS, name_problem, quote, text_problem, time_problem
 from dispatcher.model import MsgType, Severity, Status, Urgency
 from sources.broadcast.mapping import PRIORITIES, Broadcast, PriorityName
 from sources.cap import Failed, Parsed, Unsupported, parse_cap
@@ -37,6 +46,8 @@ from sources.cap import Failed, Parsed, Unsupported, parse_cap
 CAP_TYPES = ("application/cap+xml", "application/xml", "text/xml")
 JSON_TYPES = ("application/json",)
 MAX_TEXT = 10_000
+# chime and category: labels, not text.
+MAX_LABEL = 200
 
 
 class BodyError(ValueError):
@@ -49,9 +60,9 @@ def _time(value: object, what: str) -> datetime:
     try:
         parsed = datetime.fromisoformat(value.strip())
     except ValueError:
-        raise BodyError(f"{what} {value!r} is not an ISO 8601 date-time") from None
+        raise BodyError(f"{what} {quote(value)} is not an ISO 8601 date-time") from None
     if parsed.tzinfo is None:
-        raise BodyError(f"{what} {value!r} has no UTC offset (e.g. +09:00)")
+        raise BodyError(f"{what} {quote(value)} has no UTC offset (e.g. +09:00)")
     return parsed
 
 
@@ -59,7 +70,7 @@ def _priority(value: object) -> PriorityName:
     for p in PRIORITIES:
         if value == p:
             return p
-    raise BodyError(f"priority must be one of {', '.join(PRIORITIES)}, not {value!r}")
+    raise BodyError(f"priority must be one of {', '.join(PRIORITIES)}, not {quote(value)}")
 
 
 def _text(value: object, what: str) -> str:
@@ -68,6 +79,33 @@ def _text(value: object, what: str) -> str:
     if len(value) > MAX_TEXT:
         raise BodyError(f"{what} is longer than {MAX_TEXT} characters")
     return value.strip()
+
+
+def _refuse(problem: str | None) -> None:
+    if problem is not None:
+        raise BodyError(problem)
+
+
+def _items(values: tuple[str, ...], what: str) -> None:
+    if len(values) > MAX_ITEMS:
+        raise BodyError(f"{what} must have at most {MAX_ITEMS} entries (it has {len(values)})")
+    for i, value in enumerate(values):
+        _refuse(name_problem(value, f"{what}[{i}]"))
+
+
+def check(b: Broadcast) -> Broadcast:
+    """``b`` if every field is within what can be stored and shown; raises :class:`BodyError`."""
+    json_form = b.kind == "JSON"
+    _refuse(name_problem(b.identifier, "id" if json_form else "identifier"))
+    _refuse(name_problem(b.sender, "sender"))
+    for label, what in ((b.chime, "chime"), (b.category, "category")):
+        if label:
+            _refuse(name_problem(label, what, max_length=MAX_LABEL))
+    _refuse(text_problem(b.text, "text", max_length=MAX_TEXT))
+    _items(b.groups, "groups")
+    _items(b.references, "references")
+    _refuse(time_problem(b.aired_at, "aired_at" if json_form else "sent (or parameter aired_at)"))
+    return b
 
 
 def _opt_str(data: dict[str, Any], key: str) -> str:
@@ -87,6 +125,12 @@ def parse_json_broadcast(body: bytes, *, default_sender: str) -> Broadcast:
         raise BodyError("body is not UTF-8") from None
     except json.JSONDecodeError as exc:
         raise BodyError(f"body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except RecursionError:
+        # json's decoder recurses per [ or {: 100,000 of them exhaust the stack.
+        raise BodyError("body is not JSON we read: nested too deeply") from None
+    except ValueError as exc:
+        # An integer of more than 4300 digits (int_max_str_digits).
+        raise BodyError(f"body is not JSON we read: {exc}") from None
     if not isinstance(data, dict):
         raise BodyError("body must be a JSON object")
     missing = [k for k in ("id", "aired_at", "priority", "groups", "text") if k not in data]
@@ -107,26 +151,28 @@ def parse_json_broadcast(body: bytes, *, default_sender: str) -> Broadcast:
     try:
         msg_type = MsgType(msg_type_text)
     except ValueError:
-        raise BodyError(f"msg_type must be alert, update or cancel, not {msg_type_text!r}") from None
+        raise BodyError(f"msg_type must be alert, update or cancel, not {quote(msg_type_text)}") from None
     refs = data.get("references", [])
     if not isinstance(refs, list) or not all(isinstance(r, str) for r in refs):
         raise BodyError("references must be a list of identifiers")
     if msg_type is not MsgType.ALERT and not refs:
         raise BodyError(f"msg_type {msg_type_text} needs references (the ids it replaces)")
-    return Broadcast(
-        identifier=identifier.strip(),
-        sender=_opt_str(data, "sender") or default_sender,
-        aired_at=_time(data["aired_at"], "aired_at"),
-        priority=_priority(data["priority"]),
-        text=_text(data["text"], "text"),
-        groups=tuple(g.strip() for g in groups),
-        kind="JSON",
-        chime=_opt_str(data, "chime"),
-        category=_opt_str(data, "category"),
-        status=Status.EXERCISE if exercise else Status.ACTUAL,
-        msg_type=msg_type,
-        references=tuple(refs),
-        original=body,
+    return check(
+        Broadcast(
+            identifier=identifier.strip(),
+            sender=_opt_str(data, "sender") or default_sender,
+            aired_at=_time(data["aired_at"], "aired_at"),
+            priority=_priority(data["priority"]),
+            text=_text(data["text"], "text"),
+            groups=tuple(g.strip() for g in groups),
+            kind="JSON",
+            chime=_opt_str(data, "chime"),
+            category=_opt_str(data, "category"),
+            status=Status.EXERCISE if exercise else Status.ACTUAL,
+            msg_type=msg_type,
+            references=tuple(refs),
+            original=body,
+        )
     )
 
 
@@ -165,22 +211,24 @@ def parse_cap_broadcast(body: bytes) -> Broadcast:
         extra["cap_headline"] = alert.headline
     if outcome.problems:
         extra["cap_problems"] = list(outcome.problems)
-    return Broadcast(
-        identifier=alert.identifier,
-        sender=alert.sender,
-        aired_at=aired,
-        priority=priority,
-        text=text or alert.event,
-        groups=tuple(dict.fromkeys(groups)),
-        kind=alert.kind or "CAP",
-        chime=params.get("chime", "").strip(),
-        category=params.get("category", "").strip(),
-        # Draft is never disseminated; the pipeline fences it like a test.
-        status=alert.status,
-        msg_type=alert.msg_type,
-        references=alert.references,
-        original=body,
-        extra=extra,
+    return check(
+        Broadcast(
+            identifier=alert.identifier,
+            sender=alert.sender,
+            aired_at=aired,
+            priority=priority,
+            text=text or alert.event,
+            groups=tuple(dict.fromkeys(groups)),
+            kind=alert.kind or "CAP",
+            chime=params.get("chime", "").strip(),
+            category=params.get("category", "").strip(),
+            # Draft is never disseminated; the pipeline fences it like a test.
+            status=alert.status,
+            msg_type=alert.msg_type,
+            references=alert.references,
+            original=body,
+            extra=extra,
+        )
     )
 
 

@@ -101,10 +101,18 @@ class BroadcastWebhook:
         """The body, or None when it exceeds the limit (read no further than that)."""
         if request.content_length is not None and request.content_length > self.max_body_bytes:
             return None
-        body = await request.content.read(self.max_body_bytes + 1)
-        if len(body) > self.max_body_bytes:
+        # read(n) returns what has arrived so far: a body in several segments needs a loop.
+        chunks: list[bytes] = []
+        size = 0
+        while size <= self.max_body_bytes:
+            chunk = await request.content.read(self.max_body_bytes + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > self.max_body_bytes:
             return None
-        return body
+        return b"".join(chunks)
 
     async def handle(self, request: web.Request, ctx: SourceContext) -> web.Response:
         content_type = request.headers.get("Content-Type", "")

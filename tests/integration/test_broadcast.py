@@ -37,7 +37,7 @@ from dispatcher.store.subscribers import subscribe
 from sources.broadcast.examples import cap_body, json_body, signed_headers
 from tests.integration.test_path import wait_settled
 
-SECRET = "broadcast-test-secret-6f1c"
+SECRET = "broadcast-test-secret-6f1c-0123456789"
 JST = timezone(timedelta(hours=9))
 REPO = Path(__file__).resolve().parents[2]
 EVACUATE = "こちらは、防災ぬまづです。戸田地区に土砂災害の避難指示を発令しました。直ちに安全な場所へ避難してください。"
@@ -628,3 +628,22 @@ async def test_public_links_are_minted_by_the_service_and_cannot_be_taken_over(
             assert r.status == 404, "a sender's identifier is not a page"
     rows = await stack.fetch("SELECT public_id FROM alerts")
     assert len({r["public_id"] for r in rows}) == 4
+
+
+async def test_a_body_arriving_in_pieces_is_read_whole(start: Callable[..., Awaitable[Stack]]) -> None:
+    """A signed body sent in several segments is verified on all of it, not on what arrived first."""
+    stack = await start()
+    body = json_body("NMZ-SLOW-1", EVACUATE + "。" * 2000, ["heda"], aired_at=now())
+    headers = signed_headers(SECRET, body, "application/json")
+    assert stack.service.web_url is not None
+    host, port = stack.service.web_url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    writer.write(f"POST /hooks/broadcast HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n{head}\r\n".encode())
+    for i in range(0, len(body), 1000):
+        writer.write(body[i : i + 1000])
+        await writer.drain()
+        await asyncio.sleep(0.02)
+    status_line = await reader.readline()
+    writer.close()
+    assert b" 202 " in status_line, status_line

@@ -18,7 +18,7 @@ from channels.webhook import WebhookChannel, WebhookConfig, retry_after_seconds,
 from dispatcher.model import Recipient
 from tests.samples import tsunami_warning
 
-SECRET = "whsec-numazu-test-secret"
+SECRET = "whsec-numazu-test-secret-0123456789"
 
 
 @dataclass

@@ -180,7 +180,7 @@ secret_env = "{SECRET_ENV}"
             await self._runner.cleanup()
 
     async def _spawn(self, config: Path) -> asyncio.subprocess.Process:
-        env = {**os.environ, TOKEN_ENV: "42:CRASH", SECRET_ENV: "whsec-crash"}
+        env = {**os.environ, TOKEN_ENV: "42:CRASH", SECRET_ENV: "whsec-crash-test-secret-0123456789"}
         env.pop("DATABASE_URL", None)
         return await asyncio.create_subprocess_exec(
             sys.executable,

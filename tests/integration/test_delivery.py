@@ -39,7 +39,7 @@ from dispatcher.worker import OutboxWorker, Wakeups
 from tests.samples import add_subscribers, make_alert
 
 NUMAZU = "2220300"
-SECRET = "whsec-delivery-test"
+SECRET = "whsec-delivery-test-secret-0123456789"
 
 
 def alert(

@@ -203,8 +203,9 @@ def test_settings_section_types_secrets_and_checks(tmp_path: object) -> None:
         '[broadcast]\nenabled = true\nsecret_env = "BSECRET"\nhold_ordinary = false\n'
         '[broadcast.groups]\nhara = ["numazu-hara"]\n[broadcast.routes]\nchime_test = ["email"]\n'
     )
-    s = load(cfg, env={"BSECRET": "xyz"})
-    assert s.broadcast.enabled and s.broadcast.secret == "xyz" and "xyz" not in repr(s.broadcast)
+    key = "xyz-broadcast-secret-of-32-bytes"
+    s = load(cfg, env={"BSECRET": key})
+    assert s.broadcast.enabled and s.broadcast.secret == key and key not in repr(s.broadcast)
     # The operator's mapping replaces the packaged example groups.
     assert s.broadcast.groups == {"hara": ("numazu-hara",)}
     assert s.broadcast.routes == {"chime_test": ("email",)}
@@ -217,3 +218,92 @@ def test_settings_section_types_secrets_and_checks(tmp_path: object) -> None:
     cfg.write_text("[broadcast]\nhold_ordinery = true\n")
     with pytest.raises(ConfigError, match="did you mean 'hold_ordinary'"):
         load(cfg, env={})
+
+
+# -- hostile bodies (issue 17, item 6): a BodyError that says why, before the database --------
+
+
+def _json(**fields: object) -> bytes:
+    doc: dict[str, object] = {
+        "id": "H-1",
+        "aired_at": AIRED.isoformat(),
+        "priority": "emergency",
+        "groups": ["heda"],
+        "text": TEXT,
+    }
+    doc.update(fields)
+    # ASCII escapes: a lone surrogate (\ud800) travels as JSON does it, not as invalid UTF-8.
+    return json.dumps(doc).encode()
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"[" * 100_000, "nested too deeply"),
+        (b'{"id": "x", "groups": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested too deeply"),
+        (b'{"id": ' + b"9" * 5000 + b"}", "not JSON"),
+        (_json(sender="s" * 3000), "sender must be at most 200 characters"),
+        (_json(sender="s" * 20_000), "sender must be at most 200 characters"),
+        (_json(id="x" * 201), "id must be"),
+        (_json(id="NMZ\u0000-1"), "id must not contain control or format characters (U+0000)"),
+        (_json(id="NMZ\n1"), "id must not contain control"),
+        (_json(sender="console\u202e"), "sender must not contain control or format characters (U+202E)"),
+        (_json(text="避難\u0000してください"), "text must not contain control characters (U+0000)"),
+        (_json(text="\ud800"), "text must not contain control characters (U+D800)"),
+        (_json(text="x" * 10_001), "text is longer than 10000 characters"),
+        (_json(chime="c" * 201), "chime must be at most 200 characters"),
+        (_json(category="\u0000"), "category must not contain control"),
+        (_json(groups=["g" * 201]), "groups[0] must be at most 200 characters"),
+        (_json(groups=["heda"] * 101), "groups must have at most 100 entries"),
+        (_json(groups=["he\u0000da"]), "groups[0] must not contain control"),
+        (_json(msg_type="update", references=["r" * 201]), "references[0] must be at most 200"),
+        (_json(msg_type="update", references=["r"] * 101), "references must have at most 100"),
+        (_json(msg_type="x" * 5000), "msg_type must be alert, update or cancel"),
+        (_json(aired_at="0001-01-01T00:00:00+14:00"), "aired_at 0001-01-01T00:00:00+14:00 is out of range"),
+        (_json(aired_at="9999-12-31T23:59:59-14:00"), "aired_at 9999-12-31T23:59:59-14:00 is out of range"),
+        (_json(aired_at="1999-12-31T23:59:59+09:00"), "out of range"),
+        (_json(aired_at=(datetime.now(UTC) + timedelta(days=2)).isoformat()), "out of range"),
+    ],
+    ids=lambda v: None if isinstance(v, bytes) else v[:50],
+)
+def test_hostile_json_bodies_are_refused_before_the_database(body: bytes, message: str) -> None:
+    with pytest.raises(BodyError) as info:
+        parse_json_broadcast(body, default_sender="console")
+    assert message in str(info.value)
+    assert len(str(info.value)) < 400, "a reason quotes at most a bounded part of what was sent"
+
+
+def test_time_at_the_edges_of_the_range_is_accepted() -> None:
+    soon = (datetime.now(UTC) + timedelta(hours=23)).replace(microsecond=0)
+    assert parse_json_broadcast(_json(aired_at=soon.isoformat()), default_sender="c").aired_at == soon
+    first = datetime(2000, 1, 1, tzinfo=UTC)
+    assert parse_json_broadcast(_json(aired_at=first.isoformat()), default_sender="c").aired_at == first
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (cap_body("I" * 5000, TEXT, ["heda"], sent=AIRED), "identifier must be at most 200"),
+        (cap_body("CAP-S", TEXT, ["heda"], sent=AIRED, sender="s" * 3000), "sender must be at most 200"),
+        (cap_body("CAP-W", TEXT, ["heda"], sent=AIRED).replace(b">CAP-W<", b">CAP\xc2\x85W<"), "identifier must not"),
+        (
+            cap_body("CAP-T", TEXT, ["heda"], sent=AIRED).replace(
+                AIRED.isoformat(timespec="seconds").encode(), b"0001-01-01T00:00:00+14:00"
+            ),
+            "sent",
+        ),
+        (cap_body("CAP-X", "x" * 10_001, ["heda"], sent=AIRED), "longer than 10000 characters"),
+        (cap_body("CAP-G", TEXT, ["g" * 201], sent=AIRED), "geocode value must be at most 200"),
+        (
+            cap_body("CAP-R", TEXT, ["heda"], sent=AIRED, msg_type="Update", references="s,"
+                     + "r" * 300 + ",2025-06-01T07:30:00+09:00"),
+            "references",
+        ),
+    ],
+    ids=lambda v: None if isinstance(v, bytes) else v[:50],
+)  # fmt: skip
+def test_hostile_cap_bodies_are_refused_before_the_database(body: bytes, message: str) -> None:
+    with pytest.raises(BodyError) as info:
+        parse_cap_broadcast(body)
+    assert message in str(info.value)
+    assert len(str(info.value)) < 400

@@ -176,3 +176,103 @@ def test_mapping_tables_are_replaced_not_merged(tmp_path: Path) -> None:
     path = write(tmp_path, '[broadcast.groups]\nzone-a = ["numazu-hara"]\n')
     s = load(path, env={})
     assert dict(s.broadcast.groups) == {"zone-a": ("numazu-hara",)}
+
+
+# -- values check-config must refuse (issue 17, item 7) ------------------------------------
+
+LONG_SECRET = "s" * 32
+# (operator file, environment, what the message must say after "site.toml: ")
+REFUSED = [
+    ("[service]\nlog_level = 'LOUD'\n", {}, "[service] log_level = 'LOUD': must be one of DEBUG, INFO, WARNING"),
+    ("[service]\npublic_url = 'ftp://x'\n", {}, "[service] public_url = 'ftp://x': must be an http(s) URL with a host"),
+    ("[web]\nport = 99999\n", {}, "[web] port = 99999: must be between 0 and 65535"),
+    ("[web]\nheader_timeout_seconds = 0\n", {}, "[web] header_timeout_seconds = 0: must be greater than 0"),
+    ("[delivery]\nlease_seconds = 0\n", {}, "[delivery] lease_seconds = 0: must be at least 1"),
+    ("[delivery]\nbatch_size = 0\n", {}, "[delivery] batch_size = 0: must be at least 1"),
+    ("[database]\npool_min = 5\npool_max = 2\n", {}, "[database] pool_min (5) must not exceed pool_max (2)"),
+    ("[jma]\nfeeds = ['file:///etc/passwd']\n", {}, "[jma] feeds = ['file:///etc/passwd']: must be an http(s) URL"),
+    ("[jma]\npoll_seconds = 3600\n", {}, "[jma] poll_seconds = 3600: must be between 1 and 1800"),
+    ("[broadcast]\nmax_body_bytes = -1\n", {}, "[broadcast] max_body_bytes = -1: must be between 1024 and 4194304"),
+    ("[broadcast]\nmax_skew_seconds = -5\n", {}, "[broadcast] max_skew_seconds = -5: must be between 1 and 3600"),
+    (
+        "[broadcast]\nenabled = true\nsecret_env = 'S'\n",
+        {"S": "x"},
+        "[broadcast] secret_env: the secret must be at least 32 bytes (it has 1)",
+    ),
+    (
+        "[channels.email]\nenabled = true\nsender = 'nobody'\n",
+        {},
+        "[channels.email] sender = 'nobody': must be a mail address such as",
+    ),
+    (
+        "[channels.email]\nenabled = true\nuse_tls = true\nstarttls = true\n",
+        {},
+        "[channels.email] use_tls and starttls are mutually exclusive",
+    ),
+    ("[channels.email]\nenabled = true\nport = 0\n", {}, "[channels.email] port = 0: must be between 1 and 65535"),
+    (
+        "[channels.telegram]\nenabled = true\ntoken_env = 'T'\nbase_url = 'ftp://x'\n",
+        {"T": "42:TOKEN"},
+        "[channels.telegram] base_url = 'ftp://x': must be an http(s) URL with a host",
+    ),
+    (
+        "[channels.webhook]\nenabled = true\nurl = 'https://partner.example/hook'\nsecret_env = 'W'\n",
+        {"W": "k"},
+        "[channels.webhook] secret_env: the secret must be at least 32 bytes (it has 1)",
+    ),
+    ("[geo]\ndistricts = '/nonexistent/districts.geojson'\n", {}, "[geo] cannot load the layers"),
+]
+
+
+@pytest.mark.parametrize(("text", "env", "expected"), REFUSED, ids=[r[2].split(":")[0] for r in REFUSED])
+def test_check_config_refuses_what_run_would_crash_on_or_be_disabled_by(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    text: str,
+    env: dict[str, str],
+    expected: str,
+) -> None:
+    from dispatcher.cli import main
+
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    path = write(tmp_path, text)
+    assert main(["check-config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: {expected}" in err, err
+    assert "Traceback" not in err
+    for value in env.values():
+        assert f"'{value}'" not in err, "a secret is never shown"
+
+
+def test_check_config_accepts_long_secrets_and_what_run_accepts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from dispatcher.cli import main
+
+    monkeypatch.setenv("S", LONG_SECRET)
+    monkeypatch.setenv("T", "42:TOKEN")
+    path = write(
+        tmp_path,
+        "[broadcast]\nenabled = true\nsecret_env = 'S'\n"
+        "[channels.webhook]\nenabled = true\nurl = 'https://partner.example/hook'\nsecret_env = 'S'\n"
+        "[channels.telegram]\nenabled = true\ntoken_env = 'T'\n[channels.email]\nenabled = true\n"
+        "sender = 'bousai@localhost'\n",
+    )
+    assert main(["check-config", str(path)]) == 0, capsys.readouterr().err
+    assert "configuration OK" in capsys.readouterr().out
+
+
+def test_every_default_satisfies_its_own_constraints() -> None:
+    import dataclasses
+
+    from channels import REGISTRY, load_channel_class
+    from dispatcher import constraints
+    from dispatcher.settings import _SECTIONS
+
+    classes = [*_SECTIONS.values(), *(load_channel_class(n).config_class for n in REGISTRY)]  # type: ignore[attr-defined]
+    for cls in classes:
+        for f in dataclasses.fields(cls):
+            if f.default is not dataclasses.MISSING and f.default != "":
+                assert constraints.problem(f, f.default) is None, (cls.__name__, f.name)
