@@ -46,7 +46,7 @@ Contracts with the dispatcher:
   VXKO flood kinds, 土砂災害警戒情報 = 4, 特別警報 = 5 (rules in
   :mod:`sources.jma.severity`); priority follows it.
 * ``details["push"] is False`` marks telegrams stored and shown on the site but
-  not pushed to residents by default (台風解析・予報情報 VPTW*); the pipeline
+  not pushed to residents by default (台風解析・予報情報 VPTW60–65); the pipeline
   honours it.
 * ``series_key``: ``Control/Title|EditorialOffice|Status`` plus ``|EventID``
   when there is one (DESIGN.md §5). The newest ``sent`` of a series wins.
@@ -64,10 +64,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
+from itertools import chain
+from operator import attrgetter, methodcaller
 from typing import Any
 
 from lxml import etree
@@ -133,11 +135,16 @@ _REQUIRED_HEAD = (
     "InfoKindVersion",
     "Headline",
 )
+_REQUIRED_CONTROL_SET = frozenset(_REQUIRED_CONTROL)
+_REQUIRED_HEAD_SET = frozenset(_REQUIRED_HEAD)
 _NON_EMPTY_CONTROL = ("Title", "Status", "EditorialOffice")
 _NON_EMPTY_HEAD = ("Title", "InfoType")
 _IDENTITY_CONTROL = ("Title", "Status", "EditorialOffice")
 _IDENTITY_HEAD = ("Title", "InfoType", "EventID", "Serial")
 _BODY_START = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?Body[\s/>]")
+_DESCRIPTION = attrgetter("description")
+_DETAILS = attrgetter("details")
+_VALUES = methodcaller("values")
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,8 +223,6 @@ _TITLE_KIND = {
     "気象特別警報報知": "VPNO50",
     "府県気象防災速報": "VPBS50",
     "台風解析・予報情報（５日予報）（Ｈ３０）": "VPTW60",
-    "台風解析・予報情報（５日予報）": "VPTW50",
-    "台風解析・予報情報（３日予報）": "VPTW40",
     "南海トラフ地震臨時情報": "VYSE50",
     "南海トラフ地震関連解説情報": "VYSE51",
     "北海道・三陸沖後発地震注意情報": "VYSE60",
@@ -461,6 +466,8 @@ class _Result:
     instruction: str = ""
     # The highest 警戒レベル of the areas (their details["level"]), when any has one.
     level: int | None = None
+    # The handler applied the area text limits itself (the seismic hot loop).
+    capped: bool = False
 
 
 def parse_telegram(
@@ -516,10 +523,6 @@ def _parse_root(root: Any, data: bytes, url: str | None, codes: AreaCodes | None
     series_key = "|".join((control_title, office, status_text))
     if event_id:
         series_key += "|" + event_id
-    headline = _text(head, "Headline/Text")
-    identifier = _identifier(
-        data, (control_title, office, status_text, head_title, report_dt, info_type, serial, event_id, headline)
-    )
 
     handler = _handler_for(control_title)
     if handler is None:
@@ -535,6 +538,11 @@ def _parse_root(root: Any, data: bytes, url: str | None, codes: AreaCodes | None
             msg_type=msg_type,
             rating=rating,
         )
+    headline = _text(head, "Headline/Text")
+    # After the family check: an Unsupported telegram has no identifier to mint.
+    identifier = _identifier(
+        data, (control_title, office, status_text, head_title, report_dt, info_type, serial, event_id, headline)
+    )
     ctx = _Ctx(
         root=root,
         head=head,
@@ -563,6 +571,17 @@ def _parse_root(root: Any, data: bytes, url: str | None, codes: AreaCodes | None
 
 def _incomplete(cf: dict[str, str], hf: dict[str, str]) -> str:
     """What makes Control/Head fields ``cf``/``hf`` not a whole telegram, or ``""``."""
+    if (
+        cf.keys() >= _REQUIRED_CONTROL_SET
+        and hf.keys() >= _REQUIRED_HEAD_SET
+        and all(map(cf.__getitem__, _NON_EMPTY_CONTROL))
+        and all(map(hf.__getitem__, _NON_EMPTY_HEAD))
+        and max(map(len, map(cf.__getitem__, _IDENTITY_CONTROL))) <= MAX_IDENTITY_CHARS
+        and max(map(len, map(hf.__getitem__, _IDENTITY_HEAD))) <= MAX_IDENTITY_CHARS
+        and _dt(cf["DateTime"]) is not None
+        and _dt(hf["ReportDateTime"]) is not None
+    ):
+        return ""  # the usual case, in one pass; the detailed report below names what is wrong
     missing = [f"Control/{n}" for n in _REQUIRED_CONTROL if n not in cf]
     missing += [f"Head/{n}" for n in _REQUIRED_HEAD if n not in hf]
     empty = [f"Control/{n}" for n in _NON_EMPTY_CONTROL if n in cf and not cf[n]]
@@ -588,8 +607,12 @@ def _incomplete(cf: dict[str, str], hf: dict[str, str]) -> str:
 
 def _identifier(data: bytes, fields: tuple[str, ...]) -> str:
     """``jma-`` + 32 hex digits over the Head fields and the Body's bytes (module docstring)."""
-    match = _BODY_START.search(data)
-    body = hashlib.sha256(memoryview(data)[match.start() :] if match else b"").hexdigest()
+    # JMA writes <Body xmlns=…> unprefixed; the pattern is the fallback for a prefixed one.
+    start = data.find(b"<Body")
+    if start < 0 or data[start + 5 : start + 6] not in (b" ", b">", b"/", b"\n", b"\t", b"\r"):
+        match = _BODY_START.search(data)
+        start = match.start() if match else len(data)
+    body = hashlib.sha256(memoryview(data)[start:]).hexdigest()
     src = "\x1f".join((*fields, body))
     return "jma-" + hashlib.sha256(src.encode("utf-8")).hexdigest()[:32]
 
@@ -638,7 +661,7 @@ def _alert(ctx: _Ctx, res: _Result) -> Alert:
         references=(ctx.series_key,) if ctx.msg_type in (MsgType.UPDATE, MsgType.CANCEL) else (),
         description=_cap(_join([ctx.headline, *res.texts, *comments]), MAX_TEXT_CHARS),
         instruction=_cap(res.instruction, MAX_TEXT_CHARS),
-        areas=_capped_areas(res.areas),
+        areas=tuple(res.areas) if res.capped else _capped_areas(res.areas),
         expires=ctx.valid,
         series_key=ctx.series_key,
         kind=ctx.kind,
@@ -655,6 +678,11 @@ def _cap(text: str, limit: int) -> str:
 
 def _capped_areas(areas: list[Area]) -> tuple[Area, ...]:
     """The areas with over-long names and detail values cut (rebuilt only when needed)."""
+    # One C-level pass over every name and value first: a VXSE53 has ~1,300 areas.
+    longest_name = max(map(len, map(_DESCRIPTION, areas)), default=0)
+    longest_detail = max(map(len, chain.from_iterable(map(_VALUES, map(_DETAILS, areas)))), default=0)
+    if longest_name <= MAX_AREA_NAME_CHARS and longest_detail <= MAX_DETAIL_CHARS:
+        return tuple(areas)
     out = []
     for area in areas:
         details = area.details
@@ -717,7 +745,9 @@ def _handler_for(control_title: str) -> Any:
         return _special_warning_notice
     if control_title == "府県気象防災速報":
         return _weather_bulletin
-    if control_title.startswith("台風解析・予報情報"):
+    if control_title.startswith("台風解析・予報情報") and control_title.endswith("（Ｈ３０）"):
+        # VPTW60–65 (the 2018 format JMA sends today); the retired VPTW40/41/50/51
+        # formats stay Unsupported (stored and reported).
         return _typhoon
     if control_title in (
         "南海トラフ地震臨時情報",
@@ -728,13 +758,46 @@ def _handler_for(control_title: str) -> Any:
     return None
 
 
-_NAME_STATUS = frozenset({"Name", "Status"})
+_KIND_TAG = "{*}Kind"
 
 
-def _kinds(item: Any) -> Iterator[tuple[str, str]]:
-    for kind in _children(item, "Kind"):
-        f = _wanted(kind, _NAME_STATUS)
-        yield f.get("Name", ""), f.get("Status", "")
+def _kinds(item: Any) -> list[tuple[str, str]]:
+    """(Name, Status) of each Kind child of a warning Item, stopping inside a Kind once both are read.
+
+    The hot loop of the warning families: an R06 Kind carries Name, Code, Status
+    and then long Property lists.
+    """
+    out: list[tuple[str, str]] = []
+    names = _LOCAL_NAMES
+    for kind in item.iterchildren(_KIND_TAG):
+        name = status = None
+        for child in kind.iterchildren(_ELEMENTS_ONLY):
+            tag = child.tag
+            local = names.get(tag) or _local_name(tag)
+            if local == "Name":
+                if name is None:
+                    name = child.text or ""
+                    if status is not None:
+                        break
+            elif local == "Status" and status is None:
+                status = child.text or ""
+                if name is not None:
+                    break
+        out.append((name.strip() if name else "", status.strip() if status else ""))
+    return out
+
+
+def _name_code(area: Any) -> tuple[str, str]:
+    """Name and Code of an Area element: by position in the usual <Name/><Code/> shape, else by name."""
+    kids = area[:2]
+    if len(kids) == 2:
+        first, second = kids
+        t1, t2 = first.tag, second.tag
+        if isinstance(t1, str) and isinstance(t2, str) and t1.endswith("}Name") and t2.endswith("}Code"):
+            n, c = first.text, second.text
+            return (n.strip() if n else ""), (c.strip() if c else "")
+    af = _fields(area)
+    return af.get("Name", ""), af.get("Code", "")
 
 
 def _item_areas(item: Any) -> list[Any]:
@@ -778,27 +841,30 @@ def _weather_warnings(ctx: _Ctx) -> _Result:
             for name in lifted:
                 lifted_all.setdefault(name, None)
             change = _text(item, "ChangeStatus")
+            for kind in in_force:
+                in_force_all.setdefault(kind, None)
+            item_level = _level_of(in_force)
+            item_warnings = ",".join(in_force)
             for area in _item_areas(item):
-                af = _fields(area)
-                name = af.get("Name", "")
-                kinds = in_force
+                name, code = _name_code(area)
+                area_warnings, level = item_warnings, item_level
                 extra = noticed.get(name) if noticed and in_force else None
                 if extra:
                     kinds = [*in_force, *(k for k in extra if k not in in_force)]
-                for kind in kinds:
-                    in_force_all.setdefault(kind, None)
+                    for kind in kinds:
+                        in_force_all.setdefault(kind, None)
+                    area_warnings, level = ",".join(kinds), _level_of(kinds)
                 d = {
                     "code_type": CITY_CODE_TYPE if wtype.endswith("（市町村等）") else FORECAST_CODE_TYPE,
-                    "warnings": ",".join(kinds),
+                    "warnings": area_warnings,
                 }
-                level = max((lv for lv in map(kind_level, kinds) if lv is not None), default=None)
                 if level is not None:
                     d["level"] = str(level)
                 if lifted:
                     d["lifted"] = ",".join(lifted)
                 if change:
                     d["change"] = change
-                areas.append(Area(name, _codes(af.get("Code", "")), details=d))
+                areas.append(Area(name, _codes(code), details=d))
     best = most_severe(in_force_all)
     if best is not None:
         event, rating = best
@@ -812,6 +878,15 @@ def _weather_warnings(ctx: _Ctx) -> _Result:
         "target_area": _text(ctx.body, "TargetArea/Name"),
     }
     return _Result(event, rating, areas, details, [], level=_max_level(areas))
+
+
+def _level_of(kinds: Iterable[str]) -> int | None:
+    """The highest 警戒レベル the kinds give or imply, None when none has one."""
+    best = None
+    for level in map(kind_level, kinds):
+        if level is not None and (best is None or level > best):
+            best = level
+    return best
 
 
 # 〈レベル４大雨危険警報〉姫路市　たつの市　多可町＊ in Body/Notice of VPWW53/54 (2026).
@@ -877,7 +952,7 @@ def _seismic(ctx: _Ctx) -> _Result:
         rating = rate_intensity(max_int)
     event = ctx.head_title or ctx.control_title
     texts = [_text(ctx.body, "Text")]
-    return _Result(event, rating, areas, details, texts)
+    return _Result(event, rating, areas, details, texts, capped=True)
 
 
 _SCALARS = ("Name", "Code", "MaxInt", "Condition")
@@ -933,16 +1008,23 @@ def _intensity_scalars(el: Any, tags: tuple[str, ...]) -> tuple[str, str, str, s
 
 
 def _intensity_areas(observation: Any, areas: list[Area]) -> None:
-    """Intensity/Observation → one Area per City, or per seismic Area without cities."""
+    """Intensity/Observation → one Area per City, or per seismic Area without cities.
+
+    The text limits are applied here, as each value is read (module docstring): a
+    VXSE53 has ~1,300 areas, too many to scan again afterwards.
+    """
     tag = observation.tag
     ns = tag[: tag.index("}") + 1] if tag.startswith("{") else ""
     tags = tuple(ns + local for local in (*_SCALARS, "City", "IntensityStation"))
     name_tag, code_tag, max_tag, _, _, station_tag = tags
     any_city, any_area, any_pref = _steps("City/Area/Pref")
     for pref in observation.iterchildren(any_pref):
-        pref_name = _text(pref, "Name")
+        pref_name = _cap(_text(pref, "Name"), MAX_DETAIL_CHARS)
         for area in pref.iterchildren(any_area):
             area_name, area_code, area_int, area_cond = _intensity_scalars(area, tags)
+            area_name = _cap(area_name, MAX_AREA_NAME_CHARS)
+            area_int, area_cond = _cap(area_int, MAX_DETAIL_CHARS), _cap(area_cond, MAX_DETAIL_CHARS)
+            area_detail = _cap(area_name, MAX_DETAIL_CHARS)
             has_city = False
             for city in area.iterchildren(any_city):
                 has_city = True
@@ -963,10 +1045,13 @@ def _intensity_areas(observation: Any, areas: list[Area]) -> None:
                     condition = ""
                 else:
                     name, code, max_int, condition = _intensity_scalars(city, tags)
+                    condition = _cap(condition, MAX_DETAIL_CHARS)
+                if len(name) > MAX_AREA_NAME_CHARS or len(max_int) > MAX_DETAIL_CHARS:
+                    name, max_int = _cap(name, MAX_AREA_NAME_CHARS), _cap(max_int, MAX_DETAIL_CHARS)
                 d = {"code_type": CITY_CODE_TYPE, "intensity": max_int, "pref": pref_name}
                 if condition:  # e.g. 震度５弱以上未入電
                     d["condition"] = condition
-                d["area"] = area_name
+                d["area"] = area_detail
                 areas.append(Area(name, (code,) if code else (), details=d))
             if not has_city:
                 d = {"code_type": SEISMIC_AREA_CODE_TYPE, "intensity": area_int, "pref": pref_name}
@@ -1338,7 +1423,7 @@ def _special_warning_notice(ctx: _Ctx) -> _Result:
                 d = {"code_type": code_type, "warnings": ",".join(live)}
                 if not live:
                     d["lifted"] = "特別警報"
-                level = max((lv for lv in map(kind_level, live) if lv is not None), default=None)
+                level = _level_of(live)
                 if level is not None:
                     d["level"] = str(level)
                 areas.append(Area(af.get("Name", ""), _codes(af.get("Code", "")), details=d))
@@ -1398,7 +1483,7 @@ def _weather_bulletin(ctx: _Ctx) -> _Result:
 
 
 def _typhoon(ctx: _Ctx) -> _Result:
-    """台風解析・予報情報 VPTW40–62: stored and shown, not pushed (``details["push"] is False``).
+    """台風解析・予報情報 VPTW60–65: stored and shown, not pushed (``details["push"] is False``).
 
     A track forecast reaches residents through the warnings it leads to; the
     typhoon's name, number, class and position are kept for the site.

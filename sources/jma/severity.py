@@ -33,6 +33,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 
 from dispatcher.model import Certainty, Priority, Severity, Urgency
 
@@ -232,6 +233,7 @@ _IMPLIED_LEVEL: tuple[tuple[str, int], ...] = (
 _LEVEL_PRIORITY = {5: _P.CRITICAL, 4: _P.CRITICAL, 3: _P.HIGH, 2: _P.LOW, 1: _P.LOW}
 
 
+@lru_cache(maxsize=2048)  # names repeat across areas and telegrams; bounded for hostile input
 def kind_level(name: str | None) -> int | None:
     """The 警戒レベル (1–5) a warning name gives or implies, None when it has none.
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from dispatcher.model import Alert, Priority, Severity, Urgency
-from sources.jma import AreaCodes, Parsed, parse_telegram
+from sources.jma import AreaCodes, Parsed, Unsupported, parse_telegram
 from sources.jma.codes import COAST_CODE_TYPE
 from sources.jma.severity import kind_level, level_priority
 
@@ -276,5 +276,8 @@ def test_vptw60_typhoon_is_stored_not_pushed(shared_data: Path) -> None:
     assert alert.details["typhoon_name"] == "ドルフィン"
     assert alert.details["typhoon_number"] == "2613"
     assert alert.priority is Priority.LOW
-    for rel in ("official_samples/10_05_02_200826_VPTW60.xml", "official_samples/09_01_01_091210_VPTW40.xml"):
+    for rel in ("official_samples/10_05_02_200826_VPTW60.xml", "official_samples/10_05_05_200826_VPTW61.xml"):
         assert _alert(shared_data, rel).details["push"] is False
+    # The retired pre-2018 formats (VPTW40/41/50/51) are stored as Unsupported.
+    old = parse_telegram(_data(shared_data, "official_samples/09_01_01_091210_VPTW40.xml"))
+    assert isinstance(old, Unsupported)
