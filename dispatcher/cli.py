@@ -6,7 +6,7 @@ Commands:
     migrate         apply database migrations
     check-config    validate a configuration file
     status          recent alerts with per-channel delivery counts (``--json``)
-    parse           parse JMA telegrams, one JSON object per file
+    parse           parse JMA telegrams, one JSON object per file (exit 1 if any failed)
     locate          districts and hazard zones at a point
     subscribe       add or update a subscription (areas by name or code, or a location)
     audience        districts an alert file covers and how many subscribers it reaches
@@ -48,7 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("status", help="recent alerts with per-channel delivery counts")
     s.add_argument("--json", action="store_true")
     s.add_argument("--limit", type=int, default=20)
-    pa = sub.add_parser("parse", help="parse JMA telegrams; one JSON object per file")
+    pa = sub.add_parser("parse", help="parse JMA telegrams; one JSON object per file; exit 1 if any failed")
     pa.add_argument("files", nargs="+")
     lo = sub.add_parser("locate", help="districts and hazard zones at a point (JSON)")
     lo.add_argument("lat", type=float)
@@ -121,11 +121,14 @@ def _check_config(path: str | None) -> int:
 
 
 def _parse(files: list[str]) -> int:
-    from sources.jma.cli import parse_files
+    """One JSON line per file; exit 1 when any file failed or could not be read."""
+    from sources.jma.cli import is_failure, parse_files
 
+    failed = False
     for obj in parse_files(files):
+        failed |= is_failure(obj)
         print(json.dumps(obj, ensure_ascii=False), flush=True)
-    return 0
+    return 1 if failed else 0
 
 
 def _locate(settings: Settings, lat: float, lon: float) -> int:

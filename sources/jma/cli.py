@@ -1,8 +1,14 @@
 """Command-line view of the JMA parser: one JSON object per telegram file.
 
 The team wires ``parse_files`` as ``dispatcher parse FILE...``; ``python -m
-sources.jma.cli FILE...`` prints the same JSON lines. Format reference:
-https://xml.kishou.go.jp/.
+sources.jma.cli FILE...`` prints the same JSON lines. Both exit 1 when any file
+failed or could not be read (each still has its line, with ``error``).
+Format reference: https://xml.kishou.go.jp/.
+
+Per alert: ``level`` (the highest 警戒レベル, or null) and ``areas`` as objects
+``{"code", "name", "kinds", "level"}``: the area's first JMA code, its name,
+the warning kinds in force there (or the family's category for it, e.g. the
+tsunami grade or the flood kind) and its 警戒レベル (int or null).
 """
 
 from __future__ import annotations
@@ -13,10 +19,33 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from dispatcher.model import Area
+
 from .codes import AreaCodes, default_codes
 from .parser import Failed, Parsed, parse_telegram
 
-__all__ = ["main", "parse_files"]
+__all__ = ["is_failure", "main", "parse_files"]
+
+
+# Area details naming what applies there, by family, in order of preference.
+_KIND_KEYS = ("warnings", "category", "kind", "lifted")
+
+
+def _area(area: Area) -> dict[str, Any]:
+    d = area.details
+    kinds = next((d[k] for k in _KIND_KEYS if d.get(k)), "")
+    level = d.get("level")
+    return {
+        "code": area.codes[0] if area.codes else None,
+        "name": area.description,
+        "kinds": [k for k in kinds.split(",") if k] if kinds else [],
+        "level": int(level) if level else None,
+    }
+
+
+def is_failure(row: dict[str, Any]) -> bool:
+    """Whether a ``parse_files`` row is a file that failed or could not be read."""
+    return "error" in row
 
 
 def _row(path: Path, codes: AreaCodes) -> dict[str, Any]:
@@ -44,7 +73,8 @@ def _row(path: Path, codes: AreaCodes) -> dict[str, Any]:
             "certainty": a.certainty.value,
             "priority": a.priority.name.lower(),
             "headline": a.headline,
-            "areas": list(a.area_codes),
+            "level": a.details.get("level"),
+            "areas": [_area(area) for area in a.areas],
             "references": list(a.references),
             "expires": a.expires.isoformat() if a.expires else None,
         }
@@ -62,6 +92,7 @@ def _row(path: Path, codes: AreaCodes) -> dict[str, Any]:
         "event": outcome.head_title or outcome.title,
         "severity": outcome.rating.severity.value,
         "headline": "",
+        "level": None,
         "areas": [],
         "references": [],
     }
@@ -79,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     failed = False
     for row in parse_files(args):
-        failed |= "error" in row
+        failed |= is_failure(row)
         print(json.dumps(row, ensure_ascii=False))
     return 1 if failed else 0
 

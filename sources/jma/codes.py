@@ -5,9 +5,16 @@ JMA addresses weather warnings to 市町村等 (7-digit codes such as ``2220300`
 一次細分 (``220030`` 東部) and 府県予報区 (``220000`` 静岡県). Seismic
 telegrams name municipalities with the same 7-digit codes; tsunami telegrams use
 3-digit 津波予報区 codes (``380`` 静岡県) from ``tsunami_regions.csv``, and
-seismic telegrams 3-digit 地震情報／細分区域 codes (``441`` 静岡県東部), mapped
-to municipalities by ``seismic_areas.csv`` (derived from real telegrams by
-:mod:`sources.jma.tables`; incomplete, see the README).
+seismic telegrams and 緊急地震速報 3-digit 地震情報／細分区域 codes (``441``
+静岡県東部), mapped to municipalities by JMA's own table
+(``AreaInformationCity_quake.csv``: 市町村等（地震津波関係） → 細分区域, with the
+names in ``AreaForecastLocalE.csv``) joined with ``seismic_areas.csv``
+(derived from real telegrams by :mod:`sources.jma.tables`). 緊急地震速報 also
+names 4-digit 緊急地震速報／府県予報区 codes (``9220`` 静岡, names in
+``AreaForecastLocalEEW.csv``), whose digits 2–3 are the prefecture: they
+resolve to every municipality of that prefecture (over-including the split
+ones such as 9011 北海道道央, the safe direction). VTSE52's 沿岸地域 codes are
+津波予報区 codes and resolve through the tsunami table.
 
 A 7-digit 市町村等 code is the 5-digit 全国地方公共団体コード (without check
 digit) plus two digits that split some municipalities for warnings
@@ -39,6 +46,8 @@ from typing import Protocol
 
 __all__ = [
     "CITY_CODE_TYPE",
+    "COAST_CODE_TYPE",
+    "EEW_AREA_CODE_TYPE",
     "FORECAST_CODE_TYPE",
     "SEISMIC_AREA_CODE_TYPE",
     "TSUNAMI_CODE_TYPE",
@@ -52,6 +61,10 @@ TSUNAMI_CODE_TYPE = "津波予報区"
 CITY_CODE_TYPE = "気象・地震・火山情報／市町村等"
 FORECAST_CODE_TYPE = "気象情報／府県予報区・細分区域等"
 SEISMIC_AREA_CODE_TYPE = "地震情報／細分区域"
+EEW_AREA_CODE_TYPE = "緊急地震速報／府県予報区"
+# VTSE52 Estimation/Item/Area: 沿岸地域 codes are 津波予報区 codes.
+COAST_CODE_TYPE = "沿岸地域"
+_TSUNAMI_TYPES = frozenset({TSUNAMI_CODE_TYPE, COAST_CODE_TYPE})
 
 
 class _HasCodesAndDetails(Protocol):
@@ -89,6 +102,7 @@ class AreaCodes:
         tsunami_members: Mapping[str, frozenset[str]],
         seismic_names: Mapping[str, str] | None = None,
         seismic_members: Mapping[str, frozenset[str]] | None = None,
+        eew_names: Mapping[str, str] | None = None,
     ) -> None:
         self.version = version
         self._names = dict(names)
@@ -97,6 +111,8 @@ class AreaCodes:
         self._tsunami_members = dict(tsunami_members)
         self._seismic_names = dict(seismic_names or {})
         self._seismic_members = dict(seismic_members or {})
+        self._eew_names = dict(eew_names or {})
+        self._eew_members: dict[str, frozenset[str]] = {}
         # 5-digit municipality → its 7-digit 市町村等 entries (one, or the parts of a split one).
         self._parts: dict[str, set[str]] = {}
         self._inferred: dict[str, frozenset[str] | None] = {}
@@ -108,6 +124,12 @@ class AreaCodes:
             whole = code + "00"
             if whole not in self._members:
                 self._members[whole] = frozenset(parts)
+        by_prefecture: dict[str, set[str]] = {}
+        for code, cities in self._members.items():
+            if len(code) == 7 and cities == {code}:
+                by_prefecture.setdefault(code[:2], set()).add(code)
+        for code in self._eew_names:
+            self._eew_members[code] = frozenset(by_prefecture.get(code[1:3], ()))
 
     def municipality_parts(self, code: str) -> frozenset[str] | None:
         """The table's 市町村等 entries for a 7-digit code, inferring wards and split municipalities."""
@@ -169,6 +191,17 @@ class AreaCodes:
             for row in _read_csv(base, "seismic_areas.csv"):
                 seismic_names[row["code"]] = row["name"]
                 seismic_cities.setdefault(row["code"], set()).add(row["citycode"])
+        # JMA's own tables win for names and add the municipalities no telegram named.
+        if (base / "AreaForecastLocalE.csv").is_file():
+            for row in _read_csv(base, "AreaForecastLocalE.csv"):
+                seismic_names[row["code"]] = row["name"]
+        if (base / "AreaInformationCity_quake.csv").is_file():
+            for row in _read_csv(base, "AreaInformationCity_quake.csv"):
+                seismic_cities.setdefault(row["areacode"], set()).add(row["citycode"])
+        eew_names: dict[str, str] = {}
+        if (base / "AreaForecastLocalEEW.csv").is_file():
+            for row in _read_csv(base, "AreaForecastLocalEEW.csv"):
+                eew_names[row["code"]] = row["name"]
 
         tsunami_names: dict[str, str] = {}
         tsunami_members: dict[str, frozenset[str]] = {}
@@ -186,6 +219,7 @@ class AreaCodes:
             tsunami_names=tsunami_names,
             tsunami_members=tsunami_members,
             seismic_names=seismic_names,
+            eew_names=eew_names,
         )
         # Municipalities the telegrams named that have since merged away resolve to nothing.
         for code, cities in seismic_cities.items():
@@ -197,10 +231,12 @@ class AreaCodes:
 
     def name(self, code: str, code_type: str | None = None) -> str | None:
         """The JMA name of ``code`` (forecast areas, 市町村等; 津波予報区 with its code type)."""
-        if code_type == TSUNAMI_CODE_TYPE:
+        if code_type in _TSUNAMI_TYPES:
             return self._tsunami_names.get(code)
         if code_type == SEISMIC_AREA_CODE_TYPE:
             return self._seismic_names.get(code)
+        if code_type == EEW_AREA_CODE_TYPE:
+            return self._eew_names.get(code)
         return self._names.get(code)
 
     def tsunami_region_name(self, code: str) -> str | None:
@@ -214,7 +250,8 @@ class AreaCodes:
         split municipalities inferred, see the module docstring). 3-digit codes
         are ambiguous (津波予報区 ``390`` 愛知県外海 vs 地震情報細分区域 ``390``
         石川県能登), so they resolve only with ``code_type`` ``TSUNAMI_CODE_TYPE``
-        or ``SEISMIC_AREA_CODE_TYPE``.
+        (or ``COAST_CODE_TYPE``) or ``SEISMIC_AREA_CODE_TYPE``; 4-digit
+        緊急地震速報／府県予報区 codes with ``EEW_AREA_CODE_TYPE``.
         """
         found: set[str] = set()
         unknown: list[str] = []
@@ -227,10 +264,12 @@ class AreaCodes:
         return Resolution(frozenset(found), tuple(dict.fromkeys(unknown)))
 
     def _lookup(self, code: str, code_type: str | None) -> frozenset[str] | None:
-        if code_type == TSUNAMI_CODE_TYPE:
+        if code_type in _TSUNAMI_TYPES:
             return self._tsunami_members.get(code)
         if code_type == SEISMIC_AREA_CODE_TYPE:
             return self._seismic_members.get(code)
+        if code_type == EEW_AREA_CODE_TYPE:
+            return self._eew_members.get(code)
         found = self._members.get(code)
         return found if found is not None else self.municipality_parts(code)
 
@@ -238,8 +277,9 @@ class AreaCodes:
         """The codes ``resolve`` would report unknown, without building the municipality set."""
         # Same answers as ``_lookup`` (table values are never None), with the
         # code-type dispatch done once: a VXSE53 checks ~1,300 codes per telegram.
-        if code_type in (TSUNAMI_CODE_TYPE, SEISMIC_AREA_CODE_TYPE):
-            table = self._tsunami_members if code_type == TSUNAMI_CODE_TYPE else self._seismic_members
+        tables = {SEISMIC_AREA_CODE_TYPE: self._seismic_members, EEW_AREA_CODE_TYPE: self._eew_members}
+        table = self._tsunami_members if code_type in _TSUNAMI_TYPES else tables.get(code_type or "")
+        if table is not None:
             return tuple(dict.fromkeys(code for code in codes if code not in table))
         members, parts = self._members, self.municipality_parts
         return tuple(dict.fromkeys(code for code in codes if code not in members and parts(code) is None))

@@ -13,8 +13,41 @@ Contracts with the dispatcher:
   normalise (stored and reported, not delivered), or ``Failed(error)``.
 * ``identifier``: JMA has no message id, so it is ``"jma-"`` + the first 32 hex
   digits of SHA-256 over Control/Title, Control/EditorialOffice,
-  Control/Status, Head/Title, Head/ReportDateTime, Head/InfoType, Head/Serial
-  and Head/EventID. The same telegram fetched twice gets the same identifier.
+  Control/Status, Head/Title, Head/ReportDateTime, Head/InfoType, Head/Serial,
+  Head/EventID, Head/Headline/Text and a SHA-256 of the Body's bytes. The same
+  telegram fetched twice (the same bytes) gets the same identifier; two
+  telegrams that differ in what they say never share one, even when their Head
+  does (two 噴火速報 of one minute with an empty Serial): a collision would drop
+  the second as "already stored". A copy re-encoded on the way (other line
+  endings) gets another identifier; folding one issuance into one message is
+  the pipeline's job, not the identifier's.
+* Completeness: a Report must carry every Control and Head element the jmx
+  schemas require (Control: Title, DateTime, Status, EditorialOffice,
+  PublishingOffice; Head: Title, ReportDateTime, TargetDateTime, EventID,
+  InfoType, Serial, InfoKind, InfoKindVersion, Headline), with a non-empty
+  Control/Title, Status, EditorialOffice, Head/Title and InfoType and valid
+  Control/DateTime and Head/ReportDateTime; EventID, Serial and TargetDateTime
+  may be empty (they are in 107, 178 and 0 of the 424 real telegrams of
+  ``shared/data/jma``, and every one of those has all the elements). A
+  telegram without them is ``Failed`` (stored and reported, never sent), with
+  the missing elements named.
+* Text limits (characters; the largest real values in ``shared/data/jma`` are
+  36 for a title, 33 for an area name, 3,015 for a Body text):
+  identity fields (Control/Title, Status, EditorialOffice, Head/Title,
+  InfoType, EventID, Serial) over ``MAX_IDENTITY_CHARS`` (200) make the
+  telegram ``Failed``; free text is cut, ending in "…": the headline at
+  ``MAX_HEADLINE_CHARS`` (4,000), description and instruction at
+  ``MAX_TEXT_CHARS`` (20,000), the event at ``MAX_IDENTITY_CHARS``, an area's
+  name at ``MAX_AREA_NAME_CHARS`` (200) and each of its details at
+  ``MAX_DETAIL_CHARS`` (4,000).
+* ``details["level"]`` (int) is the highest 警戒レベル of the alert's areas, and
+  each such Area has ``details["level"]`` ("1"–"5"): from R06 Kind names, the
+  levels VPWW53/54 give only in Body/Notice (〈レベル４大雨危険警報〉姫路市　…),
+  VXKO flood kinds, 土砂災害警戒情報 = 4, 特別警報 = 5 (rules in
+  :mod:`sources.jma.severity`); priority follows it.
+* ``details["push"] is False`` marks telegrams stored and shown on the site but
+  not pushed to residents by default (台風解析・予報情報 VPTW60–65); the pipeline
+  honours it.
 * ``series_key``: ``Control/Title|EditorialOffice|Status`` plus ``|EventID``
   when there is one (DESIGN.md §5). The newest ``sent`` of a series wins.
 * ``references``: for 訂正 (UPDATE) and 取消 (CANCEL) the telegram does not
@@ -31,10 +64,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
+from itertools import chain
+from operator import attrgetter, methodcaller
 from typing import Any
 
 from lxml import etree
@@ -42,21 +77,74 @@ from lxml import etree
 from dispatcher.model import Alert, Area, MsgType, Status
 from sources.safexml import DEFAULT_MAX_BYTES, MalformedXmlError, UnsafeXmlError, parse_xml
 
-from .codes import CITY_CODE_TYPE, FORECAST_CODE_TYPE, SEISMIC_AREA_CODE_TYPE, TSUNAMI_CODE_TYPE, AreaCodes
+from .codes import (
+    CITY_CODE_TYPE,
+    COAST_CODE_TYPE,
+    EEW_AREA_CODE_TYPE,
+    FORECAST_CODE_TYPE,
+    SEISMIC_AREA_CODE_TYPE,
+    TSUNAMI_CODE_TYPE,
+    AreaCodes,
+)
 from .severity import (
     DEFAULT,
     LIFTED,
     Rating,
+    kind_level,
     more_severe,
     most_severe,
     rate,
     rate_intensity,
+    with_level,
 )
 
-__all__ = ["Failed", "ParseOutcome", "Parsed", "Unsupported", "kind_from_name", "parse_telegram"]
+__all__ = [
+    "MAX_AREA_NAME_CHARS",
+    "MAX_DETAIL_CHARS",
+    "MAX_HEADLINE_CHARS",
+    "MAX_IDENTITY_CHARS",
+    "MAX_TEXT_CHARS",
+    "Failed",
+    "ParseOutcome",
+    "Parsed",
+    "Unsupported",
+    "kind_from_name",
+    "parse_telegram",
+]
 
 JST = timezone(timedelta(hours=9))
 SOURCE = "jma"
+
+# Limits well above anything real (see the module docstring).
+MAX_IDENTITY_CHARS = 200
+MAX_HEADLINE_CHARS = 4_000
+MAX_TEXT_CHARS = 20_000
+MAX_AREA_NAME_CHARS = 200
+MAX_DETAIL_CHARS = 4_000
+
+# Elements the jmx schemas require (minOccurs=1), and those that must also hold text.
+_REQUIRED_CONTROL = ("Title", "DateTime", "Status", "EditorialOffice", "PublishingOffice")
+_REQUIRED_HEAD = (
+    "Title",
+    "ReportDateTime",
+    "TargetDateTime",
+    "EventID",
+    "InfoType",
+    "Serial",
+    "InfoKind",
+    "InfoKindVersion",
+    "Headline",
+)
+_REQUIRED_CONTROL_SET = frozenset(_REQUIRED_CONTROL)
+_REQUIRED_HEAD_SET = frozenset(_REQUIRED_HEAD)
+_NON_EMPTY_CONTROL = ("Title", "Status", "EditorialOffice")
+_NON_EMPTY_HEAD = ("Title", "InfoType")
+_IDENTITY_CONTROL = ("Title", "Status", "EditorialOffice")
+_IDENTITY_HEAD = ("Title", "InfoType", "EventID", "Serial")
+_BODY_START = re.compile(rb"<(?:[A-Za-z_][\w.-]*:)?Body[\s/>]")
+_DESCRIPTION = attrgetter("description")
+_DETAILS = attrgetter("details")
+_VALUES = methodcaller("values")
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +220,9 @@ _TITLE_KIND = {
     "竜巻注意情報（目撃情報付き）": "VPHW51",
     "噴火警報・予報": "VFVO50",
     "噴火速報": "VFVO56",
+    "気象特別警報報知": "VPNO50",
+    "府県気象防災速報": "VPBS50",
+    "台風解析・予報情報（５日予報）（Ｈ３０）": "VPTW60",
     "南海トラフ地震臨時情報": "VYSE50",
     "南海トラフ地震関連解説情報": "VYSE51",
     "北海道・三陸沖後発地震注意情報": "VYSE60",
@@ -147,7 +238,9 @@ _REGION_PREFIX = re.compile(r"^.{1,12}?(?:都|道|府|県|地方)(?=気象|竜�
 _NOT_IN_FORCE = frozenset({"", "解除", "なし", "発表警報・注意報はなし", "発表なし"})
 
 # Code types whose codes AreaCodes knows; the rest (rivers, volcanoes) are not checked.
-_RESOLVABLE = frozenset({CITY_CODE_TYPE, TSUNAMI_CODE_TYPE, FORECAST_CODE_TYPE, SEISMIC_AREA_CODE_TYPE})
+_RESOLVABLE = frozenset(
+    {CITY_CODE_TYPE, TSUNAMI_CODE_TYPE, COAST_CODE_TYPE, FORECAST_CODE_TYPE, SEISMIC_AREA_CODE_TYPE, EEW_AREA_CODE_TYPE}
+)
 
 _TSUNAMI_ORDER = ("大津波警報", "津波警報", "津波注意報", "津波予報")
 
@@ -371,6 +464,10 @@ class _Result:
     details: dict[str, Any]
     texts: list[str]
     instruction: str = ""
+    # The highest 警戒レベル of the areas (their details["level"]), when any has one.
+    level: int | None = None
+    # The handler applied the area text limits itself (the seismic hot loop).
+    capped: bool = False
 
 
 def parse_telegram(
@@ -406,30 +503,30 @@ def _parse_root(root: Any, data: bytes, url: str | None, codes: AreaCodes | None
         return Failed("Report lacks Control or Head")
     cf = _fields(control)
     hf = _fields(head)
-    control_title = cf.get("Title", "")
-    office = cf.get("EditorialOffice") or cf.get("PublishingOffice", "")
-    status_text = cf.get("Status", "")
+    problem = _incomplete(cf, hf)
+    if problem:
+        return Failed(f"malformed telegram {cf.get('Title', '')[:MAX_IDENTITY_CHARS]!r}: {problem}")
+    control_title = cf["Title"]
+    office = cf["EditorialOffice"]
+    status_text = cf["Status"]
     # An unknown status is fenced like a test: never let it reach the public.
     status = _STATUS.get(status_text, Status.TEST)
-    info_type = hf.get("InfoType", "")
+    info_type = hf["InfoType"]
     msg_type = _MSG_TYPE.get(info_type, MsgType.ALERT)
-    event_id = hf.get("EventID", "")
-    serial = hf.get("Serial", "")
-    head_title = hf.get("Title", "")
-    report_dt = hf.get("ReportDateTime", "")
-    sent = _dt(report_dt) or _dt(cf.get("DateTime", ""))
+    event_id = hf["EventID"]
+    serial = hf["Serial"]
+    head_title = hf["Title"]
+    report_dt = hf["ReportDateTime"]
+    sent = _dt(report_dt)
+    assert sent is not None  # _incomplete checked it
     kind = kind_from_name(url) or _TITLE_KIND.get(control_title, "")
     series_key = "|".join((control_title, office, status_text))
     if event_id:
         series_key += "|" + event_id
-    if sent is None:
-        return Failed(f"telegram {control_title!r} has no valid Head/ReportDateTime")
-    ident_src = "\x1f".join((control_title, office, status_text, head_title, report_dt, info_type, serial, event_id))
-    identifier = "jma-" + hashlib.sha256(ident_src.encode("utf-8")).hexdigest()[:32]
 
     handler = _handler_for(control_title)
     if handler is None:
-        rating = rate(head_title or control_title)
+        rating = with_level(rate(head_title or control_title), kind_level(head_title or control_title))
         return Unsupported(
             kind=kind,
             title=control_title,
@@ -441,6 +538,11 @@ def _parse_root(root: Any, data: bytes, url: str | None, codes: AreaCodes | None
             msg_type=msg_type,
             rating=rating,
         )
+    headline = _text(head, "Headline/Text")
+    # After the family check: an Unsupported telegram has no identifier to mint.
+    identifier = _identifier(
+        data, (control_title, office, status_text, head_title, report_dt, info_type, serial, event_id, headline)
+    )
     ctx = _Ctx(
         root=root,
         head=head,
@@ -457,7 +559,7 @@ def _parse_root(root: Any, data: bytes, url: str | None, codes: AreaCodes | None
         kind=kind,
         series_key=series_key,
         identifier=identifier,
-        headline=_text(head, "Headline/Text"),
+        headline=headline,
         valid=_dt(hf.get("ValidDateTime", "")),
         codes=codes,
         data=data,
@@ -465,6 +567,54 @@ def _parse_root(root: Any, data: bytes, url: str | None, codes: AreaCodes | None
     )
     result = handler(ctx)
     return Parsed(_alert(ctx, result))
+
+
+def _incomplete(cf: dict[str, str], hf: dict[str, str]) -> str:
+    """What makes Control/Head fields ``cf``/``hf`` not a whole telegram, or ``""``."""
+    if (
+        cf.keys() >= _REQUIRED_CONTROL_SET
+        and hf.keys() >= _REQUIRED_HEAD_SET
+        and all(map(cf.__getitem__, _NON_EMPTY_CONTROL))
+        and all(map(hf.__getitem__, _NON_EMPTY_HEAD))
+        and max(map(len, map(cf.__getitem__, _IDENTITY_CONTROL))) <= MAX_IDENTITY_CHARS
+        and max(map(len, map(hf.__getitem__, _IDENTITY_HEAD))) <= MAX_IDENTITY_CHARS
+        and _dt(cf["DateTime"]) is not None
+        and _dt(hf["ReportDateTime"]) is not None
+    ):
+        return ""  # the usual case, in one pass; the detailed report below names what is wrong
+    missing = [f"Control/{n}" for n in _REQUIRED_CONTROL if n not in cf]
+    missing += [f"Head/{n}" for n in _REQUIRED_HEAD if n not in hf]
+    empty = [f"Control/{n}" for n in _NON_EMPTY_CONTROL if n in cf and not cf[n]]
+    empty += [f"Head/{n}" for n in _NON_EMPTY_HEAD if n in hf and not hf[n]]
+    invalid = [
+        f"{part}/{n}"
+        for part, fields, n in (("Control", cf, "DateTime"), ("Head", hf, "ReportDateTime"))
+        if n in fields and _dt(fields[n]) is None
+    ]
+    too_long = [f"Control/{n}" for n in _IDENTITY_CONTROL if len(cf.get(n, "")) > MAX_IDENTITY_CHARS]
+    too_long += [f"Head/{n}" for n in _IDENTITY_HEAD if len(hf.get(n, "")) > MAX_IDENTITY_CHARS]
+    problems = []
+    if missing:
+        problems.append("missing " + ", ".join(missing))
+    if empty:
+        problems.append("empty " + ", ".join(empty))
+    if invalid:
+        problems.append("no valid date-time in " + ", ".join(invalid))
+    if too_long:
+        problems.append(f"longer than {MAX_IDENTITY_CHARS} characters: " + ", ".join(too_long))
+    return "; ".join(problems)
+
+
+def _identifier(data: bytes, fields: tuple[str, ...]) -> str:
+    """``jma-`` + 32 hex digits over the Head fields and the Body's bytes (module docstring)."""
+    # JMA writes <Body xmlns=…> unprefixed; the pattern is the fallback for a prefixed one.
+    start = data.find(b"<Body")
+    if start < 0 or data[start + 5 : start + 6] not in (b" ", b">", b"/", b"\n", b"\t", b"\r"):
+        match = _BODY_START.search(data)
+        start = match.start() if match else len(data)
+    body = hashlib.sha256(memoryview(data)[start:]).hexdigest()
+    src = "\x1f".join((*fields, body))
+    return "jma-" + hashlib.sha256(src.encode("utf-8")).hexdigest()[:32]
 
 
 def _alert(ctx: _Ctx, res: _Result) -> Alert:
@@ -477,6 +627,9 @@ def _alert(ctx: _Ctx, res: _Result) -> Alert:
         **res.details,
     }
     rating = res.rating
+    if res.level is not None:
+        details["level"] = res.level
+        rating = with_level(rating, res.level)
     if ctx.msg_type is MsgType.CANCEL:
         # A withdrawal must reach the same people as fast as what it withdraws,
         # but it is not itself a danger.
@@ -498,17 +651,17 @@ def _alert(ctx: _Ctx, res: _Result) -> Alert:
         sent=ctx.sent,
         status=ctx.status,
         msg_type=ctx.msg_type,
-        event=res.event or ctx.head_title or ctx.control_title,
+        event=_cap(res.event or ctx.head_title or ctx.control_title, MAX_IDENTITY_CHARS),
         severity=rating.severity,
         urgency=rating.urgency,
         certainty=rating.certainty,
         priority=rating.priority,
-        headline=ctx.headline or ctx.head_title,
+        headline=_cap(ctx.headline or ctx.head_title, MAX_HEADLINE_CHARS),
         source=SOURCE,
         references=(ctx.series_key,) if ctx.msg_type in (MsgType.UPDATE, MsgType.CANCEL) else (),
-        description=_join([ctx.headline, *res.texts, *comments]),
-        instruction=res.instruction,
-        areas=tuple(res.areas),
+        description=_cap(_join([ctx.headline, *res.texts, *comments]), MAX_TEXT_CHARS),
+        instruction=_cap(res.instruction, MAX_TEXT_CHARS),
+        areas=tuple(res.areas) if res.capped else _capped_areas(res.areas),
         expires=ctx.valid,
         series_key=ctx.series_key,
         kind=ctx.kind,
@@ -516,6 +669,39 @@ def _alert(ctx: _Ctx, res: _Result) -> Alert:
         original=ctx.data,
         original_url=ctx.url,
     )
+
+
+def _cap(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters, ending in "…" when cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _capped_areas(areas: list[Area]) -> tuple[Area, ...]:
+    """The areas with over-long names and detail values cut (rebuilt only when needed)."""
+    # One C-level pass over every name and value first: a VXSE53 has ~1,300 areas.
+    longest_name = max(map(len, map(_DESCRIPTION, areas)), default=0)
+    longest_detail = max(map(len, chain.from_iterable(map(_VALUES, map(_DETAILS, areas)))), default=0)
+    if longest_name <= MAX_AREA_NAME_CHARS and longest_detail <= MAX_DETAIL_CHARS:
+        return tuple(areas)
+    out = []
+    for area in areas:
+        details = area.details
+        if len(area.description) > MAX_AREA_NAME_CHARS or max(map(len, details.values()), default=0) > MAX_DETAIL_CHARS:
+            area = Area(
+                _cap(area.description, MAX_AREA_NAME_CHARS),
+                area.codes,
+                area.polygons,
+                area.circles,
+                {k: _cap(v, MAX_DETAIL_CHARS) for k, v in details.items()},
+            )
+        out.append(area)
+    return tuple(out)
+
+
+def _max_level(areas: Iterable[Area]) -> int | None:
+    """The highest ``details["level"]`` among ``areas``, None when none has one."""
+    levels = [int(a.details["level"]) for a in areas if "level" in a.details]
+    return max(levels) if levels else None
 
 
 def _comments(body: Any) -> list[str]:
@@ -555,6 +741,14 @@ def _handler_for(control_title: str) -> Any:
         return _flood
     if control_title in ("噴火警報・予報", "噴火速報"):
         return _volcano
+    if control_title == "気象特別警報報知":
+        return _special_warning_notice
+    if control_title == "府県気象防災速報":
+        return _weather_bulletin
+    if control_title.startswith("台風解析・予報情報") and control_title.endswith("（Ｈ３０）"):
+        # VPTW60–65 (the 2018 format JMA sends today); the retired VPTW40/41/50/51
+        # formats stay Unsupported (stored and reported).
+        return _typhoon
     if control_title in (
         "南海トラフ地震臨時情報",
         "南海トラフ地震関連解説情報",
@@ -564,13 +758,46 @@ def _handler_for(control_title: str) -> Any:
     return None
 
 
-_NAME_STATUS = frozenset({"Name", "Status"})
+_KIND_TAG = "{*}Kind"
 
 
-def _kinds(item: Any) -> Iterator[tuple[str, str]]:
-    for kind in _children(item, "Kind"):
-        f = _wanted(kind, _NAME_STATUS)
-        yield f.get("Name", ""), f.get("Status", "")
+def _kinds(item: Any) -> list[tuple[str, str]]:
+    """(Name, Status) of each Kind child of a warning Item, stopping inside a Kind once both are read.
+
+    The hot loop of the warning families: an R06 Kind carries Name, Code, Status
+    and then long Property lists.
+    """
+    out: list[tuple[str, str]] = []
+    names = _LOCAL_NAMES
+    for kind in item.iterchildren(_KIND_TAG):
+        name = status = None
+        for child in kind.iterchildren(_ELEMENTS_ONLY):
+            tag = child.tag
+            local = names.get(tag) or _local_name(tag)
+            if local == "Name":
+                if name is None:
+                    name = child.text or ""
+                    if status is not None:
+                        break
+            elif local == "Status" and status is None:
+                status = child.text or ""
+                if name is not None:
+                    break
+        out.append((name.strip() if name else "", status.strip() if status else ""))
+    return out
+
+
+def _name_code(area: Any) -> tuple[str, str]:
+    """Name and Code of an Area element: by position in the usual <Name/><Code/> shape, else by name."""
+    kids = area[:2]
+    if len(kids) == 2:
+        first, second = kids
+        t1, t2 = first.tag, second.tag
+        if isinstance(t1, str) and isinstance(t2, str) and t1.endswith("}Name") and t2.endswith("}Code"):
+            n, c = first.text, second.text
+            return (n.strip() if n else ""), (c.strip() if c else "")
+    af = _fields(area)
+    return af.get("Name", ""), af.get("Code", "")
 
 
 def _item_areas(item: Any) -> list[Any]:
@@ -585,9 +812,15 @@ def _code_type(el: Any, default: str) -> str:
 
 
 def _weather_warnings(ctx: _Ctx) -> _Result:
-    """気象特別警報・警報・注意報 (VPWW53/54, R06 VPWW55–61, legacy VPWW50)."""
+    """気象特別警報・警報・注意報 (VPWW53/54, R06 VPWW55–61, legacy VPWW50).
+
+    Each area's 警戒レベル is the highest its in-force kinds give or imply; the
+    older copies (VPWW53/54) name only the hazard (大雨警報) and carry the R06
+    kind only in Body/Notice, which adds that kind to the areas it names.
+    """
     warnings = _findall(ctx.body, "Warning")
     chosen = [w for w in warnings if (w.get("type") or "").endswith("（市町村等）")] or warnings
+    noticed = _notice_kinds(ctx.body)
     areas: list[Area] = []
     in_force_all: dict[str, None] = {}
     lifted_all: dict[str, None] = {}
@@ -605,22 +838,33 @@ def _weather_warnings(ctx: _Ctx) -> _Result:
                     in_force.append(name)
             if not in_force and not lifted:
                 continue
-            for name in in_force:
-                in_force_all.setdefault(name, None)
             for name in lifted:
                 lifted_all.setdefault(name, None)
+            change = _text(item, "ChangeStatus")
+            for kind in in_force:
+                in_force_all.setdefault(kind, None)
+            item_level = _level_of(in_force)
+            item_warnings = ",".join(in_force)
             for area in _item_areas(item):
+                name, code = _name_code(area)
+                area_warnings, level = item_warnings, item_level
+                extra = noticed.get(name) if noticed and in_force else None
+                if extra:
+                    kinds = [*in_force, *(k for k in extra if k not in in_force)]
+                    for kind in kinds:
+                        in_force_all.setdefault(kind, None)
+                    area_warnings, level = ",".join(kinds), _level_of(kinds)
                 d = {
                     "code_type": CITY_CODE_TYPE if wtype.endswith("（市町村等）") else FORECAST_CODE_TYPE,
-                    "warnings": ",".join(in_force),
+                    "warnings": area_warnings,
                 }
+                if level is not None:
+                    d["level"] = str(level)
                 if lifted:
                     d["lifted"] = ",".join(lifted)
-                change = _text(item, "ChangeStatus")
                 if change:
                     d["change"] = change
-                af = _fields(area)
-                areas.append(Area(af.get("Name", ""), _codes(af.get("Code", "")), details=d))
+                areas.append(Area(name, _codes(code), details=d))
     best = most_severe(in_force_all)
     if best is not None:
         event, rating = best
@@ -633,7 +877,40 @@ def _weather_warnings(ctx: _Ctx) -> _Result:
         "warnings_lifted": list(lifted_all),
         "target_area": _text(ctx.body, "TargetArea/Name"),
     }
-    return _Result(event, rating, areas, details, [])
+    return _Result(event, rating, areas, details, [], level=_max_level(areas))
+
+
+def _level_of(kinds: Iterable[str]) -> int | None:
+    """The highest 警戒レベル the kinds give or imply, None when none has one."""
+    best = None
+    for level in map(kind_level, kinds):
+        if level is not None and (best is None or level > best):
+            best = level
+    return best
+
+
+# 〈レベル４大雨危険警報〉姫路市　たつの市　多可町＊ in Body/Notice of VPWW53/54 (2026).
+_NOTICE_ITEM = re.compile(r"〈([^〉]+)〉([^〈［]*)")
+_NOTICE_NAME_SPLIT = re.compile(r"[\s\u3000、，,]+")
+
+
+def _notice_kinds(body: Any) -> dict[str, list[str]]:
+    """Area name → the warning kinds Body/Notice names for it (only kinds that carry a level)."""
+    out: dict[str, list[str]] = {}
+    for notice in _findall(body, "Notice"):
+        text = _own_text(notice)
+        if "〈" not in text:
+            continue
+        for match in _NOTICE_ITEM.finditer(text):
+            kind = match.group(1).strip()
+            if kind_level(kind) is None:
+                continue
+            for name in _NOTICE_NAME_SPLIT.split(match.group(2)):
+                # A trailing ＊ marks a town newly under the kind; the town is the same.
+                name = name.strip().rstrip("＊*")
+                if name and name != "なし":
+                    out.setdefault(name, []).append(kind)
+    return out
 
 
 def _earthquake(body: Any) -> dict[str, Any]:
@@ -675,7 +952,7 @@ def _seismic(ctx: _Ctx) -> _Result:
         rating = rate_intensity(max_int)
     event = ctx.head_title or ctx.control_title
     texts = [_text(ctx.body, "Text")]
-    return _Result(event, rating, areas, details, texts)
+    return _Result(event, rating, areas, details, texts, capped=True)
 
 
 _SCALARS = ("Name", "Code", "MaxInt", "Condition")
@@ -731,16 +1008,23 @@ def _intensity_scalars(el: Any, tags: tuple[str, ...]) -> tuple[str, str, str, s
 
 
 def _intensity_areas(observation: Any, areas: list[Area]) -> None:
-    """Intensity/Observation → one Area per City, or per seismic Area without cities."""
+    """Intensity/Observation → one Area per City, or per seismic Area without cities.
+
+    The text limits are applied here, as each value is read (module docstring): a
+    VXSE53 has ~1,300 areas, too many to scan again afterwards.
+    """
     tag = observation.tag
     ns = tag[: tag.index("}") + 1] if tag.startswith("{") else ""
     tags = tuple(ns + local for local in (*_SCALARS, "City", "IntensityStation"))
     name_tag, code_tag, max_tag, _, _, station_tag = tags
     any_city, any_area, any_pref = _steps("City/Area/Pref")
     for pref in observation.iterchildren(any_pref):
-        pref_name = _text(pref, "Name")
+        pref_name = _cap(_text(pref, "Name"), MAX_DETAIL_CHARS)
         for area in pref.iterchildren(any_area):
             area_name, area_code, area_int, area_cond = _intensity_scalars(area, tags)
+            area_name = _cap(area_name, MAX_AREA_NAME_CHARS)
+            area_int, area_cond = _cap(area_int, MAX_DETAIL_CHARS), _cap(area_cond, MAX_DETAIL_CHARS)
+            area_detail = _cap(area_name, MAX_DETAIL_CHARS)
             has_city = False
             for city in area.iterchildren(any_city):
                 has_city = True
@@ -761,10 +1045,13 @@ def _intensity_areas(observation: Any, areas: list[Area]) -> None:
                     condition = ""
                 else:
                     name, code, max_int, condition = _intensity_scalars(city, tags)
+                    condition = _cap(condition, MAX_DETAIL_CHARS)
+                if len(name) > MAX_AREA_NAME_CHARS or len(max_int) > MAX_DETAIL_CHARS:
+                    name, max_int = _cap(name, MAX_AREA_NAME_CHARS), _cap(max_int, MAX_DETAIL_CHARS)
                 d = {"code_type": CITY_CODE_TYPE, "intensity": max_int, "pref": pref_name}
                 if condition:  # e.g. 震度５弱以上未入電
                     d["condition"] = condition
-                d["area"] = area_name
+                d["area"] = area_detail
                 areas.append(Area(name, (code,) if code else (), details=d))
             if not has_city:
                 d = {"code_type": SEISMIC_AREA_CODE_TYPE, "intensity": area_int, "pref": pref_name}
@@ -825,24 +1112,51 @@ def _max_height(kids: dict[str, Any]) -> tuple[str, str]:
     return value, _own_text(mk.get("Condition"))
 
 
+def _tsunami_lifted(kind_name: str, last: str) -> str:
+    """What a tsunami Item lifts (津波注意報, 津波警報…), or ``""``.
+
+    A lifting is a Kind ending in 解除 (津波注意報解除 code 60, 警報解除 code 50:
+    LastKind says which), or 津波予報 / 津波なし after a warning or advisory.
+    """
+    last_category = _tsunami_category(last) if last else ""
+    if kind_name.endswith("解除"):
+        if last_category in _TSUNAMI_ORDER[:3]:
+            return last_category
+        lifted = kind_name.removesuffix("解除")
+        return lifted if lifted in _TSUNAMI_ORDER[:3] else "津波警報"
+    if _tsunami_category(kind_name) in ("津波予報", "津波なし") and last_category in _TSUNAMI_ORDER[:3]:
+        return last_category
+    return ""
+
+
 def _tsunami(ctx: _Ctx) -> _Result:
-    """津波警報・注意報・予報 VTSE41, 津波情報 VTSE51, 沖合の津波観測に関する情報 VTSE52."""
+    """津波警報・注意報・予報 VTSE41, 津波情報 VTSE51, 沖合の津波観測に関する情報 VTSE52.
+
+    Areas are the Forecast items (category, expected arrival and height), the
+    Observation items that name a region, and the Estimation items of VTSE52
+    (沿岸地域 codes, which are 津波予報区 codes: 380 静岡県). A VTSE41 in which
+    nothing is in force any more but something was lifted is the event
+    "<what was lifted>解除" (津波注意報解除), rated as a lifting.
+    """
     tsunami = _find(ctx.body, "Tsunami")
     areas: dict[str, Area] = {}
     by_category: dict[str, list[str]] = {}
+    lifted_all: dict[str, None] = {}
     for item in _findall(tsunami, "Forecast/Item"):
         k = _kids(item)
         af = _fields(k["Area"]) if "Area" in k else {}
         name, code = af.get("Name", ""), af.get("Code", "")
         cat = _kids(k["Category"]) if "Category" in k else {}
         kind_name = _text(cat.get("Kind"), "Name")
-        category = _tsunami_category(kind_name)
         last = _text(cat.get("LastKind"), "Name")
+        lifted = _tsunami_lifted(kind_name, last)
+        category = "解除" if kind_name.endswith("解除") else _tsunami_category(kind_name)
         d = {"code_type": TSUNAMI_CODE_TYPE, "category": category, "kind": kind_name}
         if last:
             d["last_kind"] = last
-            if category in ("津波予報", "津波なし") and _tsunami_category(last) in _TSUNAMI_ORDER[:3]:
-                d["lifted"] = _tsunami_category(last)
+        if lifted:
+            d["lifted"] = lifted
+            lifted_all.setdefault(lifted, None)
         first = _first_height(k)
         if first:
             d["first_arrival"] = first
@@ -859,6 +1173,7 @@ def _tsunami(ctx: _Ctx) -> _Result:
             d["stations"] = "、".join(stations)
         areas[code] = Area(name, _codes(code), details=d)
         by_category.setdefault(category, []).append(name)
+    offshore: list[str] = []
     for item in _findall(tsunami, "Observation/Item"):
         code = _text(item, "Area/Code")
         observed = []
@@ -868,25 +1183,69 @@ def _tsunami(ctx: _Ctx) -> _Result:
             observed.append(f"{_own_text(sk.get('Name'))} {height or condition}".strip())
         if not observed:
             continue
+        if not code:
+            # 沖合の観測点 (VTSE52) belong to no region: they are facts of the alert.
+            offshore.extend(observed)
+            continue
         base = areas.get(code)
         d = dict(base.details) if base else {"code_type": TSUNAMI_CODE_TYPE}
         d["observed"] = "、".join(observed)
         description = base.description if base else _text(item, "Area/Name")
         areas[code] = Area(description, _codes(code), details=d)
+    estimation = _find(tsunami, "Estimation")
+    coast_type = _code_define(estimation, "Item/Area/Code") or COAST_CODE_TYPE
+    for item in _findall(estimation, "Item"):
+        k = _kids(item)
+        af = _fields(k["Area"]) if "Area" in k else {}
+        code = af.get("Code", "")
+        if not code:
+            continue
+        base = areas.get(code)
+        d = dict(base.details) if base else {"code_type": coast_type}
+        d["estimated"] = "沖合の観測から推定"
+        first = _first_height(k)
+        if first:
+            d.setdefault("first_arrival", first)
+        max_height, condition = _max_height(k)
+        if max_height:
+            d["estimated_max_height"] = max_height
+            d.setdefault("max_height", max_height)
+        if condition:
+            d["max_height_condition"] = condition
+        areas[code] = Area(base.description if base else af.get("Name", ""), _codes(code), details=d)
     top = next((c for c in _TSUNAMI_ORDER if c in by_category), "")
     details: dict[str, Any] = {
         "tsunami_categories": by_category,
         "max_category": top,
         **_earthquake(ctx.body),
     }
+    if lifted_all:
+        details["lifted"] = list(lifted_all)
+    if offshore:
+        details["observed_offshore"] = "、".join(offshore)
     if ctx.control_title == "津波警報・注意報・予報a":
-        event = top or ctx.head_title
+        in_force = next((c for c in _TSUNAMI_ORDER[:3] if c in by_category), "")
+        if in_force:
+            event = in_force
+        elif lifted_all:
+            highest = next(c for c in _TSUNAMI_ORDER[:3] if c in lifted_all)
+            event = highest + "解除"
+        else:
+            event = top or ctx.head_title
         rating = rate(event)
     else:
         # 津波情報 during a warning carries observed heights: as urgent as the warning.
         event = ctx.head_title or ctx.control_title
         rating = more_severe(rate(event), rate(top)) if top else rate(event)
     return _Result(event, rating, list(areas.values()), details, [])
+
+
+def _code_define(el: Any, xpath: str) -> str:
+    """The code type a CodeDefine/Type gives for ``xpath`` (``Item/Area/Code``), or ``""``."""
+    for type_el in _findall(el, "CodeDefine/Type"):
+        if type_el.get("xpath") == xpath:
+            return _own_text(type_el)
+    return ""
 
 
 def _warning_items(ctx: _Ctx) -> _Result:
@@ -902,6 +1261,9 @@ def _warning_items(ctx: _Ctx) -> _Result:
         # "埼玉県気象防災速報（竜巻注意）": drop the leading prefecture / region name.
         event = _REGION_PREFIX.sub("", event, count=1)
     event = event or ctx.control_title
+    # 土砂災害警戒情報 is 警戒レベル４ (2026: レベル４土砂災害危険警報); its Kind names
+    # are only 警戒 / 解除, so the level comes from the family.
+    level = kind_level(event) or (4 if base == "土砂災害警戒情報" else None)
     areas: list[Area] = []
     any_in_force = any_lifted = False
     for warning in _findall(ctx.body, "Warning"):
@@ -922,6 +1284,8 @@ def _warning_items(ctx: _Ctx) -> _Result:
                     "status": status,
                     "kind": ",".join(n for n, _ in kinds if n),
                 }
+                if in_force and level is not None:
+                    d["level"] = str(level)
                 areas.append(Area(af.get("Name", ""), _codes(code), details=d))
     if any_in_force or ctx.msg_type is not MsgType.ALERT:
         rating = rate(event)
@@ -929,26 +1293,35 @@ def _warning_items(ctx: _Ctx) -> _Result:
         event, rating = event + "解除", LIFTED
     else:
         rating = rate(event)
-    return _Result(event, rating, areas, {"target_area": target}, [])
+    return _Result(event, rating, areas, {"target_area": target}, [], level=_max_level(areas))
 
 
 def _flood(ctx: _Ctx) -> _Result:
-    """指定河川洪水予報 (VXKO*): level from the title, inundation municipalities as areas."""
+    """指定河川洪水予報 (VXKO*): the flood kind and its 警戒レベル, inundation municipalities as areas.
+
+    The kind (氾濫危険情報, 2026: レベル４氾濫危険警報) is the Head/Headline
+    Information's, else the Head/Title's; Body items are the main text and the
+    municipalities whose districts may flood, which all share the kind's level.
+    """
+    event = ctx.head_title or ctx.control_title
+    flood_kind = _text(ctx.head, "Headline/Information/Item/Kind/Name") or event
+    level = kind_level(flood_kind) or kind_level(event)
     areas: list[Area] = []
     texts: list[str] = []
     rivers: list[str] = []
     for item in _findall(ctx.body, "Warning/Item"):
-        kind_name = _text(item, "Kind/Name")
         for prop in _findall(item, "Kind/Property"):
             if _text(prop, "Type") == "主文":
                 texts.append(_text(prop, "Text"))
         for area in _findall(item, "Areas/Area"):
             city_code = _text(area, "CityCode")
             if city_code:
-                d = {"code_type": CITY_CODE_TYPE, "kind": kind_name}
+                d = {"code_type": CITY_CODE_TYPE, "kind": flood_kind}
                 sub = _text(area, "SubCityList")
-                if sub:
+                if sub and sub != "-":
                     d["districts"] = sub
+                if level is not None:
+                    d["level"] = str(level)
                 areas.append(Area(_text(area, "City"), _codes(city_code), details=d))
             elif _text(area, "Name"):
                 rivers.append(_text(area, "Name"))
@@ -956,14 +1329,24 @@ def _flood(ctx: _Ctx) -> _Result:
                     Area(
                         _text(area, "Name"),
                         _codes(_text(area, "Code")),
-                        details={"code_type": "河川", "kind": kind_name},
+                        details={"code_type": "河川", "kind": flood_kind},
                     )
                 )
-    event = ctx.head_title or ctx.control_title
-    details = {"rivers": list(dict.fromkeys(rivers))}
-    # The river recurs in every Warning item; list each area once.
-    unique = list({(a.description, a.codes, tuple(a.details.items())): a for a in areas}.values())
-    return _Result(event, rate(event), unique, details, texts)
+    details = {"rivers": list(dict.fromkeys(rivers)), "river": "、".join(dict.fromkeys(rivers))}
+    # The river recurs in every Warning item, and a town under several gauges
+    # recurs too: list each area once, its districts joined.
+    unique: dict[tuple[str, tuple[str, ...]], Area] = {}
+    for area in areas:
+        key = (area.description, area.codes)
+        seen = unique.get(key)
+        if seen is not None and area.details.get("districts"):
+            merged = dict(seen.details)
+            merged["districts"] = _join([seen.details.get("districts", ""), area.details["districts"]], " ")
+            area = Area(seen.description, seen.codes, details=merged)
+        elif seen is not None:
+            continue
+        unique[key] = area
+    return _Result(event, rate(event), list(unique.values()), details, texts, level=_max_level(unique.values()))
 
 
 def _volcano(ctx: _Ctx) -> _Result:
@@ -982,13 +1365,14 @@ def _volcano(ctx: _Ctx) -> _Result:
                 if vtype.endswith("（対象火山）"):
                     details.setdefault("volcano", _text(area, "Name"))
                     details.setdefault("volcano_code", code)
-                    details.setdefault("level", kind_name)
+                    # 噴火警戒レベル, its own scale: not the 警戒レベル of details["level"].
+                    details.setdefault("volcano_level", kind_name)
                     condition = _text(item, "Kind/Condition")
                     if condition:
                         details.setdefault("level_change", condition)
                     last = _text(item, "LastKind/Name")
                     if last:
-                        details.setdefault("last_level", last)
+                        details.setdefault("last_volcano_level", last)
                     details.update(
                         {
                             k: v
@@ -1007,6 +1391,146 @@ def _volcano(ctx: _Ctx) -> _Result:
     instruction = _text(content, "VolcanoPrevention")
     rating = rate(event)
     return _Result(event, rating, areas, details, texts, instruction)
+
+
+def _special_warning_notice(ctx: _Ctx) -> _Result:
+    """気象特別警報報知 VPNO50: the notice JMA sends beside a 特別警報 (its Body is empty).
+
+    The kinds and areas are in Head/Headline/Information; the 市町村等 level is
+    used when present (else the finest level given). A 特別警報 is 警戒レベル５;
+    a Kind 解除 means the 特別警報 was switched to a warning or lifted, and the
+    event says so (特別警報解除, rated as a lifting).
+    """
+    infos = _findall(ctx.head, "Headline/Information")
+    by_type = {(i.get("type") or ""): i for i in infos}
+    chosen = next(
+        (by_type[t] for t in by_type if t.endswith("（市町村等）")),
+        next((i for i in reversed(infos) if not (i.get("type") or "").endswith("種別毎）")), None),
+    )
+    areas: list[Area] = []
+    in_force: dict[str, None] = {}
+    lifted = False
+    for item in _findall(chosen, "Item"):
+        names = [n for n, _ in _kinds(item) if n]
+        live = [n for n in names if n not in _NOT_IN_FORCE]
+        lifted |= any(n == "解除" for n in names)
+        for name in live:
+            in_force.setdefault(name, None)
+        for areas_el in _findall(item, "Areas"):
+            code_type = areas_el.get("codeType") or FORECAST_CODE_TYPE
+            for area in _findall(areas_el, "Area"):
+                af = _fields(area)
+                d = {"code_type": code_type, "warnings": ",".join(live)}
+                if not live:
+                    d["lifted"] = "特別警報"
+                level = _level_of(live)
+                if level is not None:
+                    d["level"] = str(level)
+                areas.append(Area(af.get("Name", ""), _codes(af.get("Code", "")), details=d))
+    best = most_severe(in_force)
+    if best is not None:
+        event, rating = best
+    elif lifted:
+        event, rating = "特別警報解除", LIFTED
+    else:
+        event, rating = ctx.head_title or ctx.control_title, rate(ctx.head_title)
+    details: dict[str, Any] = {"warnings_in_force": list(in_force)}
+    return _Result(event, rating, areas, details, [], level=_max_level(areas))
+
+
+# Head/Title "長野県気象防災速報（記録的短時間大雨）": the parenthesis is the kind.
+_BULLETIN_KIND = re.compile(r"（([^（）]+)）\s*$")
+_BULLETIN_TAGS = {"記録雨": "記録的短時間大雨", "線状降水帯直前": "線状降水帯直前予測"}
+
+
+def _weather_bulletin(ctx: _Ctx) -> _Result:
+    """府県気象防災速報 VPBS50: 記録的短時間大雨, 線状降水帯の発生 and its 直前予測, 短時間大雪.
+
+    The kind is Head/Title's parenthesis (else the 情報タグ Condition); the areas
+    are the 情報タグ's forecast areas (一次細分区域 such as 200030 南部), which
+    resolve to municipalities; the observation (伊那付近で１時間に約１００ミリ) is in
+    ``details["observations"]``: its point codes (2020911) are not area codes.
+    """
+    match = _BULLETIN_KIND.search(ctx.head_title)
+    tag = ""
+    areas: dict[tuple[str, str], Area] = {}
+    for info in _findall(ctx.head, "Headline/Information"):
+        for item in _findall(info, "Item"):
+            tag = tag or _text(item, "Kind/Condition")
+            for areas_el in _findall(item, "Areas"):
+                code_type = areas_el.get("codeType") or FORECAST_CODE_TYPE
+                for area in _findall(areas_el, "Area"):
+                    af = _fields(area)
+                    key = (af.get("Name", ""), af.get("Code", ""))
+                    areas.setdefault(key, Area(key[0], _codes(key[1]), details={"code_type": code_type}))
+    kind = match.group(1) if match else _BULLETIN_TAGS.get(tag, tag)
+    event = kind or ctx.head_title or ctx.control_title
+    observations: list[str] = []
+    for item in _findall(ctx.body, "MeteorologicalInfos/MeteorologicalInfo/Item"):
+        place = _text(item, "Area/Name") + _text(item, "Area/Status")
+        for prop in _findall(item, "Kind/Property"):
+            rain = _find(prop, "PrecipitationPart/Precipitation")
+            amount = _attr(rain, "description")
+            if amount:
+                observations.append(f"{place} {_attr(rain, 'type')} {amount}".strip())
+            for ev in _findall(prop, "EventPart/Event"):
+                observations.append(f"{place} {_text(ev, 'EventName')}".strip())
+    out = [Area(a.description, a.codes, details={**a.details, "kind": event}) for a in areas.values()]
+    details: dict[str, Any] = {"bulletin_kind": event}
+    if observations:
+        details["observations"] = "、".join(dict.fromkeys(observations))
+    return _Result(event, rate(event), out, details, [])
+
+
+def _typhoon(ctx: _Ctx) -> _Result:
+    """台風解析・予報情報 VPTW60–65: stored and shown, not pushed (``details["push"] is False``).
+
+    A track forecast reaches residents through the warnings it leads to; the
+    typhoon's name, number, class and position are kept for the site.
+    """
+    details: dict[str, Any] = {"push": False}
+    info = _find(ctx.body, "MeteorologicalInfos/MeteorologicalInfo")
+    for kind in _findall(info, "Item/Kind"):
+        prop = _first(kind, "Property")
+        if prop is None:
+            continue
+        name = _find(prop, "TyphoonNamePart")
+        if name is not None:
+            nf = _fields(name)
+            details.update(
+                {
+                    k: v
+                    for k, v in (
+                        ("typhoon_name", nf.get("NameKana") or nf.get("Name", "")),
+                        ("typhoon_number", nf.get("Number", "")),
+                    )
+                    if v
+                }
+            )
+        cls = _find(prop, "ClassPart")
+        if cls is not None:
+            cf = _fields(cls)
+            details.update(
+                {
+                    k: v
+                    for k, v in (
+                        ("typhoon_class", cf.get("TyphoonClass", "")),
+                        ("typhoon_intensity", cf.get("IntensityClass", "")),
+                    )
+                    if v
+                }
+            )
+        center = _find(prop, "CenterPart")
+        if center is not None:
+            location = _text(center, "Location")
+            if location:
+                details["typhoon_location"] = location
+            for pressure in _findall(center, "Pressure"):
+                details.setdefault("typhoon_pressure", _attr(pressure, "description"))
+    number = details.get("typhoon_number", "")
+    event = ctx.head_title or ctx.control_title
+    texts = [f"台風第{int(number[2:])}号" if len(number) == 4 and number.isdigit() else ""]
+    return _Result(event, rate(event), [], details, texts)
 
 
 def _earthquake_info(ctx: _Ctx) -> _Result:

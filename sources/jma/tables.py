@@ -1,11 +1,12 @@
 """Derive ``config/jma/seismic_areas.csv`` from real JMA seismic telegrams.
 
-JMA publishes no offline table from 地震情報／細分区域 (3-digit seismic areas
-such as ``441`` 静岡県東部) to municipalities, but every 震源・震度に関する情報
-(VXSE53) nests each ``City`` under its seismic ``Area`` in
-``Body/Intensity/Observation/Pref/Area/City``. The union of those pairs over
-real telegrams is an honest, if incomplete, table: a municipality appears only
-once some telegram listed it. Run::
+JMA's own table from 地震情報／細分区域 (3-digit seismic areas such as ``441``
+静岡県東部) to municipalities now ships as ``config/jma/AreaInformationCity_quake.csv``
+(see the README); this derivation is kept as an independent cross-check of it
+and for towns merged away since. Every 震源・震度に関する情報 (VXSE53) nests each
+``City`` under its seismic ``Area`` in ``Body/Intensity/Observation/Pref/Area/City``;
+the union of those pairs over real telegrams is an honest, if incomplete, table:
+a municipality appears only once some telegram listed it. Run::
 
     python -m sources.jma.tables ../shared/data/jma > config/jma/seismic_areas.csv
 

@@ -152,7 +152,10 @@ async def test_long_text_truncated_to_4096(channel: TelegramChannel, standin: Te
     description = "\n".join(f"{i}: 津波の到達予想時刻は各地で異なります。" for i in range(400))
     message = channel.render(tsunami_warning(description=description), "ja")
     assert len(message.text) <= 4096
-    assert "…\n詳しくは: https://bousai.example/alerts/" in message.text
+    # The description is cut (marked); the instruction, ほかN地域 and the link stay (issue 11 item 5).
+    assert "異なります。…\n" in message.text
+    assert "ただちに高台や津波避難ビルなど、高い場所へ避難してください。" in message.text
+    assert "\n詳しくは: https://bousai.example/alerts/" in message.text and message.text.endswith(message.link or "")
     assert (await channel.send(message, [to("1001")]))[1] == Delivered(remote_id="1")
     assert standin.messages[0].text == message.text
 
@@ -168,7 +171,8 @@ async def test_html_parse_mode(standin: TelegramStandIn, context: ChannelContext
         await channel.close()
     sent = standin.messages[0]
     assert sent.parse_mode == "HTML"
-    assert sent.text.startswith("<b>【津波警報】</b>\n&lt;高さ&gt; &amp; 3m")
+    assert sent.text.startswith("<b>【津波警報】</b>\n")
+    assert "\n&lt;高さ&gt; &amp; 3m\n" in sent.text
 
 
 async def test_enforced_per_chat_limit(context: ChannelContext) -> None:

@@ -11,10 +11,16 @@ import pytest
 
 from dispatcher.model import Area
 from sources.jma import tables
-from sources.jma.codes import SEISMIC_AREA_CODE_TYPE, TSUNAMI_CODE_TYPE, AreaCodes, default_codes
+from sources.jma.codes import EEW_AREA_CODE_TYPE, SEISMIC_AREA_CODE_TYPE, TSUNAMI_CODE_TYPE, AreaCodes, default_codes
 from sources.jma.parser import Parsed, parse_telegram
 
 NUMAZU = "2220300"
+CONFIG = Path(__file__).resolve().parents[2] / "config" / "jma"
+
+
+def _rows(name: str) -> list[dict[str, str]]:
+    lines = [line for line in (CONFIG / name).read_text(encoding="utf-8").splitlines() if not line.startswith("#")]
+    return list(csv.DictReader(lines))
 
 
 @pytest.fixture(scope="module")
@@ -159,3 +165,58 @@ def test_seismic_area_table_is_what_the_telegrams_say(shared_data: Path) -> None
         assert tables.main([str(shared_data / "jma")]) == 0
     packaged = (Path(__file__).resolve().parents[2] / "config/jma/seismic_areas.csv").read_text(encoding="utf-8")
     assert out.getvalue() == packaged
+
+
+# ------------------------------------------------------------ JMA's own seismic tables (issue 11 item 6)
+
+
+def test_eew_areas_unknown_before_now_resolve(codes: AreaCodes) -> None:
+    # 緊急地震速報 names 地震情報／細分区域 codes; 750, 752 and 702 were unknown with the inferred table.
+    for code, name, city in (
+        ("750", "大分県北部", "4420300"),
+        ("752", "大分県南部", "4420500"),
+        ("702", "山口県西部", "3520100"),
+    ):
+        resolution = codes.resolve([code], SEISMIC_AREA_CODE_TYPE)
+        assert resolution.unknown == () and city in resolution.municipalities, code
+        assert codes.name(code, SEISMIC_AREA_CODE_TYPE) == name
+
+
+def test_every_seismic_area_has_municipalities(codes: AreaCodes) -> None:
+    table = _rows("AreaForecastLocalE.csv")
+    assert len(table) == 188
+    for row in table:
+        assert codes.municipalities_for([row["code"]], SEISMIC_AREA_CODE_TYPE), row
+    east = codes.municipalities_for(["441"], SEISMIC_AREA_CODE_TYPE)
+    assert {"2220300", "2220600", "2221500", "2234100", "2234200", "2234400"} <= east  # 沼津 三島 御殿場 清水 長泉 小山
+
+
+def test_jma_table_agrees_with_every_telegram(codes: AreaCodes) -> None:
+    # The pairs real telegrams nested (seismic_areas.csv) are all in JMA's table, bar merged-away towns.
+    jma = {row["citycode"]: row["areacode"] for row in _rows("AreaInformationCity_quake.csv")}
+    assert len(jma) == 1894
+    conflicts = [
+        (row["code"], row["citycode"])
+        for row in _rows("seismic_areas.csv")
+        if jma.get(row["citycode"], row["code"]) != row["code"]
+    ]
+    assert conflicts == []
+    for city in jma:
+        assert codes.municipality_parts(city), city  # every listed town or ward is in the weather table
+
+
+def test_eew_prefecture_codes(codes: AreaCodes) -> None:
+    assert codes.name("9220", EEW_AREA_CODE_TYPE) == "静岡"
+    assert "2220300" in codes.municipalities_for(["9220"], EEW_AREA_CODE_TYPE)
+    assert codes.unknown(["9220", "9999"], EEW_AREA_CODE_TYPE) == ("9999",)
+    assert len(_rows("AreaForecastLocalEEW.csv")) == 56
+
+
+def test_no_eew_or_seismic_area_of_the_samples_is_unknown(shared_data: Path, codes: AreaCodes) -> None:
+    jma = shared_data / "jma"
+    files = [*jma.glob("official_samples/*VXSE4*.xml"), *jma.glob("live_*/*VXSE4*.xml"), *jma.glob("*/*VXSE51*.xml")]
+    assert files
+    for path in files:
+        outcome = parse_telegram(path.read_bytes(), codes=codes)
+        if isinstance(outcome, Parsed):
+            assert "unknown_area_codes" not in outcome.alert.details, (path.name, outcome.alert.details)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.model import Alert, MsgType, Priority, Severity, Status
+from dispatcher.model import Alert, MsgType, Priority, Severity, Status, Urgency
 from sources.jma import (
     TSUNAMI_CODE_TYPE,
     AreaCodes,
@@ -138,7 +138,9 @@ def test_2026_level4_danger_warning(shared_data: Path) -> None:
     alert = _alert(shared_data, "official_samples/15_16_03_241226_VPWW55.xml")
     assert alert.event == "レベル４大雨危険警報"
     assert alert.severity is Severity.SEVERE
-    assert alert.priority is Priority.HIGH
+    # 警戒レベル４ (evacuate) sorts before レベル３ (issue 11 item 2): was HIGH like any 警報.
+    assert alert.details["level"] == 4
+    assert alert.priority is Priority.CRITICAL
 
 
 def test_unknown_new_title_is_unsupported_but_rated(shared_data: Path) -> None:
@@ -153,7 +155,7 @@ def test_unknown_new_title_is_unsupported_but_rated(shared_data: Path) -> None:
     outcome = parse_telegram(data)
     assert isinstance(outcome, Unsupported)
     assert outcome.title == "レベル４大雨危険警報（Ｒ０８）"
-    assert outcome.rating.priority is Priority.HIGH
+    assert outcome.rating.priority is Priority.CRITICAL  # its 警戒レベル４, as for a known type
 
 
 def test_warning_with_codes_reports_unknown_municipalities(shared_data: Path, codes: AreaCodes) -> None:
@@ -290,9 +292,12 @@ def test_noto_major_tsunami_warning_then_lifting(shared_data: Path, codes: AreaC
     assert lifting.msg_type is MsgType.ALERT
     assert lifting.series_key == warning.series_key
     assert lifting.sent > warning.sent
-    assert lifting.event == "津波予報"
+    # A lifting says it is one (issue 11 item 4): was the event 津波予報.
+    assert lifting.event == "津波注意報解除"
     assert lifting.priority is Priority.NORMAL
     assert lifting.severity is Severity.MINOR
+    assert lifting.urgency is Urgency.PAST
+    assert lifting.details["lifted"] == ["津波注意報"]
     assert lifting.headline == "津波注意報を解除しました。"
     assert _area(lifting, "360")["lifted"] == "津波注意報"
     assert lifting.expires == datetime.fromisoformat("2024-01-02T17:00:00+09:00")
@@ -305,7 +310,7 @@ def test_tsunami_advisory_2023_and_shizuoka(shared_data: Path, codes: AreaCodes)
     assert advisory.event == "津波注意報"
     assert _area(advisory, "320")["max_height"] == "１ｍ"
     lifting = _alert(shared_data, "live_p2pquake/20231009120003_08446949_VTSE41.xml")
-    assert lifting.event == "津波予報"
+    assert lifting.event == "津波注意報解除"  # was 津波予報 (issue 11 item 4)
     shizuoka = next(a for a in lifting.areas if a.codes == ("380",))
     assert shizuoka.details["code_type"] == TSUNAMI_CODE_TYPE
     assert NUMAZU in codes.resolve_areas([shizuoka]).municipalities
@@ -340,11 +345,13 @@ def test_tsunami_cancellation(shared_data: Path) -> None:
 def test_sediment_disaster_alert(shared_data: Path) -> None:
     alert = _alert(shared_data, "official_samples/17_01_01_190529_VXWW50.xml")
     assert alert.event == "土砂災害警戒情報"
-    assert alert.priority is Priority.HIGH
+    # 土砂災害警戒情報 is 警戒レベル４: before レベル３ warnings (was HIGH, issue 11 item 2).
+    assert alert.priority is Priority.CRITICAL
+    assert alert.details["level"] == 4 and _area(alert, "4010000")["level"] == "4"
     assert _area(alert, "4010000")["kind"] == "警戒"  # 北九州市
     new = _alert(shared_data, "official_samples/17_04_01_250630_VXWW50.xml")
     assert new.event == "レベル４土砂災害危険警報"
-    assert new.priority is Priority.HIGH
+    assert new.priority is Priority.CRITICAL
     lifted = _alert(shared_data, "official_samples/17_02_03_190529_VXWW50.xml")
     assert lifted.event == "土砂災害警戒情報解除"
     assert lifted.priority is Priority.NORMAL
@@ -354,7 +361,8 @@ def test_river_flood_forecast(shared_data: Path) -> None:
     alert = _alert(shared_data, "official_samples/16_07_01_220728_VXKOii.xml")
     assert alert.kind == "VXKOii"
     assert alert.event == "○○川上流氾濫危険情報"
-    assert alert.priority is Priority.HIGH
+    assert alert.details["level"] == 4
+    assert alert.priority is Priority.CRITICAL  # 氾濫危険情報 = 警戒レベル４ (was HIGH)
     assert "【警戒レベル４相当】" in alert.description
     assert any(a.details.get("districts") for a in alert.areas)
 
@@ -374,7 +382,9 @@ def test_volcano_warning(shared_data: Path) -> None:
     assert alert.event == "噴火警報（居住地域）"
     assert alert.priority is Priority.CRITICAL
     assert alert.details["volcano"] == "箱根山"
-    assert alert.details["level"] == "レベル５（避難）"
+    # 噴火警戒レベル is its own scale: details["level"] is the int 警戒レベル of weather alerts.
+    assert alert.details["volcano_level"] == "レベル５（避難）"
+    assert "level" not in alert.details
     assert _area(alert, "1438200")["kind"] == "噴火警報"  # 箱根町
     assert alert.instruction
     crater = _alert(shared_data, "official_samples/45_01_01_200522_VFVO50.xml")
@@ -467,7 +477,7 @@ def test_cli_parse_files(shared_data: Path, tmp_path: Path) -> None:
     assert ok["event"] == "震源・震度情報"
     assert ok["severity"] == "extreme"
     assert ok["msg_type"] == "alert" and ok["status"] == "actual"
-    assert NUMAZU in ok["areas"]
+    assert NUMAZU in [a["code"] for a in ok["areas"]]
     assert ok["references"] == []
     assert set(rows[1]) >= {"file", "error"} and "DOCTYPE" in rows[1]["error"]
     assert set(rows[2]) >= {"file", "error"}

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from channels.templates import TemplateError, Templates, truncate
+from channels.templates import TemplateError, Templates, render_message, truncate
 from dispatcher.model import (
     Alert,
     Area,
@@ -76,8 +76,11 @@ def test_languages_ja_first(templates: Templates) -> None:
 
 def test_tsunami_ja_uses_jma_text_verbatim(templates: Templates) -> None:
     subject, text = templates.compose(tsunami_warning(), "ja", max_length=4096, link=LINK)
-    assert subject == "【津波警報】静岡県、沼津市"
-    assert text.startswith("【津波警報】\n東海地方の沿岸に津波警報を発表しました。")
+    # The reader's place, not every area of the telegram (issue 11 item 5).
+    assert subject == "【津波警報】沼津市 ただちに避難"
+    assert text.startswith("【津波警報】\nただちに高台")
+    assert "東海地方の沿岸に津波警報を発表しました。" in text
+    assert "ほか1地域" in text
     assert "静岡県では、ただちに避難してください。" in text
     assert "発表: 2026年11月29日 20時15分" in text
     assert text.endswith(f"詳しくは: {LINK}")
@@ -87,11 +90,11 @@ def test_tsunami_easy_japanese_and_english(templates: Templates) -> None:
     subject, text = templates.compose(tsunami_warning(), "ja-easy", max_length=4096, link=LINK)
     assert "つなみが きます。" in text
     assert "たかい ところへ にげてください。" in text
-    assert "ぬまづし" in text  # place name from the [places] table
+    assert "ぬまづし" in subject  # place name from the [places] table
     assert "（きしょうちょう: 東海地方の沿岸に津波警報を発表しました。）" in text
     subject, text = templates.compose(tsunami_warning(), "en", max_length=4096, link=LINK)
     assert subject.startswith("TSUNAMI WARNING")
-    assert "Areas: Shizuoka Prefecture, Numazu City" in text
+    assert "and 1 other area\n" in text
     assert "Issued: 20:15 JST, 29 Nov 2026" in text
     assert "Original (Japanese): 東海地方の沿岸に津波警報を発表しました。" in text
 
@@ -104,7 +107,7 @@ def test_intensity_report_details_and_jst(templates: Templates) -> None:
     assert "発表: 2026年11月29日 20時12分" in text
     assert "詳しくは" not in text
     _, en = templates.compose(intensity_report(), "en", max_length=4096, link=None)
-    assert "Intensity in Numazu: 3" in en
+    assert "Intensity in Numazu City: 3" in en
     assert "Epicentre: 駿河湾" in en
 
 
@@ -194,9 +197,13 @@ def test_truncation_keeps_link_and_cuts_at_line(templates: Templates) -> None:
     alert = tsunami_warning(description=long)
     _, text = templates.compose(alert, "ja", max_length=300, link=LINK)
     assert len(text) <= 300
-    assert text.endswith(f"…\n詳しくは: {LINK}")
-    body = text.split("\n")
-    assert body[-2].endswith("行目の説明文です。…")  # whole lines only
+    assert text.endswith(f"\n詳しくは: {LINK}")
+    # The source's text is cut (whole lines, marked), the instructions and the rest stay.
+    lines = text.split("\n")
+    cut = next(line for line in lines if line.endswith("…"))
+    assert cut.endswith("行目の説明文です。…")
+    assert "ただちに高台や津波避難ビルなど、高い場所へ避難してください。" in lines
+    assert lines[-3:-1] == ["ほか1地域", "発表: 2026年11月29日 20時15分"]
 
 
 def test_truncate_single_long_line() -> None:
@@ -207,8 +214,10 @@ def test_truncate_single_long_line() -> None:
 
 def test_many_areas_are_summarised(templates: Templates) -> None:
     areas = tuple(Area(description=f"地域{i}", codes=(str(i),)) for i in range(25))
-    subject, _ = templates.compose(tsunami_warning(areas=areas), "ja", max_length=4096, link=None)
-    assert subject.endswith("地域9、ほか15地域")
+    subject, text = templates.compose(tsunami_warning(areas=areas), "ja", max_length=4096, link=None)
+    # Not a list of every area: the first (no local one here) and how many others.
+    assert subject == "【津波警報】地域0 ただちに避難"
+    assert "ほか24地域" in text and "地域9" not in text
 
 
 def test_naive_sent_is_utc(templates: Templates) -> None:
@@ -249,3 +258,138 @@ def test_unknown_placeholder_renders_empty(tmp_path: Path) -> None:
     write(tmp_path, '[templates.default]\nsubject = "A{nothing}B"\ntext = "x {nothing}\\ny"\n')
     subject, text = Templates.load(tmp_path).compose(heavy_rain_warning(), "ja", max_length=100, link=None)
     assert (subject, text) == ("AB", "y")
+
+
+# ------------------------------------------------------------ the reader's place (issue 11 item 5)
+
+SAMPLES = [
+    "official_samples/32-39_11_06_250206_VTSE41.xml",  # 大津波警報 (静岡県: 津波注意報)
+    "live_p2pquake/20231009064018_06274659_VTSE41.xml",  # 津波注意報
+    "live_noto2024/TsunamiAlarm.xml",  # 大津波警報, Noto
+    "live_noto2024/canceledTsunamiAlarm.xml",  # 津波注意報解除
+    "official_samples/38-39_02_04_250206_VTSE41.xml",  # 津波注意報解除 (code 60)
+    "official_samples/32-39_11_08_250206_VTSE51.xml",  # 津波観測に関する情報
+    "official_samples/61_11_02_250206_VTSE52.xml",  # 沖合の津波観測
+    "live_noto2024/WInfoL.xml",  # 震源・震度情報, 沼津市 震度3
+    "live_noto2024/IntensityReportL.xml",  # 震度速報
+    "live_p2pquake/20210217140847_0_VXSE52_010000.xml",  # 震源に関する情報
+    "live_p2pquake/20240116184225_02245216_VXSE43.xml",  # 緊急地震速報（警報）
+    "live_2026/18_00_01_260830_VPWW55_fukui_L5.xml",  # レベル５大雨特別警報
+    "official_samples/15_17_01_250123_VPWW54.xml",  # Body/Notice レベル４
+    "live_2026/vpww55_heavy-rain_lv2.xml",  # レベル２大雨注意報
+    "live_2026/vpww58_wind_advisory.xml",  # 強風注意報
+    "live_2026/vpww57_storm-surge_cancellation.xml",  # 解除
+    "live_2026/18_00_01_260830_VPNO50_issue.xml",  # 気象特別警報報知
+    "live_2026/18_00_01_260830_VPNO50_switch.xml",  # 特別警報解除
+    "live_2026/vpbs50_record-rain.xml",  # 記録的短時間大雨
+    "live_2026/vpbs50_linear-rainband_imminent.xml",  # 線状降水帯直前予測
+    "official_samples/82_01_01_241031_VPBS50.xml",  # 線状降水帯発生
+    "live_2026/vxko_flood_lv2.xml",
+    "live_2026/vxko_flood_lv3.xml",
+    "live_2026/vxko_flood_cancellation.xml",
+    "live_2026/vxww50_landslide-alert.xml",  # レベル４土砂災害危険警報
+    "official_samples/18_01_01_100806_VPOA50.xml",  # 記録的短時間大雨情報
+    "live_2026/vphw50_tornado.xml",  # 竜巻注意情報
+    "official_samples/45_02_01_200522_VFVO50.xml",  # 噴火警報（居住地域）
+    "live_2026/vptw60_typhoon.xml",  # 台風解析・予報情報 (stored, not pushed)
+    "official_samples/74_01_04_200512_VYSE50.xml",  # 南海トラフ地震臨時情報
+    "official_samples/32-35_06_06_100915_VXSE53.xml",  # 取消
+]
+
+
+def _real(shared_data: Path, rel: str) -> Alert:
+    from sources.jma import AreaCodes, Parsed, parse_telegram
+
+    outcome = parse_telegram((shared_data / "jma" / rel).read_bytes(), url=Path(rel).name, codes=AreaCodes.load())
+    assert isinstance(outcome, Parsed), outcome
+    return outcome.alert
+
+
+def _fixed_lines(templates: Templates, alert: Alert, language: str, place: Area | None = None) -> list[str]:
+    """The template's lines without placeholders: the instructions, which must always survive."""
+    key = templates.template_key(alert, language)
+    grade = (place or templates.place_for(alert) or Area("")).details.get("category", "")
+    if key in ("大津波警報", "津波警報", "津波注意報", "津波予報") and grade in templates.pack(language).templates:
+        key = grade
+    text = templates.pack(language).templates[key].text
+    return [line for line in text.split("\n") if line and "{" not in line]
+
+
+@pytest.mark.parametrize("rel", SAMPLES)
+@pytest.mark.parametrize("language", ["ja", "ja-easy", "en"])
+@pytest.mark.parametrize("limit", [4096, 500])
+def test_every_family_fits_with_instruction_and_link(
+    templates: Templates, shared_data: Path, rel: str, language: str, limit: int
+) -> None:
+    alert = _real(shared_data, rel)
+    message = render_message(templates, alert, language, max_length=limit, public_url="https://bousai.example")
+    assert len(message.text) <= limit
+    assert message.link and message.text.endswith(message.link)
+    lines = message.text.split("\n")
+    for fixed in _fixed_lines(templates, alert, language):
+        assert fixed in lines, (fixed, message.text)
+    assert "{" not in message.text and message.subject
+
+
+def test_place_defaults_to_the_city(templates: Templates, shared_data: Path) -> None:
+    quake = _real(shared_data, "live_noto2024/WInfoL.xml")
+    assert templates.place_for(quake) is not None and templates.place_for(quake).codes == ("2220300",)  # type: ignore[union-attr]
+    _, text = templates.compose(quake, "ja", max_length=4096, link=LINK)
+    assert text.split("\n")[1] == "沼津市の震度: 3"
+    tsunami = _real(shared_data, "official_samples/32-39_11_06_250206_VTSE41.xml")
+    place = templates.place_for(tsunami)
+    assert place is not None and place.codes == ("380",) and place.description == "静岡県"
+    subject, text = templates.compose(tsunami, "ja", max_length=4096, link=LINK)
+    # Shizuoka's own grade leads, with its expected time; the 大津波警報 elsewhere is said once.
+    assert subject == "【津波注意報】静岡県 海から離れて"
+    assert text.split("\n")[1:5] == [
+        "静岡県: 津波注意報",
+        "予想される津波の高さ: 不明",
+        "到達予想: 15時30分ごろ",
+        "ほかの地域には大津波警報が出ています。",
+    ]
+
+
+def test_place_given_by_the_delivery(templates: Templates, shared_data: Path) -> None:
+    alert = _real(shared_data, "live_2026/18_00_01_260830_VPWW55_fukui_L5.xml")
+    sakai = next(a for a in alert.areas if a.description == "坂井市")
+    subject, text = templates.compose(alert, "ja", max_length=4096, link=LINK, place=sakai)
+    lines = text.split("\n")
+    assert subject == "【レベル５大雨特別警報】坂井市"
+    assert lines[1] == "坂井市: レベル４大雨危険警報"
+    assert "ほか8地域" in lines
+    values = templates.values(alert, "en", place=sakai)
+    assert values["place_level"] == "Alert Level 4"
+    assert values["place_summary"] == "Alert Level 4 Heavy Rain Danger Warning"
+    assert values["others"] == "and 8 other areas"
+    # A legacy name gets its level said beside it.
+    legacy = _real(shared_data, "official_samples/15_17_01_250123_VPWW54.xml")
+    hamada = next(a for a in legacy.areas if a.description == "浜田市")
+    assert templates.values(legacy, "ja", place=hamada)["place_summary"].startswith("警戒レベル3 大雨警報")
+
+
+def test_depth_line_from_depth_km(templates: Templates, shared_data: Path) -> None:
+    # The template asks for {depth}; the parser stores depth_km (issue 11 item 5).
+    alert = _real(shared_data, "live_p2pquake/20210217140847_0_VXSE52_010000.xml")
+    assert alert.details["depth_km"] == 50.0
+    assert "深さ: 約50km" in templates.compose(alert, "ja", max_length=4096, link=None)[1]
+    assert "Depth: about 50 km" in templates.compose(alert, "en", max_length=4096, link=None)[1]
+    assert "ふかさ: 50km ぐらい" in templates.compose(alert, "ja-easy", max_length=4096, link=None)[1]
+    shallow = _real(shared_data, "live_noto2024/WInfoL.xml")
+    assert "深さ: ごく浅い" in templates.compose(shallow, "ja", max_length=4096, link=None)[1]
+
+
+def test_local_codes_are_jma_parents_of_numazu() -> None:
+    from channels.templates import LOCAL_AREA_CODES
+    from sources.jma import AreaCodes
+    from sources.jma.codes import EEW_AREA_CODE_TYPE, SEISMIC_AREA_CODE_TYPE, TSUNAMI_CODE_TYPE
+
+    codes = AreaCodes.load()
+    for entry in LOCAL_AREA_CODES:
+        code_type, _, code = entry.rpartition(":")
+        if code == "22203":
+            continue  # the 5-digit local-government code of geo layers
+        assert "2220300" in codes.municipalities_for([code], code_type or None), entry
+    assert {e for e in LOCAL_AREA_CODES if ":" not in e} >= {"2220300", "220031", "220030", "220000"}
+    for code_type in (SEISMIC_AREA_CODE_TYPE, EEW_AREA_CODE_TYPE, TSUNAMI_CODE_TYPE):
+        assert any(e.startswith(code_type + ":") for e in LOCAL_AREA_CODES)
