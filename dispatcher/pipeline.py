@@ -278,6 +278,11 @@ class Pipeline:
             if hold:
                 log.info("alert held for approval", extra=extra)
                 return result
+            if alert.details.get("push") is False:
+                # Information the source says is for the site, not for phones (JMA's
+                # 台風解析・予報情報): stored and shown, not sent.
+                log.info("alert stored for the site only, not pushed", extra=extra)
+                return result
             count = await self._fan_out(conn, alert, alert_id, targets, replaced, siblings)
         log.info("alert queued", extra={**extra, "deliveries": count, "priority": int(alert.priority)})
         return replace(result, deliveries=count)

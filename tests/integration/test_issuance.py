@@ -7,7 +7,9 @@ real PostgreSQL, which deliver them to a Telegram Bot API stand-in. Each issuanc
 its own resident, following a municipality all its documents name. They arrive in
 order, in reverse, all at once, split between two daemons, and across a restart; the
 resident hears each issuance once, and again only when a later document raises the
-警戒レベル for their place (dispatcher/folding.py).
+警戒レベル for their place (dispatcher/folding.py): 福井's VPNO50 (特別警報 switched to
+警報, no level) arriving before the VPWW55 that gives 福井市 レベル４ is heard, and the
+レベル４ after it; the other way round, the レベル４ alone.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from dispatcher.folding import area_level
 from dispatcher.settings import load
 from dispatcher.standins.telegram_api import TelegramStandIn
 from dispatcher.store.subscribers import subscribe
+from dispatcher.targeting import default_targeter
 from sources.jma.feed import ingest_document
 from sources.jma.parser import Parsed, parse_telegram
 
@@ -54,12 +57,19 @@ ISSUANCES: list[tuple[list[str], str]] = [
 
 
 def _level_for(data: bytes, name: str, code: str) -> int | None:
-    """The level a document gives ``code``'s area, None when it does not name it (or is not parsed)."""
+    """The level a document gives the place of a resident following ``code`` (0: no level), None: not reached.
+
+    The place is found as the pipeline finds it (the most specific area whose expansion
+    holds the code), so a prefecture-wide notice reaches a municipality's resident too.
+    """
     outcome = parse_telegram(data, url=name)
     if not isinstance(outcome, Parsed):
         return None
-    levels = [area_level(a) or 0 for a in outcome.alert.areas if code in a.codes]
-    return max(levels) if levels else None
+    places = default_targeter().places(outcome.alert)
+    if code not in places.codes:
+        return None
+    place = places.places[places.codes.index(code)]
+    return area_level(outcome.alert.areas[place]) or 0 if place >= 0 else 0
 
 
 def expected_messages(docs: Sequence[tuple[bytes, str]], code: str) -> int:
@@ -203,3 +213,25 @@ async def test_each_issuance_reaches_its_resident_once(daemons: Daemons, shared_
     finally:
         await conn.close()
     assert any(r["siblings"] for r in folded), "later documents are linked to their siblings"
+
+
+async def test_typhoon_analysis_is_stored_but_not_pushed(database: str, shared_data: Path) -> None:
+    """VPTW60 台風解析・予報情報 carries details.push = False: on the site, not on phones nor in posts."""
+    from dataclasses import replace
+
+    from dispatcher.pipeline import Outcome, Pipeline
+    from dispatcher.store import db
+
+    data = (shared_data / "jma" / "live_2026" / "vptw60_typhoon.xml").read_bytes()
+    outcome = parse_telegram(data, url="vptw60_typhoon.xml")
+    assert isinstance(outcome, Parsed) and outcome.alert.details["push"] is False
+    pool = await db.create_pool(database, min_size=1, max_size=2)
+    try:
+        # A channel that posts once per alert would carry anything public, areas or not.
+        pipeline = Pipeline(pool, targeter=default_targeter(), channels=["webhook"], broadcast_channels=["webhook"])
+        stored = await pipeline.ingest(outcome.alert)
+        assert stored.outcome is Outcome.QUEUED and stored.deliveries == 0
+        pushed = replace(outcome.alert, identifier="typhoon-pushed", details={**outcome.alert.details, "push": True})
+        assert (await pipeline.ingest(pushed)).deliveries == 1, "what push = False holds back"
+    finally:
+        await pool.close()
