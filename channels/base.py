@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
-from dispatcher.model import Alert, Message, Recipient
+from dispatcher.model import Alert, Area, Message, Recipient
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,8 +98,12 @@ class Channel(Protocol):
     async def healthcheck(self) -> Health:
         """Check the provider is reachable and our credentials work."""
 
-    def render(self, alert: Alert, language: str) -> Message:
-        """Turn an alert into this channel's message in ``language``. Pure."""
+    def render(self, alert: Alert, language: str, place: Area | None = None) -> Message:
+        """Turn an alert into this channel's message in ``language`` for a reader in ``place``. Pure.
+
+        ``place`` is the alert area that concerns the recipients (the delivery's
+        place); None lets the templates pick the city's own area.
+        """
 
     async def send(self, message: Message, recipients: Sequence[Recipient]) -> Mapping[int, SendResult]:
         """One attempt; the answer maps each recipient's ``delivery_id`` to a result."""

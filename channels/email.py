@@ -33,7 +33,7 @@ import aiosmtplib
 from channels.base import ChannelContext, Delivered, Health, Reject, Retry, SendResult
 from channels.templates import render_message
 from dispatcher.constraints import between, greater_than, mail_address, non_empty
-from dispatcher.model import Alert, Message, Recipient
+from dispatcher.model import Alert, Area, Message, Recipient
 
 _USER_UNKNOWN = frozenset({550, 551, 553})
 _ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
@@ -124,7 +124,7 @@ class EmailChannel:
                 return Health(ok=False, detail=f"{type(exc).__name__}: {exc}")
         return Health(ok=True, detail=f"{response.code} {response.message}")
 
-    def render(self, alert: Alert, language: str) -> Message:
+    def render(self, alert: Alert, language: str, place: Area | None = None) -> Message:
         """Template subject and text, with the alert's link."""
         return render_message(
             self.context.templates,
@@ -132,6 +132,7 @@ class EmailChannel:
             language,
             max_length=self.max_text_length,
             public_url=self.context.public_url,
+            place=place,
         )
 
     async def send(self, message: Message, recipients: Sequence[Recipient]) -> Mapping[int, SendResult]:

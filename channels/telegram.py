@@ -64,7 +64,7 @@ from telegram.warnings import PTBDeprecationWarning
 from channels.base import ChannelContext, Delivered, Health, Reject, Retry, SendResult
 from channels.templates import render_message
 from dispatcher.constraints import at_least, greater_than, http_url
-from dispatcher.model import Alert, Message, Recipient
+from dispatcher.model import Alert, Area, Message, Recipient
 
 logger = logging.getLogger(__name__)
 
@@ -193,7 +193,7 @@ class TelegramChannel:
             return Health(ok=False, detail=self._safe(exc))
         return Health(ok=True, detail=f"@{me.username}")
 
-    def render(self, alert: Alert, language: str) -> Message:
+    def render(self, alert: Alert, language: str, place: Area | None = None) -> Message:
         """Template text, with the first line bold when ``parse_mode`` is HTML."""
         message = render_message(
             self.context.templates,
@@ -201,6 +201,7 @@ class TelegramChannel:
             language,
             max_length=self.max_text_length,
             public_url=self.context.public_url,
+            place=place,
         )
         if self.config.parse_mode != "HTML":
             return message

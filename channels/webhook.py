@@ -29,7 +29,7 @@ import aiohttp
 from channels.base import ChannelContext, Delivered, Health, Reject, Retry, SendResult
 from channels.templates import render_message
 from dispatcher.constraints import greater_than, http_url, signing_secret
-from dispatcher.model import Alert, Message, Recipient
+from dispatcher.model import Alert, Area, Message, Recipient
 from dispatcher.signing import sign, verify_signature
 
 USER_AGENT = "numazu-dispatcher-webhook/0.1"
@@ -156,7 +156,7 @@ class WebhookChannel:
         except (aiohttp.ClientError, TimeoutError) as exc:
             return Health(ok=False, detail=f"{type(exc).__name__}: {exc}")
 
-    def render(self, alert: Alert, language: str) -> Message:
+    def render(self, alert: Alert, language: str, place: Area | None = None) -> Message:
         """Template text plus the alert's CAP fields in ``extra["alert"]``."""
         message = render_message(
             self.context.templates,
@@ -164,6 +164,7 @@ class WebhookChannel:
             language,
             max_length=self.max_text_length,
             public_url=self.context.public_url,
+            place=place,
         )
         rendered = Message(
             text=message.text,
