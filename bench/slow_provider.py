@@ -92,7 +92,7 @@ async def main() -> None:
                 ["recipients", args.recipients, "", ""],
                 ["provider latency (s)", args.latency, "", ""],
                 ["lease_seconds", args.lease, "", ""],
-                ["provider requests", int(stats["requests"]), "", ""],
+                ["provider requests (with getMe at start)", int(stats["requests"]), "", ""],
                 ["sent (messages the provider accepted)", int(stats["message_count"]), "", ""],
                 ["delivered (database)", int(delivered), "", ""],
                 ["duplicates", duplicates, "0", duplicates == 0],

@@ -19,8 +19,14 @@ send plus 20 ms plus one commit. A slow recipient (per-chat pacing, a slow
 endpoint) holds only its own slot, never the batch.
 Pauses a provider asks for act in memory at once (deliveries not yet sent go
 back to the queue unsent, their attempt refunded) and in the database for
-every other worker and after a restart. Leases of deliveries still in flight
-are renewed, so only a dead process's leases expire.
+every other worker and after a restart.
+
+Leases: every delivery claimed and not yet recorded (sending, waiting for a send
+slot or for its recipient's pacing, or answered and waiting for the recorder) has
+its lease renewed by a keeper task on a timer of its own, whatever the worker's
+load or pause, so only a dead (or cut-off) process's leases expire. The keeper
+renews before it requeues expired leases, and never requeues a delivery this
+worker still holds.
 """
 
 from __future__ import annotations
@@ -48,6 +54,11 @@ from dispatcher.store.outbox import Claimed, Outcome
 Answer = SendResult | Outcome
 # Seconds between two reads of channel_state (pauses and backoff set by other processes).
 STATE_EVERY = 0.25
+# The lease keeper looks every LEASE_TICK of a lease and renews what is older than
+# LEASE_RENEW of one: renewed at most half a lease after the claim, a lease keeps half
+# of itself as margin for a slow database or a stalled event loop.
+LEASE_TICK = 1 / 6
+LEASE_RENEW = 1 / 3
 # Longest wait for a spent window budget spent in memory; beyond it the channel
 # pauses and its claimed deliveries go back to the queue until the window has room.
 MAX_WINDOW_WAIT = 5.0
@@ -198,7 +209,7 @@ class OutboxWorker:
         # In-memory pauses (monotonic deadlines), mirrored in the database.
         self._paused_until = 0.0
         self._recipient_paused: dict[str, float] = {}
-        self._last_maintenance = 0.0
+        self._last_requeue = 0.0
         self._state_read = 0.0
         self.sent = 0
 
@@ -210,14 +221,26 @@ class OutboxWorker:
         self.wakeup.set()
 
     async def run(self) -> None:
+        """Work until :meth:`stop` (or cancellation, when the shutdown grace runs out)."""
         log.info(
             "worker started", extra={"channel": self.name, "claim_size": self.claim_size, "inflight": self.max_inflight}
         )
         recorder = asyncio.create_task(self._recorder(), name=f"recorder-{self.name}")
+        keeper = asyncio.create_task(self._keep_leases(), name=f"leases-{self.name}")
         if self._pooled:
             self._senders = [
                 asyncio.create_task(self._sender(), name=f"sender-{self.name}-{i}") for i in range(self.concurrency)
             ]
+        try:
+            await self._work(recorder)
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+        log.info("worker stopped", extra={"channel": self.name, "sent": self.sent})
+
+    async def _work(self, recorder: asyncio.Task[None]) -> None:
+        """Claim and send until stopped; then finish what is in flight, or give it back if cancelled."""
         try:
             while not self._stopping.is_set():
                 try:
@@ -255,7 +278,6 @@ class OutboxWorker:
                     "shutdown: unsent deliveries returned to the queue", extra={"channel": self.name, "count": n}
                 )
             raise
-        log.info("worker stopped", extra={"channel": self.name, "sent": self.sent})
 
     async def _drain(self, recorder: asyncio.Task[None]) -> None:
         """Let the recorder write every answer received, then end it."""
@@ -312,18 +334,18 @@ class OutboxWorker:
                     self._state_read = 0.0
                     self._pause_for((until - now).total_seconds())
                     return False
-            await self._maintain(conn)
+            claimed_at = time.monotonic()  # before the statement: the lease runs from the database's now()
             claimed = await outbox.claim(
                 conn, self.name, min(free, self.claim_size), self.cfg.lease_seconds, partition=self._partition()
             )
             if not claimed:
                 return False
+            # Held from now on: the lease keeper renews what _inflight holds.
+            for c in claimed:
+                self._inflight[c.id] = (c, claimed_at)
             missing = {c.alert_id for c in claimed} - set(self._alerts)
             if missing:
                 await self._load_alerts(conn, missing)
-        started = time.monotonic()
-        for c in claimed:
-            self._inflight[c.id] = (c, started)
         self._dispatch(claimed)
         return True
 
@@ -360,21 +382,45 @@ class OutboxWorker:
             return None
         return self.share.live, self.share.rank
 
-    async def _maintain(self, conn: asyncpg.Connection) -> None:
-        """Requeue dead workers' leases; renew ours (a few times per lease)."""
+    async def _keep_leases(self) -> None:
+        """Keep the leases of this worker's live deliveries; requeue dead workers' expired ones.
+
+        On its own timer: claiming waits while the worker is full or paused, and a
+        lease that lapses meanwhile would let any worker (this one included)
+        requeue a delivery whose send is under way, and send it twice.
+        """
+        tick = max(0.05, self.cfg.lease_seconds * LEASE_TICK)
+        while True:
+            await asyncio.sleep(tick)
+            try:
+                await self.keep_leases()
+            except DB_ERRORS as exc:
+                log.warning("cannot renew leases yet; retrying", extra={"channel": self.name, "error": str(exc)})
+            except Exception:
+                log.exception("lease upkeep failed; retrying", extra={"channel": self.name})
+
+    async def keep_leases(self) -> None:
+        """One round of lease upkeep: renew ours that are due, then requeue expired ones of others."""
+        lease = self.cfg.lease_seconds
         now = time.monotonic()
-        every = max(0.2, self.cfg.lease_seconds / 4)
-        if now - self._last_maintenance < every:
+        due = [c for c, at in self._inflight.values() if now - at >= lease * LEASE_RENEW]
+        requeue = now - self._last_requeue >= lease / 4
+        if not due and not requeue:
             return
-        self._last_maintenance = now
-        await outbox.requeue_expired_leases(conn)
-        old = [cid for cid, (_c, at) in self._inflight.items() if now - at >= every]
-        if old:
-            await outbox.renew_leases(conn, old, self.cfg.lease_seconds)
-            for cid in old:
-                entry = self._inflight.get(cid)
-                if entry is not None:
-                    self._inflight[cid] = (entry[0], now)
+        async with self.pool.acquire() as conn:
+            if due:
+                await outbox.renew_leases(conn, [c.id for c in due], [c.attempts for c in due], lease)
+                for c in due:
+                    entry = self._inflight.get(c.id)
+                    if entry is not None and entry[0] is c:
+                        self._inflight[c.id] = (c, now)
+            if requeue:
+                # After renewing: only leases nobody renewed are expired. Ours are
+                # excluded all the same, should the database have been slower than the margin.
+                n = await outbox.requeue_expired_leases(conn, self.name, keep=list(self._inflight))
+                self._last_requeue = now
+                if n:
+                    log.warning("expired leases requeued (a worker died?)", extra={"channel": self.name, "count": n})
 
     async def _load_alerts(self, conn: asyncpg.Connection, ids: set[int]) -> None:
         # Only the body is cached; the alert's state comes with every claim.

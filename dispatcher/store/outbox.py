@@ -212,18 +212,25 @@ async def next_due(
     return value
 
 
-async def renew_leases(conn: asyncpg.Connection, ids: Sequence[int], lease_seconds: float) -> int:
-    """Extend the leases of deliveries still being worked on (slow sends, pacing)."""
+async def renew_leases(
+    conn: asyncpg.Connection, ids: Sequence[int], claims: Sequence[int], lease_seconds: float
+) -> int:
+    """Extend the leases of deliveries still being worked on, each under the claim (fencing token) given.
+
+    A delivery whose lease lapsed and was claimed again by another worker is not touched.
+    """
     if not ids:
         return 0
     # Not a transition: no delivery event (see migration 0005).
     result = await conn.execute(
         """
         WITH quiet AS (SELECT set_config('dispatcher.quiet_update', 'on', true))
-        UPDATE deliveries SET lease_until = now() + make_interval(secs => $2)
-        FROM quiet WHERE id = ANY($1::bigint[]) AND state = 'sending'
+        UPDATE deliveries d SET lease_until = now() + make_interval(secs => $3)
+        FROM quiet, unnest($1::bigint[], $2::int[]) AS v(id, claim)
+        WHERE d.id = v.id AND d.state = 'sending' AND d.attempts = v.claim
         """,
         list(ids),
+        list(claims),
         lease_seconds,
     )
     return int(result.split()[-1])
@@ -296,15 +303,19 @@ async def complete(conn: asyncpg.Connection, outcomes: Sequence[Outcome]) -> int
     return int(written or 0)
 
 
-async def requeue_expired_leases(conn: asyncpg.Connection) -> int:
-    """Deliveries left "sending" by a dead worker go back to the queue.
+async def requeue_expired_leases(conn: asyncpg.Connection, channel: str, *, keep: Sequence[int] = ()) -> int:
+    """Deliveries of ``channel`` left "sending" by a dead worker go back to the queue.
 
-    This is the only path to a duplicate: the provider may have accepted the
-    message before the worker died.
+    ``keep``: deliveries the calling worker still holds, never requeued by it
+    whatever their lease says. This is the only path to a duplicate: the provider
+    may have accepted the message before the worker died.
     """
     result = await conn.execute(
         "UPDATE deliveries SET state = 'queued', lease_until = NULL, last_error = 'lease expired (worker died?)',"
-        " updated_at = now() WHERE state = 'sending' AND lease_until < now()"
+        " updated_at = now() WHERE state = 'sending' AND lease_until < now() AND channel = $1"
+        " AND id <> ALL($2::bigint[])",
+        channel,
+        list(keep),
     )
     return int(result.split()[-1])
 

@@ -118,9 +118,10 @@ async def test_every_transition_is_logged_and_nothing_else(database: str) -> Non
         (first,) = await outbox.claim(conn, "webhook", 10, 60)
         async with conn.transaction():
             # Quiet, and only for itself: the completion in the same transaction is logged.
-            assert await outbox.renew_leases(conn, [first.id], 60) == 1
+            assert await outbox.renew_leases(conn, [first.id], [first.attempts], 60) == 1
             await outbox.complete(conn, [outbox.Outcome(first.id, "queued", error="HTTP 503", attempt=1)])
-        await outbox.renew_leases(conn, [first.id], 60)  # not "sending": touches nothing, logs nothing
+        # Not "sending" any more: touches nothing, logs nothing.
+        await outbox.renew_leases(conn, [first.id], [first.attempts], 60)
         (second,) = await outbox.claim(conn, "webhook", 10, 60)
         await outbox.complete(conn, [outbox.Outcome(second.id, "delivered", remote_id="r-1", attempt=2)])
         await conn.execute("DELETE FROM subscriptions WHERE id = $1", sid)
