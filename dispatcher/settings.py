@@ -114,7 +114,9 @@ class DeliveryConfig:
     batch_size: int = 250
     # Fallback poll when no NOTIFY arrives (seconds).
     poll_interval: float = 2.0
-    max_attempts: int = 8
+    # Retries are bounded by time: a delivery is retried until its alert expires or,
+    # for an alert without expiry, until this many seconds after it was queued.
+    max_age: float = 86400.0
     backoff_base: float = 2.0
     backoff_max: float = 600.0
     # How long a claimed delivery may stay "sending" before another worker

@@ -18,8 +18,15 @@ first of them, so the window in which a crash can cause a duplicate is one
 send plus 20 ms plus one commit. A slow recipient (per-chat pacing, a slow
 endpoint) holds only its own slot, never the batch.
 Pauses a provider asks for act in memory at once (deliveries not yet sent go
-back to the queue unsent, their attempt refunded) and in the database for
-every other worker and after a restart.
+back to the queue unsent, no attempt spent) and in the database for every
+other worker and after a restart.
+
+Retries are bounded by time, not count: a transient failure is retried with
+capped, jittered backoff until the alert expires, or, for an alert without
+expiry, until ``[delivery] max_age`` after the delivery was queued; a retry
+whose next try would come later ends the delivery (``expired``, or ``failed``
+with the reason). ``attempts`` counts real provider attempts only: a crash, a
+lease expiry, a shutdown or a rate limit spends none.
 
 Leases: every delivery claimed and not yet recorded (sending, waiting for a send
 slot or for its recipient's pacing, or answered and waiting for the recorder) has
@@ -270,10 +277,12 @@ class OutboxWorker:
             # Chunks still queued stay in _inflight and are released below.
             await self._stop_senders()
             await self._drain(recorder)
-            unanswered = list(self._inflight)
+            unanswered = [c for c, _at in self._inflight.values()]
             if unanswered:
                 async with self.pool.acquire() as conn:
-                    n = await outbox.release(conn, unanswered, "shutdown")
+                    n = await outbox.release(
+                        conn, [c.id for c in unanswered], [c.claim for c in unanswered], "shutdown"
+                    )
                 log.warning(
                     "shutdown: unsent deliveries returned to the queue", extra={"channel": self.name, "count": n}
                 )
@@ -409,7 +418,7 @@ class OutboxWorker:
             return
         async with self.pool.acquire() as conn:
             if due:
-                await outbox.renew_leases(conn, [c.id for c in due], [c.attempts for c in due], lease)
+                await outbox.renew_leases(conn, [c.id for c in due], [c.claim for c in due], lease)
                 for c in due:
                     entry = self._inflight.get(c.id)
                     if entry is not None and entry[0] is c:
@@ -449,11 +458,14 @@ class OutboxWorker:
         now = _now()
         for c in claimed:
             if c.alert_state in ("cancelled", "superseded"):
-                self._answer(c, Outcome(c.id, "superseded", error=f"alert {c.alert_state} before sending"))
+                self._answer(
+                    c, Outcome(c.id, "superseded", error=f"alert {c.alert_state} before sending", claim=c.claim)
+                )
             elif c.alert_expires is not None and c.alert_expires <= now:
-                self._answer(c, Outcome(c.id, "expired", error=f"alert expired at {c.alert_expires.isoformat()}"))
+                error = f"alert expired at {c.alert_expires.isoformat()}"
+                self._answer(c, Outcome(c.id, "expired", error=error, claim=c.claim))
             elif c.alert_id not in self._alerts:
-                self._answer(c, Outcome(c.id, "failed", error="alert row not found"))
+                self._answer(c, Outcome(c.id, "failed", error="alert row not found", claim=c.claim))
             else:
                 sendable.append(c)
         groups: dict[tuple[int, str], list[Claimed]] = defaultdict(list)
@@ -475,12 +487,10 @@ class OutboxWorker:
         self._answered.set()
 
     def _give_back(self, chunk: Sequence[Claimed], until: float, reason: str) -> None:
-        """Return unsent deliveries to the queue until ``until`` (monotonic), attempt refunded."""
+        """Return unsent deliveries to the queue until ``until`` (monotonic); no attempt spent."""
         not_before = _now() + timedelta(seconds=max(0.0, until - time.monotonic()))
         for c in chunk:
-            self._answer(
-                c, Outcome(c.id, "queued", error=reason, not_before=not_before, refund_attempt=True, attempt=c.attempts)
-            )
+            self._answer(c, Outcome(c.id, "queued", error=reason, not_before=not_before, claim=c.claim))
 
     def _held_until(self, chunk: Sequence[Claimed]) -> float:
         """Monotonic time until which a pause holds this chunk back (0: not held)."""
@@ -596,31 +606,55 @@ class OutboxWorker:
     def _outcome(self, c: Claimed, result: SendResult) -> Outcome:
         now = _now()
         if isinstance(result, Delivered):
-            return Outcome(c.id, "delivered", remote_id=result.remote_id, attempt=c.attempts)
+            return Outcome(c.id, "delivered", remote_id=result.remote_id, spent=True, claim=c.claim)
         if isinstance(result, Reject):
-            return Outcome(c.id, "failed", error=result.reason, attempt=c.attempts)
+            return Outcome(c.id, "failed", error=result.reason, spent=True, claim=c.claim)
         if result.rate_limited:
-            after = result.after if result.after is not None else 1.0
-            return Outcome(
-                c.id,
-                "queued",
-                error=f"rate limited: {result.reason}",
-                not_before=now + timedelta(seconds=after),
-                refund_attempt=True,
-                attempt=c.attempts,
+            # Not the delivery's failure: no attempt spent, and exactly the wait asked for.
+            error = f"rate limited: {result.reason}"
+            spent = False
+            delay = result.after if result.after is not None else 1.0
+        else:
+            error = result.reason
+            spent = True
+            attempt = c.attempts + 1
+            delay = (
+                result.after
+                if result.after is not None
+                else backoff_delay(attempt, self.cfg.backoff_base, self.cfg.backoff_max)
             )
-        if c.attempts >= self.cfg.max_attempts:
-            return Outcome(
-                c.id, "failed", error=f"gave up after {c.attempts} attempts: {result.reason}", attempt=c.attempts
-            )
-        delay = (
-            result.after
-            if result.after is not None
-            else backoff_delay(c.attempts, self.cfg.backoff_base, self.cfg.backoff_max)
+        next_try = now + timedelta(seconds=delay)
+        deadline = self._deadline(c, now)
+        if next_try > deadline:
+            return self._too_late(c, error, deadline, spent)
+        return Outcome(c.id, "queued", error=error, not_before=next_try, spent=spent, claim=c.claim)
+
+    def _deadline(self, c: Claimed, now: datetime) -> datetime:
+        """Until when ``c`` is worth trying: its alert's expiry, else ``max_age`` after it was queued."""
+        if c.alert_expires is not None:
+            return c.alert_expires
+        return (c.queued_at or now) + timedelta(seconds=self.cfg.max_age)
+
+    def _too_late(self, c: Claimed, error: str, deadline: datetime, spent: bool) -> Outcome:
+        """The next try would come after the deadline: end the delivery, saying why."""
+        if c.alert_expires is not None:
+            state = "expired"
+            why = f"alert expires at {deadline.isoformat()} before the next try"
+        else:
+            state = "failed"
+            why = f"gave up: the next try would come after [delivery] max_age ({self.cfg.max_age:g} s)"
+        log.warning(
+            "delivery ends: its deadline comes before the next try",
+            extra={
+                "channel": self.name,
+                "delivery_id": c.id,
+                "alert_id": c.alert_id,
+                "attempts": c.attempts + int(spent),
+                "state": state,
+                "reason": error,
+            },
         )
-        return Outcome(
-            c.id, "queued", error=result.reason, not_before=now + timedelta(seconds=delay), attempt=c.attempts
-        )
+        return Outcome(c.id, state, error=f"{why}: {error}", spent=spent, claim=c.claim)
 
     def _emit(self, c: Claimed, result: SendResult, elapsed: float) -> None:
         if isinstance(result, Delivered):
@@ -632,13 +666,13 @@ class OutboxWorker:
                         "channel": self.name,
                         "delivery_id": c.id,
                         "alert_id": c.alert_id,
-                        "attempt": c.attempts,
+                        "attempt": c.attempts + 1,
                         "remote_id": result.remote_id,
                         "ms": round(elapsed * 1000, 1),
                     },
                 )
             return
-        extra = {"channel": self.name, "delivery_id": c.id, "alert_id": c.alert_id, "attempt": c.attempts}
+        extra = {"channel": self.name, "delivery_id": c.id, "alert_id": c.alert_id, "attempt": c.attempts + 1}
         if isinstance(result, Reject):
             log.warning("delivery rejected", extra={**extra, "reason": result.reason})
         else:
@@ -683,12 +717,14 @@ class OutboxWorker:
             outcomes.append(o)
             if isinstance(r, Reject) and r.unsubscribe and c.subscription_id is not None:
                 unsubscribe.append(c.subscription_id)
-            if isinstance(r, Retry) and r.rate_limited and o.not_before is not None:
+            if isinstance(r, Retry) and r.rate_limited:
+                # The provider's wait holds the bucket even when this delivery has ended (deadline).
+                until = _now() + timedelta(seconds=r.after if r.after is not None else 1.0)
                 if r.bucket is None:
-                    if channel_pause is None or o.not_before > channel_pause[0]:
-                        channel_pause = (o.not_before, r.reason)
+                    if channel_pause is None or until > channel_pause[0]:
+                        channel_pause = (until, r.reason)
                 else:
-                    recipient_pauses[r.bucket] = max(o.not_before, recipient_pauses.get(r.bucket, o.not_before))
+                    recipient_pauses[r.bucket] = max(until, recipient_pauses.get(r.bucket, until))
         delivered = any(isinstance(r, Delivered) for r in sent)
         transient = [r for r in sent if isinstance(r, Retry) and not r.rate_limited]
         channel_down = bool(sent) and len(transient) == len(sent)

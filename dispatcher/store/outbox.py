@@ -115,11 +115,13 @@ async def supersede_queued(conn: asyncpg.Connection, alert_ids: Sequence[int], r
 class Claimed:
     """A delivery this worker now holds ("sending", leased).
 
-    ``attempts`` counts this attempt and fences the completion: a row whose
-    lease expired and was claimed again carries a different count, so a late
-    answer of the first owner cannot overwrite the second's. ``alert_state`` and
-    ``alert_expires`` are read in the same statement, so a cancel committed
-    before the claim is always seen.
+    ``attempts`` counts the provider attempts before this one. ``claim`` (the
+    row's claim counter) fences the completion: a row whose lease expired and
+    was claimed again carries another, so a late answer of the first owner
+    cannot overwrite the second's. ``alert_state`` and ``alert_expires`` are
+    read in the same statement, so a cancel committed before the claim is
+    always seen. ``queued_at`` (when the delivery was queued) starts the
+    maximum age of a delivery whose alert has no expiry.
     """
 
     id: int
@@ -131,6 +133,8 @@ class Claimed:
     attempts: int
     alert_state: str = "active"
     alert_expires: datetime | None = None
+    claim: int = 0
+    queued_at: datetime | None = None
 
 
 def _partition_args(partition: tuple[int, int] | None) -> tuple[int | None, int | None]:
@@ -166,12 +170,12 @@ async def claim(
             FOR UPDATE SKIP LOCKED
         )
         UPDATE deliveries d
-        SET state = 'sending', attempts = d.attempts + 1, updated_at = now(),
+        SET state = 'sending', claims = d.claims + 1, updated_at = now(),
             lease_until = now() + make_interval(secs => $3)
         FROM picked, alerts a
         WHERE d.id = picked.id AND a.id = d.alert_id
         RETURNING d.id, d.alert_id, d.address, d.language, d.subscription_id, d.priority, d.attempts,
-                  a.state::text AS alert_state, a.expires
+                  a.state::text AS alert_state, a.expires, d.claims, d.created_at
         """,
         channel,
         limit,
@@ -190,6 +194,8 @@ async def claim(
             r["attempts"],
             r["alert_state"],
             r["expires"],
+            r["claims"],
+            r["created_at"],
         )
         for r in rows
     ]
@@ -227,7 +233,7 @@ async def renew_leases(
         WITH quiet AS (SELECT set_config('dispatcher.quiet_update', 'on', true))
         UPDATE deliveries d SET lease_until = now() + make_interval(secs => $3)
         FROM quiet, unnest($1::bigint[], $2::int[]) AS v(id, claim)
-        WHERE d.id = v.id AND d.state = 'sending' AND d.attempts = v.claim
+        WHERE d.id = v.id AND d.state = 'sending' AND d.claims = v.claim
         """,
         list(ids),
         list(claims),
@@ -245,16 +251,16 @@ class Outcome:
     remote_id: str | None = None
     error: str | None = None
     not_before: datetime | None = None
-    # A rate-limited attempt does not count against the retry budget.
-    refund_attempt: bool = False
-    # The claim's attempt count (fencing token); None writes unconditionally.
-    attempt: int | None = None
+    # The provider answered a real attempt (not a rate limit): it counts in ``attempts``.
+    spent: bool = False
+    # The claim's counter (fencing token); None writes unconditionally.
+    claim: int | None = None
 
 
 async def complete(conn: asyncpg.Connection, outcomes: Sequence[Outcome]) -> int:
     """Write all outcomes of a batch in one statement (one round trip); return rows written.
 
-    Only rows still "sending" under the same claim (``attempt``) are written.
+    Only rows still "sending" under the same claim (``claim``) are written.
     Deliveries that went out for an alert which an update or cancel replaced
     meanwhile get a delivery of the replacing alert too, in the same statement
     (``FOR SHARE`` on the alert rows orders this against the pipeline's ``mark_replaced``).
@@ -269,15 +275,15 @@ async def complete(conn: asyncpg.Connection, outcomes: Sequence[Outcome]) -> int
                 remote_id = COALESCE(v.remote_id, d.remote_id),
                 last_error = v.error,
                 not_before = COALESCE(v.not_before, d.not_before),
-                attempts = d.attempts - CASE WHEN v.refund THEN 1 ELSE 0 END,
+                attempts = d.attempts + CASE WHEN v.spent THEN 1 ELSE 0 END,
                 lease_until = NULL,
                 updated_at = now()
             FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::bool[], $7::int[])
-                AS v(id, state, remote_id, error, not_before, refund, attempt)
+                AS v(id, state, remote_id, error, not_before, spent, claim)
             -- state::text: keeps the planner off the partial index deliveries_sending,
             -- which it would scan whole (dead entries included, up to the next vacuum)
             -- instead of looking the batch's ids up in the primary key.
-            WHERE d.id = v.id AND d.state::text = 'sending' AND (v.attempt IS NULL OR d.attempts = v.attempt)
+            WHERE d.id = v.id AND d.state::text = 'sending' AND (v.claim IS NULL OR d.claims = v.claim)
             RETURNING d.id, d.alert_id, d.channel, d.subscription_id, d.address, d.language, d.state
         ), old AS (
             SELECT a.id, a.replaced_by FROM alerts a
@@ -297,8 +303,8 @@ async def complete(conn: asyncpg.Connection, outcomes: Sequence[Outcome]) -> int
         [o.remote_id for o in outcomes],
         [o.error for o in outcomes],
         [o.not_before for o in outcomes],
-        [o.refund_attempt for o in outcomes],
-        [o.attempt for o in outcomes],
+        [o.spent for o in outcomes],
+        [o.claim for o in outcomes],
     )
     return int(written or 0)
 
@@ -320,14 +326,16 @@ async def requeue_expired_leases(conn: asyncpg.Connection, channel: str, *, keep
     return int(result.split()[-1])
 
 
-async def release(conn: asyncpg.Connection, ids: Sequence[int], reason: str) -> int:
-    """Give claimed-but-unsent deliveries back (shutdown), refunding the attempt."""
+async def release(conn: asyncpg.Connection, ids: Sequence[int], claims: Sequence[int], reason: str) -> int:
+    """Give claimed-but-unsent deliveries back (shutdown), each under its claim; no attempt was made."""
     if not ids:
         return 0
     result = await conn.execute(
-        "UPDATE deliveries SET state = 'queued', lease_until = NULL, attempts = GREATEST(attempts - 1, 0),"
-        " last_error = $2, updated_at = now() WHERE id = ANY($1::bigint[]) AND state = 'sending'",
+        "UPDATE deliveries d SET state = 'queued', lease_until = NULL, last_error = $3, updated_at = now()"
+        " FROM unnest($1::bigint[], $2::int[]) AS v(id, claim)"
+        " WHERE d.id = v.id AND d.state = 'sending' AND d.claims = v.claim",
         list(ids),
+        list(claims),
         reason,
     )
     return int(result.split()[-1])

@@ -134,7 +134,12 @@ CREATE TABLE deliveries (
     language        text NOT NULL DEFAULT 'ja',
     state           delivery_state NOT NULL DEFAULT 'queued',
     priority        smallint NOT NULL,
+    -- 0006: real provider attempts (answered, not rate limited); a crash, a lease
+    -- expiry or a shutdown spends none.
     attempts        integer NOT NULL DEFAULT 0,
+    -- 0006: incremented by every claim; the fencing token of completions (a late
+    -- answer of an earlier lease holder is not written).
+    claims          integer NOT NULL DEFAULT 0,
     not_before      timestamptz NOT NULL DEFAULT now(),
     lease_until     timestamptz,
     created_at      timestamptz NOT NULL DEFAULT now(),
@@ -181,7 +186,8 @@ END $$;
 -- touches, except the two that set `dispatcher.quiet_update` for one statement
 -- (lease renewal, and forgetting a deleted subscription); no old rows are kept.
 -- (A trigger with a column list would do this alone, but PostgreSQL allows no
--- transition tables on such a trigger.)
+-- transition tables on such a trigger.) 0006: a "sending" event carries the number
+-- of the attempt under way.
 CREATE FUNCTION deliveries_log_update() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF current_setting('dispatcher.quiet_update', true) = 'on' THEN
@@ -189,7 +195,9 @@ BEGIN
         RETURN NULL;
     END IF;
     INSERT INTO delivery_events (delivery_id, state, attempt, detail)
-    SELECT n.id, n.state, n.attempts, COALESCE(n.last_error, n.remote_id) FROM new_rows n;
+    SELECT n.id, n.state, CASE WHEN n.state = 'sending' THEN n.attempts + 1 ELSE n.attempts END,
+           COALESCE(n.last_error, n.remote_id)
+    FROM new_rows n;
     -- Deliveries back in the queue (a retry, a lease taken over) wake the workers.
     PERFORM pg_notify('deliveries', c.channel)
     FROM (SELECT DISTINCT n.channel FROM new_rows n WHERE n.state = 'queued') c;
