@@ -19,7 +19,15 @@ send plus 20 ms plus one commit. A slow recipient (per-chat pacing, a slow
 endpoint) holds only its own slot, never the batch.
 Pauses a provider asks for act in memory at once (deliveries not yet sent go
 back to the queue unsent, no attempt spent) and in the database for every
-other worker and after a restart.
+other worker and after a restart. The database is authoritative and memory
+the fast path: a follower task reads ``channel_state`` a few times a second
+(even while paused) and takes its pauses (the provider's, the backoff, an
+operator's hold). An operator's action (``dispatcher channel pause|resume``)
+moves the channel's ``generation`` on; a worker that reads a newer generation
+drops the pauses it holds in memory, all set before it knew of the action, so
+a resume ends even a provider's pause at once, while a read that merely comes
+between a 429 and its write keeps the pause. A pause longer than
+:data:`~dispatcher.status.LONG_PAUSE` is logged as a warning.
 
 Retries are bounded by time, not count: a transient failure is retried with
 capped, jittered backoff until the alert expires, or, for an alert without
@@ -54,13 +62,22 @@ from dispatcher.model import Alert, Message, Recipient
 from dispatcher.peers import Share
 from dispatcher.ratelimit import RateLimiter, RecipientSpacing, backoff_delay
 from dispatcher.settings import ChannelSettings, DeliveryConfig
+from dispatcher.status import LONG_PAUSE
 from dispatcher.store import alerts as alert_store
 from dispatcher.store import outbox
 from dispatcher.store.outbox import Claimed, Outcome
 
 Answer = SendResult | Outcome
-# Seconds between two reads of channel_state (pauses and backoff set by other processes).
+# Seconds between two reads of channel_state (pauses, backoff and holds set elsewhere)
+# while the worker has work in flight or is paused, and while it is idle.
 STATE_EVERY = 0.25
+STATE_IDLE_EVERY = 1.0
+# An operator's hold without an end, as an in-memory pause: a resume ends it.
+HOLD_FOREVER = 10 * 365 * 86400.0
+# Longest a delivery given back unsent, or rate limited channel-wide, is put off: a
+# channel's pause is held by channel_state (read before any claim), not by the
+# deliveries' not_before, so that a resume finds them due.
+MAX_GIVE_BACK = 60.0
 # The lease keeper looks every LEASE_TICK of a lease and renews what is older than
 # LEASE_RENEW of one: renewed at most half a lease after the claim, a lease keeps half
 # of itself as margin for a slow database or a stalled event loop.
@@ -92,6 +109,17 @@ DB_ERRORS = (
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _pauses(state: outbox.ChannelState, now: datetime) -> list[tuple[str, datetime | None]]:
+    """The pauses in force in ``state``: (why, until), until None for a hold without an end."""
+    found: list[tuple[str, datetime | None]] = []
+    if state.held(now):
+        found.append(("operator", state.held_until))
+    for why, until in (("provider", state.paused_until), ("backoff", state.backoff_until)):
+        if until is not None and until > now:
+            found.append((why, until))
+    return found
 
 
 class Wakeups:
@@ -199,7 +227,8 @@ class OutboxWorker:
         self._messages: dict[tuple[int, str], Message] = {}
         # Claimed and not yet recorded: id → (claim, time.monotonic() of the claim or last renewal).
         self._inflight: dict[int, tuple[Claimed, float]] = {}
-        self._answers: list[tuple[Claimed, Answer]] = []
+        # Answers waiting for the recorder, each with the channel's generation when it came.
+        self._answers: list[tuple[Claimed, Answer, int]] = []
         self._answered = asyncio.Event()
         self._recorded = asyncio.Event()
         self._closing = False
@@ -216,8 +245,13 @@ class OutboxWorker:
         # In-memory pauses (monotonic deadlines), mirrored in the database.
         self._paused_until = 0.0
         self._recipient_paused: dict[str, float] = {}
+        # channel_state.generation last read (None: not read yet, nothing is claimed before).
+        self._generation: int | None = None
+        # The database's pause last seen (for logging a new one once).
+        self._db_pause: tuple[str, datetime | None] | None = None
+        # Set when a pause ends early (an operator's action) and by stop(): wakes a paused idle wait.
+        self._unpaused = asyncio.Event()
         self._last_requeue = 0.0
-        self._state_read = 0.0
         self.sent = 0
 
     # -- lifecycle ---------------------------------------------------------
@@ -225,7 +259,13 @@ class OutboxWorker:
     def stop(self) -> None:
         """Stop claiming; what is in flight finishes and is recorded."""
         self._stopping.set()
+        self._unpaused.set()
         self.wakeup.set()
+
+    @property
+    def paused_seconds(self) -> float:
+        """Seconds this worker's channel-wide pause still lasts (0: not paused)."""
+        return max(0.0, self._paused_until - time.monotonic())
 
     async def run(self) -> None:
         """Work until :meth:`stop` (or cancellation, when the shutdown grace runs out)."""
@@ -234,6 +274,7 @@ class OutboxWorker:
         )
         recorder = asyncio.create_task(self._recorder(), name=f"recorder-{self.name}")
         keeper = asyncio.create_task(self._keep_leases(), name=f"leases-{self.name}")
+        follower = asyncio.create_task(self._follow(), name=f"state-{self.name}")
         if self._pooled:
             self._senders = [
                 asyncio.create_task(self._sender(), name=f"sender-{self.name}-{i}") for i in range(self.concurrency)
@@ -241,9 +282,10 @@ class OutboxWorker:
         try:
             await self._work(recorder)
         finally:
-            keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await keeper
+            for task in (keeper, follower):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         log.info("worker stopped", extra={"channel": self.name, "sent": self.sent})
 
     async def _work(self, recorder: asyncio.Task[None]) -> None:
@@ -296,10 +338,13 @@ class OutboxWorker:
 
     async def _idle(self) -> None:
         wait = self.cfg.poll_interval
+        # Cleared before looking at the pause, so an end of it from now on wakes the wait.
+        self._unpaused.clear()
         now = time.monotonic()
         if self._paused_until > now:
-            # Paused: a NOTIFY must not wake us early, only stop() may.
-            await self._sleep(min(self._paused_until - now, 60.0), wake=False)
+            # Paused: a NOTIFY must not wake us early, only the pause's end or stop() may.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._unpaused.wait(), timeout=min(self._paused_until - now, 60.0))
             return
         with contextlib.suppress(*DB_ERRORS):
             async with self.pool.acquire() as conn:
@@ -309,10 +354,9 @@ class OutboxWorker:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.wakeup.wait(), timeout=wait)
 
-    async def _sleep(self, seconds: float, *, wake: bool = True) -> None:
-        ev = self.wakeup if wake else self._stopping
+    async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(ev.wait(), timeout=max(0.0, seconds))
+            await asyncio.wait_for(self.wakeup.wait(), timeout=max(0.0, seconds))
 
     # -- claiming ----------------------------------------------------------
 
@@ -326,23 +370,14 @@ class OutboxWorker:
                 await asyncio.wait_for(self._recorded.wait(), timeout=1.0)
             return True
         self._apply_share()
+        if self._generation is None:
+            # Nothing is claimed before the channel's state (a pause, a hold) is known.
+            await self.follow_state()
         if self._paused_until > time.monotonic():
             return False
         # Cleared before claiming, so a NOTIFY arriving during the claim is kept.
         self.wakeup.clear()
         async with self.pool.acquire() as conn:
-            # Pauses set by other processes are read a few times a second, not per claim.
-            if time.monotonic() - self._state_read >= STATE_EVERY:
-                state = await outbox.channel_state(conn, self.name)
-                self._state_read = time.monotonic()
-                if state.failures or state.backoff_until is not None:
-                    self._unhealthy = True
-                now = _now()
-                until = max((u for u in (state.paused_until, state.backoff_until) if u and u > now), default=None)
-                if until is not None:
-                    self._state_read = 0.0
-                    self._pause_for((until - now).total_seconds())
-                    return False
             claimed_at = time.monotonic()  # before the statement: the lease runs from the database's now()
             claimed = await outbox.claim(
                 conn, self.name, min(free, self.claim_size), self.cfg.lease_seconds, partition=self._partition()
@@ -390,6 +425,59 @@ class OutboxWorker:
         if self.spacing is None or self.share.live <= 1:
             return None
         return self.share.live, self.share.rank
+
+    async def _follow(self) -> None:
+        """Follow channel_state: pauses, backoff and holds set by other processes and by operators."""
+        while True:
+            busy = bool(self._inflight) or self._paused_until > time.monotonic()
+            await asyncio.sleep(STATE_EVERY if busy else STATE_IDLE_EVERY)
+            try:
+                await self.follow_state()
+            except DB_ERRORS as exc:
+                log.warning("cannot read channel state yet", extra={"channel": self.name, "error": str(exc)})
+            except Exception:
+                log.exception("following channel state failed", extra={"channel": self.name})
+
+    async def follow_state(self) -> None:
+        """Read the channel's row of channel_state once and take it (see the module docstring)."""
+        async with self.pool.acquire() as conn:
+            state = await outbox.channel_state(conn, self.name)
+        if state.failures or state.backoff_until is not None:
+            self._unhealthy = True
+        known, self._generation = self._generation, state.generation
+        if known is not None and state.generation != known:
+            # An operator acted since the last read: every pause held in memory was
+            # set before this worker knew of it, and gives way to the database's state.
+            was_paused = self._paused_until > time.monotonic()
+            self._paused_until = 0.0
+            self._recipient_paused.clear()
+            self._db_pause = None
+            self._unpaused.set()
+            self.wakeup.set()
+            if was_paused and not state.held(_now()):
+                log.info("channel resumed by an operator", extra={"channel": self.name})
+        now = _now()
+        pauses = _pauses(state, now)
+        if not pauses:
+            self._db_pause = None
+            return
+        # The one that ends last (an operator's hold without an end: never).
+        why, until = max(pauses, key=lambda p: p[1] or datetime.max.replace(tzinfo=UTC))
+        seconds = HOLD_FOREVER if until is None else (until - now).total_seconds()
+        extended = self._pause_for(seconds)
+        seen, self._db_pause = self._db_pause, (why, until)
+        if (why, until) != seen and (why == "operator" or (extended and seconds > LONG_PAUSE)):
+            operator = why == "operator"
+            log.warning(
+                "channel paused by an operator" if operator else f"channel paused ({why}), as the database says",
+                extra={
+                    "channel": self.name,
+                    "why": why,
+                    "until": until.isoformat() if until is not None else "resumed",
+                    "by": state.held_by if operator else None,
+                    "reason": state.held_reason if operator else (state.pause_reason or state.last_error),
+                },
+            )
 
     async def _keep_leases(self) -> None:
         """Keep the leases of this worker's live deliveries; requeue dead workers' expired ones.
@@ -483,12 +571,12 @@ class OutboxWorker:
                 task.add_done_callback(self._sends.discard)
 
     def _answer(self, c: Claimed, answer: Answer) -> None:
-        self._answers.append((c, answer))
+        self._answers.append((c, answer, self._generation or 0))
         self._answered.set()
 
     def _give_back(self, chunk: Sequence[Claimed], until: float, reason: str) -> None:
-        """Return unsent deliveries to the queue until ``until`` (monotonic); no attempt spent."""
-        not_before = _now() + timedelta(seconds=max(0.0, until - time.monotonic()))
+        """Return unsent deliveries to the queue until ``until`` (monotonic, capped), no attempt spent."""
+        not_before = _now() + timedelta(seconds=min(MAX_GIVE_BACK, max(0.0, until - time.monotonic())))
         for c in chunk:
             self._answer(c, Outcome(c.id, "queued", error=reason, not_before=not_before, claim=c.claim))
 
@@ -558,7 +646,18 @@ class OutboxWorker:
                 # Act at once: sends waiting in this process must not hit the provider too.
                 after = result.after if result.after is not None else 1.0
                 if result.bucket is None:
-                    self._pause_for(after)
+                    if self._pause_for(after) and after > LONG_PAUSE:
+                        log.warning(
+                            "provider paused the channel for longer than a minute",
+                            extra={
+                                "channel": self.name,
+                                "alert_id": c.alert_id,
+                                "delivery_id": c.id,
+                                "retry_after": after,
+                                "until": (_now() + timedelta(seconds=after)).isoformat(),
+                                "reason": result.reason,
+                            },
+                        )
                 else:
                     until = time.monotonic() + after
                     self._recipient_paused[result.bucket] = max(self._recipient_paused.get(result.bucket, 0.0), until)
@@ -600,8 +699,12 @@ class OutboxWorker:
             answers = {c.id: Retry(f"channel error: {exc!r}") for c in chunk}
         return answers, time.monotonic() - started
 
-    def _pause_for(self, seconds: float) -> None:
-        self._paused_until = max(self._paused_until, time.monotonic() + seconds)
+    def _pause_for(self, seconds: float) -> bool:
+        """Pause the channel in memory for ``seconds``; True if that ends more than a second later than before."""
+        until = time.monotonic() + seconds
+        extended = until > self._paused_until + 1.0
+        self._paused_until = max(self._paused_until, until)
+        return extended
 
     def _outcome(self, c: Claimed, result: SendResult) -> Outcome:
         now = _now()
@@ -614,6 +717,10 @@ class OutboxWorker:
             error = f"rate limited: {result.reason}"
             spent = False
             delay = result.after if result.after is not None else 1.0
+            if result.bucket is None:
+                # The channel's pause (in memory, in channel_state) holds it back that long;
+                # put off by no more than MAX_GIVE_BACK itself, it is due as soon as a resume ends the pause.
+                delay = min(delay, MAX_GIVE_BACK)
         else:
             error = result.reason
             spent = True
@@ -703,13 +810,13 @@ class OutboxWorker:
                 self._answers[:0] = batch
                 await asyncio.sleep(1.0)
 
-    async def _record(self, done: Sequence[tuple[Claimed, Answer]]) -> None:
+    async def _record(self, done: Sequence[tuple[Claimed, Answer, int]]) -> None:
         outcomes: list[Outcome] = []
         unsubscribe: list[int] = []
-        channel_pause: tuple[datetime, str] | None = None
+        channel_pause: tuple[datetime, str, int] | None = None
         recipient_pauses: dict[str, datetime] = {}
-        sent = [r for _c, r in done if not isinstance(r, Outcome)]
-        for c, r in done:
+        sent = [r for _c, r, _g in done if not isinstance(r, Outcome)]
+        for c, r, generation in done:
             if isinstance(r, Outcome):
                 outcomes.append(r)
                 continue
@@ -722,7 +829,7 @@ class OutboxWorker:
                 until = _now() + timedelta(seconds=r.after if r.after is not None else 1.0)
                 if r.bucket is None:
                     if channel_pause is None or until > channel_pause[0]:
-                        channel_pause = (until, r.reason)
+                        channel_pause = (until, r.reason, generation)
                 else:
                     recipient_pauses[r.bucket] = max(until, recipient_pauses.get(r.bucket, until))
         delivered = any(isinstance(r, Delivered) for r in sent)
@@ -742,7 +849,8 @@ class OutboxWorker:
                 await outbox.complete(conn, outcomes)
                 await outbox.deactivate_subscriptions(conn, unsubscribe, "provider says the recipient is gone")
                 if channel_pause is not None:
-                    await outbox.pause_channel(conn, self.name, channel_pause[0], channel_pause[1])
+                    until, reason, generation = channel_pause
+                    await outbox.pause_channel(conn, self.name, until, reason, generation=generation)
                 for address, until in recipient_pauses.items():
                     await outbox.pause_recipient(conn, self.name, address, until)
                 if mark_healthy:
@@ -759,7 +867,7 @@ class OutboxWorker:
             self._unhealthy = False
         elif channel_down:
             self._unhealthy = True
-        for c, _r in done:
+        for c, _r, _g in done:
             self._inflight.pop(c.id, None)
         self._recorded.set()
         if backoff:

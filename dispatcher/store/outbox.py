@@ -9,6 +9,7 @@ age, and every state change is logged to ``delivery_events`` by triggers (see
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -364,29 +365,121 @@ async def pause_recipient(conn: asyncpg.Connection, channel: str, address: str, 
 
 @dataclass(frozen=True, slots=True)
 class ChannelState:
+    """A channel's row of ``channel_state``: the provider's pause, the backoff, an operator's hold."""
+
     paused_until: datetime | None
     failures: int
     backoff_until: datetime | None
+    pause_reason: str | None = None
+    last_error: str | None = None
+    held_since: datetime | None = None
+    # None while held: until resumed.
+    held_until: datetime | None = None
+    held_by: str | None = None
+    held_reason: str | None = None
+    generation: int = 0
+    channel: str = ""
+
+    def held(self, now: datetime) -> bool:
+        """Whether an operator holds the channel at ``now``."""
+        return self.held_since is not None and (self.held_until is None or self.held_until > now)
+
+
+def _state(row: asyncpg.Record) -> ChannelState:
+    return ChannelState(**{f.name: row[f.name] for f in dataclasses.fields(ChannelState)})
 
 
 async def channel_state(conn: asyncpg.Connection, channel: str) -> ChannelState:
-    row = await conn.fetchrow(
-        "SELECT paused_until, failures, backoff_until FROM channel_state WHERE channel = $1", channel
-    )
+    row = await conn.fetchrow("SELECT * FROM channel_state WHERE channel = $1", channel)
     if row is None:
-        return ChannelState(None, 0, None)
-    return ChannelState(row["paused_until"], row["failures"], row["backoff_until"])
+        return ChannelState(None, 0, None, channel=channel)
+    return _state(row)
 
 
-async def pause_channel(conn: asyncpg.Connection, channel: str, until: datetime, reason: str) -> None:
+async def channel_states(conn: asyncpg.Connection) -> list[ChannelState]:
+    """Every channel's row, by name."""
+    rows = await conn.fetch("SELECT * FROM channel_state ORDER BY channel")
+    return [_state(r) for r in rows]
+
+
+async def pause_channel(
+    conn: asyncpg.Connection, channel: str, until: datetime, reason: str, *, generation: int
+) -> None:
+    """Record the provider's pause, answered while ``generation`` was the channel's.
+
+    Not written over a newer operator action: a resume since then has cleared it.
+    """
     await conn.execute(
-        "INSERT INTO channel_state (channel, paused_until, last_error) VALUES ($1, $2, $3)"
-        " ON CONFLICT (channel) DO UPDATE SET paused_until = GREATEST(channel_state.paused_until,"
-        " EXCLUDED.paused_until), last_error = EXCLUDED.last_error, updated_at = now()",
+        "INSERT INTO channel_state (channel, paused_until, pause_reason) VALUES ($1, $2, $3)"
+        " ON CONFLICT (channel) DO UPDATE SET"
+        " pause_reason = CASE WHEN channel_state.paused_until > EXCLUDED.paused_until"
+        " THEN channel_state.pause_reason ELSE EXCLUDED.pause_reason END,"
+        " paused_until = GREATEST(channel_state.paused_until, EXCLUDED.paused_until), updated_at = now()"
+        " WHERE channel_state.generation = $4",
         channel,
         until,
         reason,
+        generation,
     )
+
+
+async def hold_channel(
+    conn: asyncpg.Connection, channel: str, *, seconds: float | None, by: str, reason: str
+) -> ChannelState:
+    """An operator pauses ``channel`` for ``seconds`` (None: until resumed); logged in channel_actions."""
+    async with conn.transaction():
+        row = await conn.fetchrow(
+            "INSERT INTO channel_state (channel, held_since, held_until, held_by, held_reason, generation)"
+            " VALUES ($1, now(), CASE WHEN $2::float8 IS NULL THEN NULL ELSE now() + make_interval(secs => $2) END,"
+            " $3, $4, 1)"
+            " ON CONFLICT (channel) DO UPDATE SET held_since = EXCLUDED.held_since, held_until = EXCLUDED.held_until,"
+            " held_by = EXCLUDED.held_by, held_reason = EXCLUDED.held_reason,"
+            " generation = channel_state.generation + 1, updated_at = now() RETURNING *",
+            channel,
+            seconds,
+            by,
+            reason,
+        )
+        await conn.execute(
+            "INSERT INTO channel_actions (channel, action, by_whom, reason, held_until)"
+            " VALUES ($1, 'pause', $2, $3, $4)",
+            channel,
+            by,
+            reason,
+            row["held_until"],
+        )
+    return _state(row)
+
+
+async def resume_channel(conn: asyncpg.Connection, channel: str, *, by: str, reason: str = "") -> int:
+    """An operator resumes ``channel``: hold, provider pause, backoff and recipient pauses end now.
+
+    Deliveries the pauses had put off (``not_before`` later than now) become due
+    (their number is returned), and the generation moves on, so every worker
+    drops the pauses it holds in memory. Logged in channel_actions.
+    """
+    async with conn.transaction():
+        await conn.execute(
+            "INSERT INTO channel_state (channel, generation) VALUES ($1, 1)"
+            " ON CONFLICT (channel) DO UPDATE SET paused_until = NULL, pause_reason = NULL, backoff_until = NULL,"
+            " held_since = NULL, held_until = NULL, held_by = NULL, held_reason = NULL,"
+            " generation = channel_state.generation + 1, updated_at = now()",
+            channel,
+        )
+        await conn.execute("DELETE FROM recipient_pauses WHERE channel = $1", channel)
+        result = await conn.execute(
+            "UPDATE deliveries SET not_before = now(), last_error = $2, updated_at = now()"
+            " WHERE channel = $1 AND state = 'queued' AND not_before > now()",
+            channel,
+            f"channel resumed by {by}",
+        )
+        await conn.execute(
+            "INSERT INTO channel_actions (channel, action, by_whom, reason) VALUES ($1, 'resume', $2, $3)",
+            channel,
+            by,
+            reason,
+        )
+    return int(result.split()[-1])
 
 
 async def record_channel_failure(conn: asyncpg.Connection, channel: str, reason: str) -> int:

@@ -222,14 +222,38 @@ CREATE TRIGGER subscriptions_after_delete AFTER DELETE ON subscriptions
     FOR EACH STATEMENT EXECUTE FUNCTION subscriptions_forget_deliveries();
 
 -- Per-channel state shared by every worker and surviving restarts: a pause
--- asked for by the provider (429) and the backoff after consecutive failures.
+-- asked for by the provider (429) and the backoff after consecutive failures;
+-- 0006: an operator's hold (`dispatcher channel pause|resume`).
 CREATE TABLE channel_state (
     channel       text PRIMARY KEY,
     paused_until  timestamptz,
     failures      integer NOT NULL DEFAULT 0,
     backoff_until timestamptz,
     last_error    text,
-    updated_at    timestamptz NOT NULL DEFAULT now()
+    updated_at    timestamptz NOT NULL DEFAULT now(),
+    -- Why the provider paused the channel (its 429 description).
+    pause_reason  text,
+    -- An operator's hold: since when, until when (NULL: until resumed), by whom, why.
+    held_since    timestamptz,
+    held_until    timestamptz,
+    held_by       text,
+    held_reason   text,
+    -- Operators' actions so far. A worker that reads a newer generation drops the
+    -- pauses it holds in memory and takes this row's state; a provider pause
+    -- answered under an older one is not written over a newer resume. Nothing else
+    -- changes it, so a read between a 429 and its write keeps the pause in memory.
+    generation    bigint NOT NULL DEFAULT 0
+);
+
+-- 0006: append-only log of operators' pause and resume actions: who (the OS user) and why.
+CREATE TABLE channel_actions (
+    id         bigserial PRIMARY KEY,
+    channel    text NOT NULL,
+    at         timestamptz NOT NULL DEFAULT now(),
+    action     text NOT NULL CHECK (action IN ('pause', 'resume')),
+    by_whom    text NOT NULL,
+    reason     text NOT NULL DEFAULT '',
+    held_until timestamptz
 );
 
 -- Per-recipient pauses (e.g. Telegram's per-chat 429).

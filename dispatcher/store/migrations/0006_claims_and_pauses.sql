@@ -1,4 +1,5 @@
--- 0006: attempts count real provider attempts; a claim counter fences completions.
+-- 0006: attempts count real provider attempts, a claim counter fences completions;
+-- operators pause and resume channels, and every daemon follows the database.
 --
 -- A crash, a lease expiry or a shutdown must not spend a delivery's attempts (the
 -- retry budget is a time, not a count), yet a late answer of an earlier lease
@@ -24,3 +25,30 @@ BEGIN
     FROM (SELECT DISTINCT n.channel FROM new_rows n WHERE n.state = 'queued') c;
     RETURN NULL;
 END $$;
+
+-- A pause is never silent and an operator can act on it (`dispatcher channel pause|resume`).
+-- channel_state holds, besides the provider's pause (now with its reason) and the
+-- backoff after failures, an operator's hold: since when, until when (NULL: until
+-- resumed), by whom and why. `generation` counts operators' actions: a worker that
+-- reads a newer one drops the pauses it holds in memory (set before it knew of the
+-- action) and takes the database's state, and a provider pause answered under an
+-- older generation is not written over a newer resume. Other writes leave it alone,
+-- so a read that comes between a 429 and its write does not clear the pause.
+ALTER TABLE channel_state
+    ADD COLUMN pause_reason text,
+    ADD COLUMN held_since timestamptz,
+    ADD COLUMN held_until timestamptz,
+    ADD COLUMN held_by text,
+    ADD COLUMN held_reason text,
+    ADD COLUMN generation bigint NOT NULL DEFAULT 0;
+
+-- Append-only log of operators' pause and resume actions: who (the OS user) and why.
+CREATE TABLE channel_actions (
+    id         bigserial PRIMARY KEY,
+    channel    text NOT NULL,
+    at         timestamptz NOT NULL DEFAULT now(),
+    action     text NOT NULL CHECK (action IN ('pause', 'resume')),
+    by_whom    text NOT NULL,
+    reason     text NOT NULL DEFAULT '',
+    held_until timestamptz
+);
