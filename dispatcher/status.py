@@ -205,9 +205,11 @@ def format_table(alerts: list[dict[str, Any]], documents: dict[str, int] | None 
 
 
 async def channel_pauses(conn: asyncpg.Connection) -> list[dict[str, Any]]:
-    """Every pause in force now, per channel: why (``provider``: a 429, ``backoff``: after
-    failures, ``operator``: a hold), until when (None: until resumed), the reason and,
-    for a hold, who and since when. ``degraded``: more than routine flood control.
+    """Every pause in force now, channel by channel, as plain data (JSON-ready).
+
+    Each says why (``provider``: a 429; ``backoff``: after consecutive failures;
+    ``operator``: a hold), until when (None: until resumed) and the reason, and
+    for a hold who and since when; ``degraded`` marks more than routine flood control.
     """
     now: datetime = await conn.fetchval("SELECT now()")
     out: list[dict[str, Any]] = []
