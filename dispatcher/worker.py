@@ -371,8 +371,11 @@ class OutboxWorker:
             return True
         self._apply_share()
         if self._generation is None:
-            # Nothing is claimed before the channel's state (a pause, a hold) is known.
+            # Nothing is claimed before the channel's state (a pause, a hold) is known,
+            # nor before what a dead predecessor left "sending" is back in the queue:
+            # taken over at once, it goes out in priority order with the rest.
             await self.follow_state()
+            await self.keep_leases()
         if self._paused_until > time.monotonic():
             return False
         # Cleared before claiming, so a NOTIFY arriving during the claim is kept.
