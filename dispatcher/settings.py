@@ -115,7 +115,7 @@ class DeliveryConfig:
     # Fallback poll when no NOTIFY arrives (seconds).
     poll_interval: float = 2.0
     # Retries are bounded by time: a delivery is retried until its alert expires or,
-    # for an alert without expiry, until this many seconds after it was queued.
+    # for an alert without expiry, until this many seconds after the alert came in.
     max_age: float = 86400.0
     backoff_base: float = 2.0
     backoff_max: float = 600.0

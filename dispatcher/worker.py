@@ -31,7 +31,7 @@ between a 429 and its write keeps the pause. A pause longer than
 
 Retries are bounded by time, not count: a transient failure is retried with
 capped, jittered backoff until the alert expires, or, for an alert without
-expiry, until ``[delivery] max_age`` after the delivery was queued; a retry
+expiry, until ``[delivery] max_age`` after the service received it; a retry
 whose next try would come later ends the delivery (``expired``, or ``failed``
 with the reason). ``attempts`` counts real provider attempts only: a crash, a
 lease expiry, a shutdown or a rate limit spends none.
@@ -740,10 +740,10 @@ class OutboxWorker:
         return Outcome(c.id, "queued", error=error, not_before=next_try, spent=spent, claim=c.claim)
 
     def _deadline(self, c: Claimed, now: datetime) -> datetime:
-        """Until when ``c`` is worth trying: its alert's expiry, else ``max_age`` after it was queued."""
+        """Until when ``c`` is worth trying: its alert's expiry, else ``max_age`` after the alert came."""
         if c.alert_expires is not None:
             return c.alert_expires
-        return (c.queued_at or now) + timedelta(seconds=self.cfg.max_age)
+        return (c.alert_received or now) + timedelta(seconds=self.cfg.max_age)
 
     def _too_late(self, c: Claimed, error: str, deadline: datetime, spent: bool) -> Outcome:
         """The next try would come after the deadline: end the delivery, saying why."""

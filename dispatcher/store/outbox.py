@@ -121,8 +121,8 @@ class Claimed:
     was claimed again carries another, so a late answer of the first owner
     cannot overwrite the second's. ``alert_state`` and ``alert_expires`` are
     read in the same statement, so a cancel committed before the claim is
-    always seen. ``queued_at`` (when the delivery was queued) starts the
-    maximum age of a delivery whose alert has no expiry.
+    always seen; ``alert_received`` (when the service received the alert)
+    starts the maximum age of an alert without expiry.
     """
 
     id: int
@@ -135,7 +135,7 @@ class Claimed:
     alert_state: str = "active"
     alert_expires: datetime | None = None
     claim: int = 0
-    queued_at: datetime | None = None
+    alert_received: datetime | None = None
 
 
 def _partition_args(partition: tuple[int, int] | None) -> tuple[int | None, int | None]:
@@ -176,7 +176,7 @@ async def claim(
         FROM picked, alerts a
         WHERE d.id = picked.id AND a.id = d.alert_id
         RETURNING d.id, d.alert_id, d.address, d.language, d.subscription_id, d.priority, d.attempts,
-                  a.state::text AS alert_state, a.expires, d.claims, d.created_at
+                  a.state::text AS alert_state, a.expires, d.claims, a.received_at
         """,
         channel,
         limit,
@@ -196,7 +196,7 @@ async def claim(
             r["alert_state"],
             r["expires"],
             r["claims"],
-            r["created_at"],
+            r["received_at"],
         )
         for r in rows
     ]
