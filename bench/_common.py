@@ -175,7 +175,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @contextlib.asynccontextmanager
 async def telegram_standin_process(
-    *, global_rate: float | None = None, per_chat_interval: float | None = None
+    *, global_rate: float | None = None, per_chat_interval: float | None = None, delay: float = 0.0
 ) -> AsyncIterator[str]:
     """The Telegram stand-in in a child process, like the real provider; yields its ``base_url``.
 
@@ -187,6 +187,8 @@ async def telegram_standin_process(
         limits += ["--global-rate", str(global_rate)]
     if per_chat_interval is not None:
         limits += ["--per-chat-interval", str(per_chat_interval)]
+    if delay:
+        limits += ["--delay", str(delay)]
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

@@ -65,7 +65,11 @@ async def drain(dsn: str, claim_size: int, workers: int) -> tuple[int, float, in
                 if not claimed:
                     return
                 await outbox.complete(
-                    conn, [outbox.Outcome(c.id, "delivered", remote_id=str(c.id), attempt=c.attempts) for c in claimed]
+                    conn,
+                    [
+                        outbox.Outcome(c.id, "delivered", remote_id=str(c.id), spent=True, claim=c.claim)
+                        for c in claimed
+                    ],
                 )
                 total += len(claimed)
                 rounds += 1

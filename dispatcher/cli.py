@@ -5,7 +5,9 @@ Commands:
     demo            run the daemon against local stand-ins (``--once``: scenario, summary, exit)
     migrate         apply database migrations
     check-config    validate a configuration file
-    status          recent alerts with per-channel delivery counts (``--json``)
+    status          recent alerts with per-channel delivery counts, paused channels (``--json``)
+    channel         ``pause NAME [--reason TEXT] [--for SECONDS]`` or ``resume NAME``: every daemon
+                    follows within seconds; who (the OS user) and why are recorded
     parse           parse JMA telegrams, one JSON object per file (exit 1 if any failed)
     locate          districts and hazard zones at a point
     subscribe       add or update a subscription (areas by name or code, or a location)
@@ -19,8 +21,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 import logging
+import math
+import os
 import sys
 import time
 from collections.abc import Callable, Coroutine
@@ -48,6 +53,15 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("status", help="recent alerts with per-channel delivery counts")
     s.add_argument("--json", action="store_true")
     s.add_argument("--limit", type=int, default=20)
+    ch = sub.add_parser("channel", help="pause or resume a channel's deliveries (every daemon follows)")
+    actions = ch.add_subparsers(dest="action", required=True, metavar="ACTION")
+    cp = actions.add_parser("pause", help="stop sending on a channel (queued deliveries wait)")
+    cp.add_argument("name", help="channel name (telegram, email, webhook…)")
+    cp.add_argument("--reason", default="", help="why, for the other operators (shown in status and /healthz)")
+    cp.add_argument("--for", dest="seconds", type=float, help="seconds until it resumes by itself (default: never)")
+    cr = actions.add_parser("resume", help="send again at once: ends an operator's pause, the provider's, a backoff")
+    cr.add_argument("name")
+    cr.add_argument("--reason", default="", help="why, for the log of operators' actions")
     pa = sub.add_parser("parse", help="parse JMA telegrams; one JSON object per file; exit 1 if any failed")
     pa.add_argument("files", nargs="+")
     lo = sub.add_parser("locate", help="districts and hazard zones at a point (JSON)")
@@ -91,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         "demo": _demo,
         "migrate": _migrate,
         "status": _status,
+        "channel": _channel,
         "subscribe": _subscribe,
         "approve": _approve,
         "ingest": _ingest,
@@ -188,15 +203,72 @@ async def _status(settings: Settings, args: argparse.Namespace) -> int:
     try:
         alerts = await status.recent_alerts(conn, args.limit)
         documents = await status.documents_summary(conn)
+        pauses = await status.channel_pauses(conn)
         if args.json:
             totals = await status.totals(conn)
-            print(
-                json.dumps({"alerts": alerts, "totals": totals, "documents": documents}, ensure_ascii=False, indent=2)
-            )
+            report = {
+                "status": status.health(pauses),
+                "paused": pauses,
+                "alerts": alerts,
+                "totals": totals,
+                "documents": documents,
+            }
+            print(json.dumps(report, ensure_ascii=False, indent=2))
         else:
             print(status.format_table(alerts, documents))
+            print(status.format_pauses(pauses))
     finally:
         await conn.close()
+    return 0
+
+
+def _operator() -> str:
+    """Who acts: the OS user (and, under sudo, who ran sudo)."""
+    try:
+        user = getpass.getuser()
+    except (OSError, KeyError):
+        user = f"uid {os.getuid()}"
+    sudo = os.environ.get("SUDO_USER")
+    return f"{sudo} (sudo as {user})" if sudo and sudo != user else user
+
+
+async def _channel(settings: Settings, args: argparse.Namespace) -> int:
+    from channels import REGISTRY
+    from dispatcher import status
+    from dispatcher.store import outbox
+
+    if args.name not in REGISTRY:
+        known = ", ".join(sorted(REGISTRY))
+        print(f"dispatcher: unknown channel {args.name!r}; known channels: {known}", file=sys.stderr)
+        return 2
+    if args.action == "pause" and args.seconds is not None and not 0 < args.seconds < math.inf:
+        print(f"dispatcher: --for must be a positive number of seconds, not {args.seconds:g}", file=sys.stderr)
+        return 2
+    by = _operator()
+    conn = await _connect(settings)
+    try:
+        if args.action == "pause":
+            held = await outbox.hold_channel(conn, args.name, seconds=args.seconds, by=by, reason=args.reason)
+            until = (
+                f"until {held.held_until.astimezone(status.JST):%Y-%m-%d %H:%M:%S} JST"
+                if held.held_until is not None
+                else "until resumed"
+            )
+            print(f"{args.name} paused by {by} {until}" + (f": {args.reason}" if args.reason else ""))
+            log.info(
+                "channel paused by an operator",
+                extra={"channel": args.name, "by": by, "reason": args.reason, "until": until},
+            )
+        else:
+            before = [p for p in await status.channel_pauses(conn) if p["channel"] == args.name]
+            due = await outbox.resume_channel(conn, args.name, by=by, reason=args.reason)
+            print(f"{args.name} resumed by {by}; {due} queued deliveries the pauses had put off are due now")
+            for p in before:
+                print(f"  ended: {status.describe_pause(p)}")
+            log.info("channel resumed by an operator", extra={"channel": args.name, "by": by, "reason": args.reason})
+    finally:
+        await conn.close()
+    print("every daemon follows within seconds")
     return 0
 
 

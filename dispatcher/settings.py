@@ -144,7 +144,9 @@ class DeliveryConfig:
     batch_size: int = field(default=250, metadata=at_least(1))
     # Fallback poll when no NOTIFY arrives (seconds).
     poll_interval: float = field(default=2.0, metadata=greater_than(0))
-    max_attempts: int = 8
+    # Retries are bounded by time: a delivery is retried until its alert expires or,
+    # for an alert without expiry, until this many seconds after the alert came in.
+    max_age: float = field(default=86400.0, metadata=at_least(60))
     backoff_base: float = field(default=2.0, metadata=greater_than(0))
     backoff_max: float = field(default=600.0, metadata=greater_than(0))
     # How long a claimed delivery may stay "sending" before another worker

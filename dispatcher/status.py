@@ -1,16 +1,24 @@
-"""Read models for operators: recent alerts with per-channel delivery counts.
+"""Read models for operators: recent alerts with per-channel delivery counts, paused channels.
 
-Shared by ``dispatcher status``, the dashboard and the JSON API.
+Shared by ``dispatcher status``, the dashboard, ``/healthz`` and the JSON API.
 """
 
 from __future__ import annotations
 
 import unicodedata
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 
+from dispatcher.store import outbox
+
 STATES = ("queued", "sending", "delivered", "failed", "superseded", "expired")
+JST = ZoneInfo("Asia/Tokyo")
+# A provider's pause longer than this is no routine flood control: the worker logs a
+# warning and /healthz says "degraded". A backoff or an operator's hold always does.
+LONG_PAUSE = 60.0
 
 
 async def recent_alerts(conn: asyncpg.Connection, limit: int = 20) -> list[dict[str, Any]]:
@@ -195,3 +203,86 @@ def format_table(alerts: list[dict[str, Any]], documents: dict[str, int] | None 
             f"{_fit(a['event'], 24)} {per or '-'}"
         )
     return "\n".join(lines) + footer
+
+
+async def channel_pauses(conn: asyncpg.Connection) -> list[dict[str, Any]]:
+    """Every pause in force now, channel by channel, as plain data (JSON-ready).
+
+    Each says why (``provider``: a 429; ``backoff``: after consecutive failures;
+    ``operator``: a hold), until when (None: until resumed) and the reason, and
+    for a hold who and since when; ``degraded`` marks more than routine flood control.
+    """
+    now: datetime = await conn.fetchval("SELECT now()")
+    out: list[dict[str, Any]] = []
+    for st in await outbox.channel_states(conn):
+        if st.held(now):
+            out.append(_pause(st, "operator", st.held_until, now, st.held_reason, by=st.held_by, since=st.held_since))
+        if st.paused_until is not None and st.paused_until > now:
+            out.append(_pause(st, "provider", st.paused_until, now, st.pause_reason))
+        if st.backoff_until is not None and st.backoff_until > now:
+            out.append(_pause(st, "backoff", st.backoff_until, now, st.last_error))
+    return out
+
+
+def _pause(
+    st: outbox.ChannelState,
+    why: str,
+    until: datetime | None,
+    now: datetime,
+    reason: str | None,
+    *,
+    by: str | None = None,
+    since: datetime | None = None,
+) -> dict[str, Any]:
+    left = None if until is None else (until - now).total_seconds()
+    return {
+        "channel": st.channel,
+        "why": why,
+        "until": until.isoformat() if until is not None else None,
+        "seconds_left": None if left is None else round(left),
+        "reason": reason or "",
+        "by": by,
+        "since": since.isoformat() if since is not None else None,
+        "failures": st.failures,
+        "degraded": why != "provider" or left is None or left > LONG_PAUSE,
+    }
+
+
+def health(pauses: list[dict[str, Any]]) -> str:
+    """``degraded`` when a channel is held, backing off or paused for longer than :data:`LONG_PAUSE`."""
+    return "degraded" if any(p["degraded"] for p in pauses) else "ok"
+
+
+def _duration(seconds: float) -> str:
+    s = max(0, round(seconds))
+    if s >= 3600:
+        return f"{s // 3600} h {s % 3600 // 60} min"
+    if s >= 60:
+        return f"{s // 60} min {s % 60} s"
+    return f"{s} s"
+
+
+def describe_pause(p: dict[str, Any]) -> str:
+    """One line for people: which channel, why, until when (JST), the reason."""
+    if p["why"] == "operator":
+        who = f"paused by {p['by'] or 'an operator'}"
+    elif p["why"] == "provider":
+        who = "paused by the provider (429)"
+    else:
+        who = f"backing off after {p['failures']} failure(s)"
+    if p["until"] is None:
+        when = "until resumed"
+    else:
+        until = datetime.fromisoformat(p["until"]).astimezone(JST)
+        when = f"until {until:%Y-%m-%d %H:%M:%S} JST ({_duration(p['seconds_left'])} left)"
+    return f"{p['channel']}: {who} {when}" + (f": {p['reason']}" if p["reason"] else "")
+
+
+def format_pauses(pauses: list[dict[str, Any]]) -> str:
+    """The channels' lines of ``dispatcher status``."""
+    if not pauses:
+        return "channels: none paused"
+    lines = [f"channels: {health(pauses).upper()}"] + ["  " + describe_pause(p) for p in pauses]
+    names = sorted({p["channel"] for p in pauses})
+    lines.append("  resume with: " + "; ".join(f"dispatcher channel resume {n}" for n in names))
+    return "\n".join(lines)

@@ -18,9 +18,30 @@ first of them, so the window in which a crash can cause a duplicate is one
 send plus 20 ms plus one commit. A slow recipient (per-chat pacing, a slow
 endpoint) holds only its own slot, never the batch.
 Pauses a provider asks for act in memory at once (deliveries not yet sent go
-back to the queue unsent, their attempt refunded) and in the database for
-every other worker and after a restart. Leases of deliveries still in flight
-are renewed, so only a dead process's leases expire.
+back to the queue unsent, no attempt spent) and in the database for every
+other worker and after a restart. The database is authoritative and memory
+the fast path: a follower task reads ``channel_state`` a few times a second
+(even while paused) and takes its pauses (the provider's, the backoff, an
+operator's hold). An operator's action (``dispatcher channel pause|resume``)
+moves the channel's ``generation`` on; a worker that reads a newer generation
+drops the pauses it holds in memory, all set before it knew of the action, so
+a resume ends even a provider's pause at once, while a read that merely comes
+between a 429 and its write keeps the pause. A pause longer than
+:data:`~dispatcher.status.LONG_PAUSE` is logged as a warning.
+
+Retries are bounded by time, not count: a transient failure is retried with
+capped, jittered backoff until the alert expires, or, for an alert without
+expiry, until ``[delivery] max_age`` after the service received it; a retry
+whose next try would come later ends the delivery (``expired``, or ``failed``
+with the reason). ``attempts`` counts real provider attempts only: a crash, a
+lease expiry, a shutdown or a rate limit spends none.
+
+Leases: every delivery claimed and not yet recorded (sending, waiting for a send
+slot or for its recipient's pacing, or answered and waiting for the recorder) has
+its lease renewed by a keeper task on a timer of its own, whatever the worker's
+load or pause, so only a dead (or cut-off) process's leases expire. The keeper
+renews before it requeues expired leases, and never requeues a delivery this
+worker still holds.
 """
 
 from __future__ import annotations
@@ -42,13 +63,27 @@ from dispatcher.peers import Share
 from dispatcher.privacy import redact_reason
 from dispatcher.ratelimit import RateLimiter, RecipientSpacing, backoff_delay
 from dispatcher.settings import ChannelSettings, DeliveryConfig
+from dispatcher.status import LONG_PAUSE
 from dispatcher.store import alerts as alert_store
 from dispatcher.store import outbox
 from dispatcher.store.outbox import Claimed, Outcome
 
 Answer = SendResult | Outcome
-# Seconds between two reads of channel_state (pauses and backoff set by other processes).
+# Seconds between two reads of channel_state (pauses, backoff and holds set elsewhere)
+# while the worker has work in flight or is paused, and while it is idle.
 STATE_EVERY = 0.25
+STATE_IDLE_EVERY = 1.0
+# An operator's hold without an end, as an in-memory pause: a resume ends it.
+HOLD_FOREVER = 10 * 365 * 86400.0
+# Longest a delivery given back unsent, or rate limited channel-wide, is put off: a
+# channel's pause is held by channel_state (read before any claim), not by the
+# deliveries' not_before, so that a resume finds them due.
+MAX_GIVE_BACK = 60.0
+# The lease keeper looks every LEASE_TICK of a lease and renews what is older than
+# LEASE_RENEW of one: renewed at most half a lease after the claim, a lease keeps half
+# of itself as margin for a slow database or a stalled event loop.
+LEASE_TICK = 1 / 6
+LEASE_RENEW = 1 / 3
 # Longest wait for a spent window budget spent in memory; beyond it the channel
 # pauses and its claimed deliveries go back to the queue until the window has room.
 MAX_WINDOW_WAIT = 5.0
@@ -75,6 +110,17 @@ DB_ERRORS = (
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _pauses(state: outbox.ChannelState, now: datetime) -> list[tuple[str, datetime | None]]:
+    """The pauses in force in ``state``: (why, until), until None for a hold without an end."""
+    found: list[tuple[str, datetime | None]] = []
+    if state.held(now):
+        found.append(("operator", state.held_until))
+    for why, until in (("provider", state.paused_until), ("backoff", state.backoff_until)):
+        if until is not None and until > now:
+            found.append((why, until))
+    return found
 
 
 class Wakeups:
@@ -182,7 +228,8 @@ class OutboxWorker:
         self._messages: dict[tuple[int, str], Message] = {}
         # Claimed and not yet recorded: id → (claim, time.monotonic() of the claim or last renewal).
         self._inflight: dict[int, tuple[Claimed, float]] = {}
-        self._answers: list[tuple[Claimed, Answer]] = []
+        # Answers waiting for the recorder, each with the channel's generation when it came.
+        self._answers: list[tuple[Claimed, Answer, int]] = []
         self._answered = asyncio.Event()
         self._recorded = asyncio.Event()
         self._closing = False
@@ -199,8 +246,13 @@ class OutboxWorker:
         # In-memory pauses (monotonic deadlines), mirrored in the database.
         self._paused_until = 0.0
         self._recipient_paused: dict[str, float] = {}
-        self._last_maintenance = 0.0
-        self._state_read = 0.0
+        # channel_state.generation last read (None: not read yet, nothing is claimed before).
+        self._generation: int | None = None
+        # The database's pause last seen (for logging a new one once).
+        self._db_pause: tuple[str, datetime | None] | None = None
+        # Set when a pause ends early (an operator's action) and by stop(): wakes a paused idle wait.
+        self._unpaused = asyncio.Event()
+        self._last_requeue = 0.0
         self.sent = 0
 
     # -- lifecycle ---------------------------------------------------------
@@ -208,17 +260,37 @@ class OutboxWorker:
     def stop(self) -> None:
         """Stop claiming; what is in flight finishes and is recorded."""
         self._stopping.set()
+        self._unpaused.set()
         self.wakeup.set()
 
+    @property
+    def paused_seconds(self) -> float:
+        """Seconds this worker's channel-wide pause still lasts (0: not paused)."""
+        return max(0.0, self._paused_until - time.monotonic())
+
     async def run(self) -> None:
+        """Work until :meth:`stop` (or cancellation, when the shutdown grace runs out)."""
         log.info(
             "worker started", extra={"channel": self.name, "claim_size": self.claim_size, "inflight": self.max_inflight}
         )
         recorder = asyncio.create_task(self._recorder(), name=f"recorder-{self.name}")
+        keeper = asyncio.create_task(self._keep_leases(), name=f"leases-{self.name}")
+        follower = asyncio.create_task(self._follow(), name=f"state-{self.name}")
         if self._pooled:
             self._senders = [
                 asyncio.create_task(self._sender(), name=f"sender-{self.name}-{i}") for i in range(self.concurrency)
             ]
+        try:
+            await self._work(recorder)
+        finally:
+            for task in (keeper, follower):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        log.info("worker stopped", extra={"channel": self.name, "sent": self.sent})
+
+    async def _work(self, recorder: asyncio.Task[None]) -> None:
+        """Claim and send until stopped; then finish what is in flight, or give it back if cancelled."""
         try:
             while not self._stopping.is_set():
                 try:
@@ -248,15 +320,16 @@ class OutboxWorker:
             # Chunks still queued stay in _inflight and are released below.
             await self._stop_senders()
             await self._drain(recorder)
-            unanswered = list(self._inflight)
+            unanswered = [c for c, _at in self._inflight.values()]
             if unanswered:
                 async with self.pool.acquire() as conn:
-                    n = await outbox.release(conn, unanswered, "shutdown")
+                    n = await outbox.release(
+                        conn, [c.id for c in unanswered], [c.claim for c in unanswered], "shutdown"
+                    )
                 log.warning(
                     "shutdown: unsent deliveries returned to the queue", extra={"channel": self.name, "count": n}
                 )
             raise
-        log.info("worker stopped", extra={"channel": self.name, "sent": self.sent})
 
     async def _drain(self, recorder: asyncio.Task[None]) -> None:
         """Let the recorder write every answer received, then end it."""
@@ -266,10 +339,13 @@ class OutboxWorker:
 
     async def _idle(self) -> None:
         wait = self.cfg.poll_interval
+        # Cleared before looking at the pause, so an end of it from now on wakes the wait.
+        self._unpaused.clear()
         now = time.monotonic()
         if self._paused_until > now:
-            # Paused: a NOTIFY must not wake us early, only stop() may.
-            await self._sleep(min(self._paused_until - now, 60.0), wake=False)
+            # Paused: a NOTIFY must not wake us early, only the pause's end or stop() may.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._unpaused.wait(), timeout=min(self._paused_until - now, 60.0))
             return
         with contextlib.suppress(*DB_ERRORS):
             async with self.pool.acquire() as conn:
@@ -279,10 +355,9 @@ class OutboxWorker:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.wakeup.wait(), timeout=wait)
 
-    async def _sleep(self, seconds: float, *, wake: bool = True) -> None:
-        ev = self.wakeup if wake else self._stopping
+    async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(ev.wait(), timeout=max(0.0, seconds))
+            await asyncio.wait_for(self.wakeup.wait(), timeout=max(0.0, seconds))
 
     # -- claiming ----------------------------------------------------------
 
@@ -296,35 +371,29 @@ class OutboxWorker:
                 await asyncio.wait_for(self._recorded.wait(), timeout=1.0)
             return True
         self._apply_share()
+        if self._generation is None:
+            # Nothing is claimed before the channel's state (a pause, a hold) is known,
+            # nor before what a dead predecessor left "sending" is back in the queue:
+            # taken over at once, it goes out in priority order with the rest.
+            await self.follow_state()
+            await self.keep_leases()
         if self._paused_until > time.monotonic():
             return False
         # Cleared before claiming, so a NOTIFY arriving during the claim is kept.
         self.wakeup.clear()
         async with self.pool.acquire() as conn:
-            # Pauses set by other processes are read a few times a second, not per claim.
-            if time.monotonic() - self._state_read >= STATE_EVERY:
-                state = await outbox.channel_state(conn, self.name)
-                self._state_read = time.monotonic()
-                if state.failures or state.backoff_until is not None:
-                    self._unhealthy = True
-                now = _now()
-                until = max((u for u in (state.paused_until, state.backoff_until) if u and u > now), default=None)
-                if until is not None:
-                    self._state_read = 0.0
-                    self._pause_for((until - now).total_seconds())
-                    return False
-            await self._maintain(conn)
+            claimed_at = time.monotonic()  # before the statement: the lease runs from the database's now()
             claimed = await outbox.claim(
                 conn, self.name, min(free, self.claim_size), self.cfg.lease_seconds, partition=self._partition()
             )
             if not claimed:
                 return False
+            # Held from now on: the lease keeper renews what _inflight holds.
+            for c in claimed:
+                self._inflight[c.id] = (c, claimed_at)
             missing = {c.alert_id for c in claimed} - set(self._alerts)
             if missing:
                 await self._load_alerts(conn, missing)
-        started = time.monotonic()
-        for c in claimed:
-            self._inflight[c.id] = (c, started)
         self._dispatch(claimed)
         return True
 
@@ -361,21 +430,98 @@ class OutboxWorker:
             return None
         return self.share.live, self.share.rank
 
-    async def _maintain(self, conn: asyncpg.Connection) -> None:
-        """Requeue dead workers' leases; renew ours (a few times per lease)."""
-        now = time.monotonic()
-        every = max(0.2, self.cfg.lease_seconds / 4)
-        if now - self._last_maintenance < every:
+    async def _follow(self) -> None:
+        """Follow channel_state: pauses, backoff and holds set by other processes and by operators."""
+        while True:
+            busy = bool(self._inflight) or self._paused_until > time.monotonic()
+            await asyncio.sleep(STATE_EVERY if busy else STATE_IDLE_EVERY)
+            try:
+                await self.follow_state()
+            except DB_ERRORS as exc:
+                log.warning("cannot read channel state yet", extra={"channel": self.name, "error": str(exc)})
+            except Exception:
+                log.exception("following channel state failed", extra={"channel": self.name})
+
+    async def follow_state(self) -> None:
+        """Read the channel's row of channel_state once and take it (see the module docstring)."""
+        async with self.pool.acquire() as conn:
+            state = await outbox.channel_state(conn, self.name)
+        if state.failures or state.backoff_until is not None:
+            self._unhealthy = True
+        known, self._generation = self._generation, state.generation
+        if known is not None and state.generation != known:
+            # An operator acted since the last read: every pause held in memory was
+            # set before this worker knew of it, and gives way to the database's state.
+            was_paused = self._paused_until > time.monotonic()
+            self._paused_until = 0.0
+            self._recipient_paused.clear()
+            self._db_pause = None
+            self._unpaused.set()
+            self.wakeup.set()
+            if was_paused and not state.held(_now()):
+                log.info("channel resumed by an operator", extra={"channel": self.name})
+        now = _now()
+        pauses = _pauses(state, now)
+        if not pauses:
+            self._db_pause = None
             return
-        self._last_maintenance = now
-        await outbox.requeue_expired_leases(conn)
-        old = [cid for cid, (_c, at) in self._inflight.items() if now - at >= every]
-        if old:
-            await outbox.renew_leases(conn, old, self.cfg.lease_seconds)
-            for cid in old:
-                entry = self._inflight.get(cid)
-                if entry is not None:
-                    self._inflight[cid] = (entry[0], now)
+        # The one that ends last (an operator's hold without an end: never).
+        why, until = max(pauses, key=lambda p: p[1] or datetime.max.replace(tzinfo=UTC))
+        seconds = HOLD_FOREVER if until is None else (until - now).total_seconds()
+        extended = self._pause_for(seconds)
+        seen, self._db_pause = self._db_pause, (why, until)
+        if (why, until) != seen and (why == "operator" or (extended and seconds > LONG_PAUSE)):
+            operator = why == "operator"
+            log.warning(
+                "channel paused by an operator" if operator else f"channel paused ({why}), as the database says",
+                extra={
+                    "channel": self.name,
+                    "why": why,
+                    "until": until.isoformat() if until is not None else "resumed",
+                    "by": state.held_by if operator else None,
+                    "reason": state.held_reason if operator else (state.pause_reason or state.last_error),
+                },
+            )
+
+    async def _keep_leases(self) -> None:
+        """Keep the leases of this worker's live deliveries; requeue dead workers' expired ones.
+
+        On its own timer: claiming waits while the worker is full or paused, and a
+        lease that lapses meanwhile would let any worker (this one included)
+        requeue a delivery whose send is under way, and send it twice.
+        """
+        tick = max(0.05, self.cfg.lease_seconds * LEASE_TICK)
+        while True:
+            await asyncio.sleep(tick)
+            try:
+                await self.keep_leases()
+            except DB_ERRORS as exc:
+                log.warning("cannot renew leases yet; retrying", extra={"channel": self.name, "error": str(exc)})
+            except Exception:
+                log.exception("lease upkeep failed; retrying", extra={"channel": self.name})
+
+    async def keep_leases(self) -> None:
+        """One round of lease upkeep: renew ours that are due, then requeue expired ones of others."""
+        lease = self.cfg.lease_seconds
+        now = time.monotonic()
+        due = [c for c, at in self._inflight.values() if now - at >= lease * LEASE_RENEW]
+        requeue = now - self._last_requeue >= lease / 4
+        if not due and not requeue:
+            return
+        async with self.pool.acquire() as conn:
+            if due:
+                await outbox.renew_leases(conn, [c.id for c in due], [c.claim for c in due], lease)
+                for c in due:
+                    entry = self._inflight.get(c.id)
+                    if entry is not None and entry[0] is c:
+                        self._inflight[c.id] = (c, now)
+            if requeue:
+                # After renewing: only leases nobody renewed are expired. Ours are
+                # excluded all the same, should the database have been slower than the margin.
+                n = await outbox.requeue_expired_leases(conn, self.name, keep=list(self._inflight))
+                self._last_requeue = now
+                if n:
+                    log.warning("expired leases requeued (a worker died?)", extra={"channel": self.name, "count": n})
 
     async def _load_alerts(self, conn: asyncpg.Connection, ids: set[int]) -> None:
         # Only the body is cached; the alert's state comes with every claim.
@@ -404,11 +550,14 @@ class OutboxWorker:
         now = _now()
         for c in claimed:
             if c.alert_state in ("cancelled", "superseded"):
-                self._answer(c, Outcome(c.id, "superseded", error=f"alert {c.alert_state} before sending"))
+                self._answer(
+                    c, Outcome(c.id, "superseded", error=f"alert {c.alert_state} before sending", claim=c.claim)
+                )
             elif c.alert_expires is not None and c.alert_expires <= now:
-                self._answer(c, Outcome(c.id, "expired", error=f"alert expired at {c.alert_expires.isoformat()}"))
+                error = f"alert expired at {c.alert_expires.isoformat()}"
+                self._answer(c, Outcome(c.id, "expired", error=error, claim=c.claim))
             elif c.alert_id not in self._alerts:
-                self._answer(c, Outcome(c.id, "failed", error="alert row not found"))
+                self._answer(c, Outcome(c.id, "failed", error="alert row not found", claim=c.claim))
             else:
                 sendable.append(c)
         groups: dict[tuple[int, str], list[Claimed]] = defaultdict(list)
@@ -426,16 +575,14 @@ class OutboxWorker:
                 task.add_done_callback(self._sends.discard)
 
     def _answer(self, c: Claimed, answer: Answer) -> None:
-        self._answers.append((c, answer))
+        self._answers.append((c, answer, self._generation or 0))
         self._answered.set()
 
     def _give_back(self, chunk: Sequence[Claimed], until: float, reason: str) -> None:
-        """Return unsent deliveries to the queue until ``until`` (monotonic), attempt refunded."""
-        not_before = _now() + timedelta(seconds=max(0.0, until - time.monotonic()))
+        """Return unsent deliveries to the queue until ``until`` (monotonic, capped), no attempt spent."""
+        not_before = _now() + timedelta(seconds=min(MAX_GIVE_BACK, max(0.0, until - time.monotonic())))
         for c in chunk:
-            self._answer(
-                c, Outcome(c.id, "queued", error=reason, not_before=not_before, refund_attempt=True, attempt=c.attempts)
-            )
+            self._answer(c, Outcome(c.id, "queued", error=reason, not_before=not_before, claim=c.claim))
 
     def _held_until(self, chunk: Sequence[Claimed]) -> float:
         """Monotonic time until which a pause holds this chunk back (0: not held)."""
@@ -504,7 +651,18 @@ class OutboxWorker:
                 # Act at once: sends waiting in this process must not hit the provider too.
                 after = result.after if result.after is not None else 1.0
                 if result.bucket is None:
-                    self._pause_for(after)
+                    if self._pause_for(after) and after > LONG_PAUSE:
+                        log.warning(
+                            "provider paused the channel for longer than a minute",
+                            extra={
+                                "channel": self.name,
+                                "alert_id": c.alert_id,
+                                "delivery_id": c.id,
+                                "retry_after": after,
+                                "until": (_now() + timedelta(seconds=after)).isoformat(),
+                                "reason": result.reason,
+                            },
+                        )
                 else:
                     until = time.monotonic() + after
                     self._recipient_paused[result.bucket] = max(self._recipient_paused.get(result.bucket, 0.0), until)
@@ -546,37 +704,69 @@ class OutboxWorker:
             answers = {c.id: Retry(f"channel error: {exc!r}") for c in chunk}
         return answers, time.monotonic() - started
 
-    def _pause_for(self, seconds: float) -> None:
-        self._paused_until = max(self._paused_until, time.monotonic() + seconds)
+    def _pause_for(self, seconds: float) -> bool:
+        """Pause the channel in memory for ``seconds``; True if that ends more than a second later than before."""
+        until = time.monotonic() + seconds
+        extended = until > self._paused_until + 1.0
+        self._paused_until = max(self._paused_until, until)
+        return extended
 
     def _outcome(self, c: Claimed, result: SendResult) -> Outcome:
         now = _now()
         if isinstance(result, Delivered):
-            return Outcome(c.id, "delivered", remote_id=result.remote_id, attempt=c.attempts)
+            return Outcome(c.id, "delivered", remote_id=result.remote_id, spent=True, claim=c.claim)
         if isinstance(result, Reject):
-            return Outcome(c.id, "failed", error=result.reason, attempt=c.attempts)
+            return Outcome(c.id, "failed", error=result.reason, spent=True, claim=c.claim)
         if result.rate_limited:
-            after = result.after if result.after is not None else 1.0
-            return Outcome(
-                c.id,
-                "queued",
-                error=f"rate limited: {result.reason}",
-                not_before=now + timedelta(seconds=after),
-                refund_attempt=True,
-                attempt=c.attempts,
+            # Not the delivery's failure: no attempt spent, and exactly the wait asked for.
+            error = f"rate limited: {result.reason}"
+            spent = False
+            delay = result.after if result.after is not None else 1.0
+            if result.bucket is None:
+                # The channel's pause (in memory, in channel_state) holds it back that long;
+                # put off by no more than MAX_GIVE_BACK itself, it is due as soon as a resume ends the pause.
+                delay = min(delay, MAX_GIVE_BACK)
+        else:
+            error = result.reason
+            spent = True
+            attempt = c.attempts + 1
+            delay = (
+                result.after
+                if result.after is not None
+                else backoff_delay(attempt, self.cfg.backoff_base, self.cfg.backoff_max)
             )
-        if c.attempts >= self.cfg.max_attempts:
-            return Outcome(
-                c.id, "failed", error=f"gave up after {c.attempts} attempts: {result.reason}", attempt=c.attempts
-            )
-        delay = (
-            result.after
-            if result.after is not None
-            else backoff_delay(c.attempts, self.cfg.backoff_base, self.cfg.backoff_max)
+        next_try = now + timedelta(seconds=delay)
+        deadline = self._deadline(c, now)
+        if next_try > deadline:
+            return self._too_late(c, error, deadline, spent)
+        return Outcome(c.id, "queued", error=error, not_before=next_try, spent=spent, claim=c.claim)
+
+    def _deadline(self, c: Claimed, now: datetime) -> datetime:
+        """Until when ``c`` is worth trying: its alert's expiry, else ``max_age`` after the alert came."""
+        if c.alert_expires is not None:
+            return c.alert_expires
+        return (c.alert_received or now) + timedelta(seconds=self.cfg.max_age)
+
+    def _too_late(self, c: Claimed, error: str, deadline: datetime, spent: bool) -> Outcome:
+        """The next try would come after the deadline: end the delivery, saying why."""
+        if c.alert_expires is not None:
+            state = "expired"
+            why = f"alert expires at {deadline.isoformat()} before the next try"
+        else:
+            state = "failed"
+            why = f"gave up: the next try would come after [delivery] max_age ({self.cfg.max_age:g} s)"
+        log.warning(
+            "delivery ends: its deadline comes before the next try",
+            extra={
+                "channel": self.name,
+                "delivery_id": c.id,
+                "alert_id": c.alert_id,
+                "attempts": c.attempts + int(spent),
+                "state": state,
+                "reason": error,
+            },
         )
-        return Outcome(
-            c.id, "queued", error=result.reason, not_before=now + timedelta(seconds=delay), attempt=c.attempts
-        )
+        return Outcome(c.id, state, error=f"{why}: {error}", spent=spent, claim=c.claim)
 
     def _emit(self, c: Claimed, result: SendResult, elapsed: float) -> None:
         if isinstance(result, Delivered):
@@ -588,13 +778,13 @@ class OutboxWorker:
                         "channel": self.name,
                         "delivery_id": c.id,
                         "alert_id": c.alert_id,
-                        "attempt": c.attempts,
+                        "attempt": c.attempts + 1,
                         "remote_id": result.remote_id,
                         "ms": round(elapsed * 1000, 1),
                     },
                 )
             return
-        extra = {"channel": self.name, "delivery_id": c.id, "alert_id": c.alert_id, "attempt": c.attempts}
+        extra = {"channel": self.name, "delivery_id": c.id, "alert_id": c.alert_id, "attempt": c.attempts + 1}
         if isinstance(result, Reject):
             log.warning("delivery rejected", extra={**extra, "reason": result.reason})
         else:
@@ -625,13 +815,13 @@ class OutboxWorker:
                 self._answers[:0] = batch
                 await asyncio.sleep(1.0)
 
-    async def _record(self, done: Sequence[tuple[Claimed, Answer]]) -> None:
+    async def _record(self, done: Sequence[tuple[Claimed, Answer, int]]) -> None:
         outcomes: list[Outcome] = []
         unsubscribe: list[int] = []
-        channel_pause: tuple[datetime, str] | None = None
+        channel_pause: tuple[datetime, str, int] | None = None
         recipient_pauses: dict[str, datetime] = {}
-        sent = [r for _c, r in done if not isinstance(r, Outcome)]
-        for c, r in done:
+        sent = [r for _c, r, _g in done if not isinstance(r, Outcome)]
+        for c, r, generation in done:
             if isinstance(r, Outcome):
                 outcomes.append(r)
                 continue
@@ -639,12 +829,14 @@ class OutboxWorker:
             outcomes.append(o)
             if isinstance(r, Reject) and r.unsubscribe and c.subscription_id is not None:
                 unsubscribe.append(c.subscription_id)
-            if isinstance(r, Retry) and r.rate_limited and o.not_before is not None:
+            if isinstance(r, Retry) and r.rate_limited:
+                # The provider's wait holds the bucket even when this delivery has ended (deadline).
+                until = _now() + timedelta(seconds=r.after if r.after is not None else 1.0)
                 if r.bucket is None:
-                    if channel_pause is None or o.not_before > channel_pause[0]:
-                        channel_pause = (o.not_before, r.reason)
+                    if channel_pause is None or until > channel_pause[0]:
+                        channel_pause = (until, r.reason, generation)
                 else:
-                    recipient_pauses[r.bucket] = max(o.not_before, recipient_pauses.get(r.bucket, o.not_before))
+                    recipient_pauses[r.bucket] = max(until, recipient_pauses.get(r.bucket, until))
         delivered = any(isinstance(r, Delivered) for r in sent)
         transient = [r for r in sent if isinstance(r, Retry) and not r.rate_limited]
         channel_down = bool(sent) and len(transient) == len(sent)
@@ -662,7 +854,8 @@ class OutboxWorker:
                 await outbox.complete(conn, outcomes)
                 await outbox.deactivate_subscriptions(conn, unsubscribe, "provider says the recipient is gone")
                 if channel_pause is not None:
-                    await outbox.pause_channel(conn, self.name, channel_pause[0], channel_pause[1])
+                    until, reason, generation = channel_pause
+                    await outbox.pause_channel(conn, self.name, until, reason, generation=generation)
                 for address, until in recipient_pauses.items():
                     await outbox.pause_recipient(conn, self.name, address, until)
                 if mark_healthy:
@@ -679,7 +872,7 @@ class OutboxWorker:
             self._unhealthy = False
         elif channel_down:
             self._unhealthy = True
-        for c, _r in done:
+        for c, _r, _g in done:
             self._inflight.pop(c.id, None)
         self._recorded.set()
         if backoff:

@@ -14,7 +14,8 @@ groups migrated to supergroups, and server errors.
 ``GET /_standin/stats`` (outside the ``/bot...`` namespace) reports what the
 stand-in received, as JSON, for benchmarks that run it in another process:
 ``python -m dispatcher.standins.telegram_api --global-rate 30 --per-chat-interval 1.0``
-prints its ``base_url`` on one line and serves until SIGTERM or SIGINT.
+prints its ``base_url`` on one line and serves until SIGTERM or SIGINT (``--delay S``:
+answer every sendMessage S seconds late, a slow provider).
 """
 
 from __future__ import annotations
@@ -324,11 +325,13 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--token", default=None, help="accept only this bot token (default: any)")
     p.add_argument("--global-rate", type=float, default=None, help="enforce N messages/s overall")
     p.add_argument("--per-chat-interval", type=float, default=None, help="enforce N seconds between messages to a chat")
+    p.add_argument("--delay", type=float, default=0.0, help="answer every sendMessage N seconds late")
     return p
 
 
 async def _serve(args: argparse.Namespace) -> None:
     standin = TelegramStandIn(args.token, global_rate=args.global_rate, per_chat_interval=args.per_chat_interval)
+    standin.delay = args.delay
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -9,6 +9,7 @@ age, and every state change is logged to ``delivery_events`` by triggers (see
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -184,8 +185,14 @@ async def fan_out_followers(
     It keeps the fence of the alert it is: one that is not public (exercise, test)
     reaches only test recipients among them, never a public channel's post. With
     ``targets``, each follower gets its place and level, and one whom a sibling of the
-    same issuance already reached at that level is not followed again. Deliveries
-    still "sending" are followed later, on completion (done inline by :func:`complete`).
+    same issuance already reached at that level is not followed again.
+
+    Deliveries still "sending" are followed too: the worker's completion of one may be
+    committing at this very moment, invisible to this transaction, and its own
+    follow-up (in :func:`complete`) cannot see the replacing alert that this
+    transaction has not committed yet; between the two it would be lost. Following a
+    delivery that then fails costs its recipient the update of something they did not
+    receive, which is the news they need anyway.
     """
     t = targets or Targets(())
     result = await conn.execute(
@@ -199,7 +206,7 @@ async def fan_out_followers(
         LEFT JOIN LATERAL (
             SELECT min(t.place) AS place FROM unnest(s.areas) AS a(code) JOIN t ON t.code = a.code
         ) p ON true
-        WHERE d.alert_id = ANY($3::bigint[]) AND d.state = 'delivered'
+        WHERE d.alert_id = ANY($3::bigint[]) AND d.state IN ('delivered', 'sending')
           AND (d.subscription_id IS NULL OR s.active)
           AND ($4 OR s.test_recipient)
           AND NOT EXISTS (
@@ -236,11 +243,13 @@ async def supersede_queued(conn: asyncpg.Connection, alert_ids: Sequence[int], r
 class Claimed:
     """A delivery this worker now holds ("sending", leased).
 
-    ``attempts`` counts this attempt and fences the completion: a row whose
-    lease expired and was claimed again carries a different count, so a late
-    answer of the first owner cannot overwrite the second's. ``alert_state`` and
-    ``alert_expires`` are read in the same statement, so a cancel committed
-    before the claim is always seen.
+    ``attempts`` counts the provider attempts before this one. ``claim`` (the
+    row's claim counter) fences the completion: a row whose lease expired and
+    was claimed again carries another, so a late answer of the first owner
+    cannot overwrite the second's. ``alert_state`` and ``alert_expires`` are
+    read in the same statement, so a cancel committed before the claim is
+    always seen; ``alert_received`` (when the service received the alert)
+    starts the maximum age of an alert without expiry.
     """
 
     id: int
@@ -252,6 +261,8 @@ class Claimed:
     attempts: int
     alert_state: str = "active"
     alert_expires: datetime | None = None
+    claim: int = 0
+    alert_received: datetime | None = None
 
 
 def _partition_args(partition: tuple[int, int] | None) -> tuple[int | None, int | None]:
@@ -287,12 +298,12 @@ async def claim(
             FOR UPDATE SKIP LOCKED
         )
         UPDATE deliveries d
-        SET state = 'sending', attempts = d.attempts + 1, updated_at = now(),
+        SET state = 'sending', claims = d.claims + 1, updated_at = now(),
             lease_until = now() + make_interval(secs => $3)
         FROM picked, alerts a
         WHERE d.id = picked.id AND a.id = d.alert_id
         RETURNING d.id, d.alert_id, d.address, d.language, d.subscription_id, d.priority, d.attempts,
-                  a.state::text AS alert_state, a.expires
+                  a.state::text AS alert_state, a.expires, d.claims, a.received_at
         """,
         channel,
         limit,
@@ -311,6 +322,8 @@ async def claim(
             r["attempts"],
             r["alert_state"],
             r["expires"],
+            r["claims"],
+            r["received_at"],
         )
         for r in rows
     ]
@@ -333,18 +346,25 @@ async def next_due(
     return value
 
 
-async def renew_leases(conn: asyncpg.Connection, ids: Sequence[int], lease_seconds: float) -> int:
-    """Extend the leases of deliveries still being worked on (slow sends, pacing)."""
+async def renew_leases(
+    conn: asyncpg.Connection, ids: Sequence[int], claims: Sequence[int], lease_seconds: float
+) -> int:
+    """Extend the leases of deliveries still being worked on, each under the claim (fencing token) given.
+
+    A delivery whose lease lapsed and was claimed again by another worker is not touched.
+    """
     if not ids:
         return 0
     # Not a transition: no delivery event (see migration 0005).
     result = await conn.execute(
         """
         WITH quiet AS (SELECT set_config('dispatcher.quiet_update', 'on', true))
-        UPDATE deliveries SET lease_until = now() + make_interval(secs => $2)
-        FROM quiet WHERE id = ANY($1::bigint[]) AND state = 'sending'
+        UPDATE deliveries d SET lease_until = now() + make_interval(secs => $3)
+        FROM quiet, unnest($1::bigint[], $2::int[]) AS v(id, claim)
+        WHERE d.id = v.id AND d.state = 'sending' AND d.claims = v.claim
         """,
         list(ids),
+        list(claims),
         lease_seconds,
     )
     return int(result.split()[-1])
@@ -359,16 +379,16 @@ class Outcome:
     remote_id: str | None = None
     error: str | None = None
     not_before: datetime | None = None
-    # A rate-limited attempt does not count against the retry budget.
-    refund_attempt: bool = False
-    # The claim's attempt count (fencing token); None writes unconditionally.
-    attempt: int | None = None
+    # The provider answered a real attempt (not a rate limit): it counts in ``attempts``.
+    spent: bool = False
+    # The claim's counter (fencing token); None writes unconditionally.
+    claim: int | None = None
 
 
 async def complete(conn: asyncpg.Connection, outcomes: Sequence[Outcome]) -> int:
     """Write all outcomes of a batch in one statement (one round trip); return rows written.
 
-    Only rows still "sending" under the same claim (``attempt``) are written.
+    Only rows still "sending" under the same claim (``claim``) are written.
     Deliveries that went out for an alert which an update or cancel replaced
     meanwhile get a delivery of the replacing alert too, in the same statement
     (``FOR SHARE`` on the alert rows orders this against the pipeline's ``mark_replaced``).
@@ -383,15 +403,15 @@ async def complete(conn: asyncpg.Connection, outcomes: Sequence[Outcome]) -> int
                 remote_id = COALESCE(v.remote_id, d.remote_id),
                 last_error = v.error,
                 not_before = COALESCE(v.not_before, d.not_before),
-                attempts = d.attempts - CASE WHEN v.refund THEN 1 ELSE 0 END,
+                attempts = d.attempts + CASE WHEN v.spent THEN 1 ELSE 0 END,
                 lease_until = NULL,
                 updated_at = now()
             FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::bool[], $7::int[])
-                AS v(id, state, remote_id, error, not_before, refund, attempt)
+                AS v(id, state, remote_id, error, not_before, spent, claim)
             -- state::text: keeps the planner off the partial index deliveries_sending,
             -- which it would scan whole (dead entries included, up to the next vacuum)
             -- instead of looking the batch's ids up in the primary key.
-            WHERE d.id = v.id AND d.state::text = 'sending' AND (v.attempt IS NULL OR d.attempts = v.attempt)
+            WHERE d.id = v.id AND d.state::text = 'sending' AND (v.claim IS NULL OR d.claims = v.claim)
             RETURNING d.id, d.alert_id, d.channel, d.subscription_id, d.address, d.language, d.state
         ), old AS (
             SELECT a.id, a.replaced_by, a.status FROM alerts a
@@ -419,33 +439,39 @@ async def complete(conn: asyncpg.Connection, outcomes: Sequence[Outcome]) -> int
         [o.remote_id for o in outcomes],
         [o.error for o in outcomes],
         [o.not_before for o in outcomes],
-        [o.refund_attempt for o in outcomes],
-        [o.attempt for o in outcomes],
+        [o.spent for o in outcomes],
+        [o.claim for o in outcomes],
     )
     return int(written or 0)
 
 
-async def requeue_expired_leases(conn: asyncpg.Connection) -> int:
-    """Deliveries left "sending" by a dead worker go back to the queue.
+async def requeue_expired_leases(conn: asyncpg.Connection, channel: str, *, keep: Sequence[int] = ()) -> int:
+    """Deliveries of ``channel`` left "sending" by a dead worker go back to the queue.
 
-    This is the only path to a duplicate: the provider may have accepted the
-    message before the worker died.
+    ``keep``: deliveries the calling worker still holds, never requeued by it
+    whatever their lease says. This is the only path to a duplicate: the provider
+    may have accepted the message before the worker died.
     """
     result = await conn.execute(
         "UPDATE deliveries SET state = 'queued', lease_until = NULL, last_error = 'lease expired (worker died?)',"
-        " updated_at = now() WHERE state = 'sending' AND lease_until < now()"
+        " updated_at = now() WHERE state = 'sending' AND lease_until < now() AND channel = $1"
+        " AND id <> ALL($2::bigint[])",
+        channel,
+        list(keep),
     )
     return int(result.split()[-1])
 
 
-async def release(conn: asyncpg.Connection, ids: Sequence[int], reason: str) -> int:
-    """Give claimed-but-unsent deliveries back (shutdown), refunding the attempt."""
+async def release(conn: asyncpg.Connection, ids: Sequence[int], claims: Sequence[int], reason: str) -> int:
+    """Give claimed-but-unsent deliveries back (shutdown), each under its claim; no attempt was made."""
     if not ids:
         return 0
     result = await conn.execute(
-        "UPDATE deliveries SET state = 'queued', lease_until = NULL, attempts = GREATEST(attempts - 1, 0),"
-        " last_error = $2, updated_at = now() WHERE id = ANY($1::bigint[]) AND state = 'sending'",
+        "UPDATE deliveries d SET state = 'queued', lease_until = NULL, last_error = $3, updated_at = now()"
+        " FROM unnest($1::bigint[], $2::int[]) AS v(id, claim)"
+        " WHERE d.id = v.id AND d.state = 'sending' AND d.claims = v.claim",
         list(ids),
+        list(claims),
         reason,
     )
     return int(result.split()[-1])
@@ -474,29 +500,121 @@ async def pause_recipient(conn: asyncpg.Connection, channel: str, address: str, 
 
 @dataclass(frozen=True, slots=True)
 class ChannelState:
+    """A channel's row of ``channel_state``: the provider's pause, the backoff, an operator's hold."""
+
     paused_until: datetime | None
     failures: int
     backoff_until: datetime | None
+    pause_reason: str | None = None
+    last_error: str | None = None
+    held_since: datetime | None = None
+    # None while held: until resumed.
+    held_until: datetime | None = None
+    held_by: str | None = None
+    held_reason: str | None = None
+    generation: int = 0
+    channel: str = ""
+
+    def held(self, now: datetime) -> bool:
+        """Whether an operator holds the channel at ``now``."""
+        return self.held_since is not None and (self.held_until is None or self.held_until > now)
+
+
+def _state(row: asyncpg.Record) -> ChannelState:
+    return ChannelState(**{f.name: row[f.name] for f in dataclasses.fields(ChannelState)})
 
 
 async def channel_state(conn: asyncpg.Connection, channel: str) -> ChannelState:
-    row = await conn.fetchrow(
-        "SELECT paused_until, failures, backoff_until FROM channel_state WHERE channel = $1", channel
-    )
+    row = await conn.fetchrow("SELECT * FROM channel_state WHERE channel = $1", channel)
     if row is None:
-        return ChannelState(None, 0, None)
-    return ChannelState(row["paused_until"], row["failures"], row["backoff_until"])
+        return ChannelState(None, 0, None, channel=channel)
+    return _state(row)
 
 
-async def pause_channel(conn: asyncpg.Connection, channel: str, until: datetime, reason: str) -> None:
+async def channel_states(conn: asyncpg.Connection) -> list[ChannelState]:
+    """Every channel's row, by name."""
+    rows = await conn.fetch("SELECT * FROM channel_state ORDER BY channel")
+    return [_state(r) for r in rows]
+
+
+async def pause_channel(
+    conn: asyncpg.Connection, channel: str, until: datetime, reason: str, *, generation: int
+) -> None:
+    """Record the provider's pause, answered while ``generation`` was the channel's.
+
+    Not written over a newer operator action: a resume since then has cleared it.
+    """
     await conn.execute(
-        "INSERT INTO channel_state (channel, paused_until, last_error) VALUES ($1, $2, $3)"
-        " ON CONFLICT (channel) DO UPDATE SET paused_until = GREATEST(channel_state.paused_until,"
-        " EXCLUDED.paused_until), last_error = EXCLUDED.last_error, updated_at = now()",
+        "INSERT INTO channel_state (channel, paused_until, pause_reason) VALUES ($1, $2, $3)"
+        " ON CONFLICT (channel) DO UPDATE SET"
+        " pause_reason = CASE WHEN channel_state.paused_until > EXCLUDED.paused_until"
+        " THEN channel_state.pause_reason ELSE EXCLUDED.pause_reason END,"
+        " paused_until = GREATEST(channel_state.paused_until, EXCLUDED.paused_until), updated_at = now()"
+        " WHERE channel_state.generation = $4",
         channel,
         until,
         reason,
+        generation,
     )
+
+
+async def hold_channel(
+    conn: asyncpg.Connection, channel: str, *, seconds: float | None, by: str, reason: str
+) -> ChannelState:
+    """An operator pauses ``channel`` for ``seconds`` (None: until resumed); logged in channel_actions."""
+    async with conn.transaction():
+        row = await conn.fetchrow(
+            "INSERT INTO channel_state (channel, held_since, held_until, held_by, held_reason, generation)"
+            " VALUES ($1, now(), CASE WHEN $2::float8 IS NULL THEN NULL ELSE now() + make_interval(secs => $2) END,"
+            " $3, $4, 1)"
+            " ON CONFLICT (channel) DO UPDATE SET held_since = EXCLUDED.held_since, held_until = EXCLUDED.held_until,"
+            " held_by = EXCLUDED.held_by, held_reason = EXCLUDED.held_reason,"
+            " generation = channel_state.generation + 1, updated_at = now() RETURNING *",
+            channel,
+            seconds,
+            by,
+            reason,
+        )
+        await conn.execute(
+            "INSERT INTO channel_actions (channel, action, by_whom, reason, held_until)"
+            " VALUES ($1, 'pause', $2, $3, $4)",
+            channel,
+            by,
+            reason,
+            row["held_until"],
+        )
+    return _state(row)
+
+
+async def resume_channel(conn: asyncpg.Connection, channel: str, *, by: str, reason: str = "") -> int:
+    """An operator resumes ``channel``: hold, provider pause, backoff and recipient pauses end now.
+
+    Deliveries the pauses had put off (``not_before`` later than now) become due
+    (their number is returned), and the generation moves on, so every worker
+    drops the pauses it holds in memory. Logged in channel_actions.
+    """
+    async with conn.transaction():
+        await conn.execute(
+            "INSERT INTO channel_state (channel, generation) VALUES ($1, 1)"
+            " ON CONFLICT (channel) DO UPDATE SET paused_until = NULL, pause_reason = NULL, backoff_until = NULL,"
+            " held_since = NULL, held_until = NULL, held_by = NULL, held_reason = NULL,"
+            " generation = channel_state.generation + 1, updated_at = now()",
+            channel,
+        )
+        await conn.execute("DELETE FROM recipient_pauses WHERE channel = $1", channel)
+        result = await conn.execute(
+            "UPDATE deliveries SET not_before = now(), last_error = $2, updated_at = now()"
+            " WHERE channel = $1 AND state = 'queued' AND not_before > now()",
+            channel,
+            f"channel resumed by {by}",
+        )
+        await conn.execute(
+            "INSERT INTO channel_actions (channel, action, by_whom, reason) VALUES ($1, 'resume', $2, $3)",
+            channel,
+            by,
+            reason,
+        )
+    return int(result.split()[-1])
 
 
 async def record_channel_failure(conn: asyncpg.Connection, channel: str, reason: str) -> int:

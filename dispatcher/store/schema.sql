@@ -148,7 +148,12 @@ CREATE TABLE deliveries (
     language        text NOT NULL DEFAULT 'ja',
     state           delivery_state NOT NULL DEFAULT 'queued',
     priority        smallint NOT NULL,
+    -- 0008: real provider attempts (answered, not rate limited); a crash, a lease
+    -- expiry or a shutdown spends none.
     attempts        integer NOT NULL DEFAULT 0,
+    -- 0008: incremented by every claim; the fencing token of completions (a late
+    -- answer of an earlier lease holder is not written).
+    claims          integer NOT NULL DEFAULT 0,
     not_before      timestamptz NOT NULL DEFAULT now(),
     lease_until     timestamptz,
     created_at      timestamptz NOT NULL DEFAULT now(),
@@ -198,7 +203,8 @@ END $$;
 -- touches, except the two that set `dispatcher.quiet_update` for one statement
 -- (lease renewal, and forgetting a deleted subscription); no old rows are kept.
 -- (A trigger with a column list would do this alone, but PostgreSQL allows no
--- transition tables on such a trigger.)
+-- transition tables on such a trigger.) 0008: a "sending" event carries the number
+-- of the attempt under way.
 CREATE FUNCTION deliveries_log_update() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF current_setting('dispatcher.quiet_update', true) = 'on' THEN
@@ -206,7 +212,9 @@ BEGIN
         RETURN NULL;
     END IF;
     INSERT INTO delivery_events (delivery_id, state, attempt, detail)
-    SELECT n.id, n.state, n.attempts, COALESCE(n.last_error, n.remote_id) FROM new_rows n;
+    SELECT n.id, n.state, CASE WHEN n.state = 'sending' THEN n.attempts + 1 ELSE n.attempts END,
+           COALESCE(n.last_error, n.remote_id)
+    FROM new_rows n;
     -- Deliveries back in the queue (a retry, a lease taken over) wake the workers.
     PERFORM pg_notify('deliveries', c.channel)
     FROM (SELECT DISTINCT n.channel FROM new_rows n WHERE n.state = 'queued') c;
@@ -231,14 +239,38 @@ CREATE TRIGGER subscriptions_after_delete AFTER DELETE ON subscriptions
     FOR EACH STATEMENT EXECUTE FUNCTION subscriptions_forget_deliveries();
 
 -- Per-channel state shared by every worker and surviving restarts: a pause
--- asked for by the provider (429) and the backoff after consecutive failures.
+-- asked for by the provider (429) and the backoff after consecutive failures;
+-- 0008: an operator's hold (`dispatcher channel pause|resume`).
 CREATE TABLE channel_state (
     channel       text PRIMARY KEY,
     paused_until  timestamptz,
     failures      integer NOT NULL DEFAULT 0,
     backoff_until timestamptz,
     last_error    text,
-    updated_at    timestamptz NOT NULL DEFAULT now()
+    updated_at    timestamptz NOT NULL DEFAULT now(),
+    -- Why the provider paused the channel (its 429 description).
+    pause_reason  text,
+    -- An operator's hold: since when, until when (NULL: until resumed), by whom, why.
+    held_since    timestamptz,
+    held_until    timestamptz,
+    held_by       text,
+    held_reason   text,
+    -- Operators' actions so far. A worker that reads a newer generation drops the
+    -- pauses it holds in memory and takes this row's state; a provider pause
+    -- answered under an older one is not written over a newer resume. Nothing else
+    -- changes it, so a read between a 429 and its write keeps the pause in memory.
+    generation    bigint NOT NULL DEFAULT 0
+);
+
+-- 0008: append-only log of operators' pause and resume actions: who (the OS user) and why.
+CREATE TABLE channel_actions (
+    id         bigserial PRIMARY KEY,
+    channel    text NOT NULL,
+    at         timestamptz NOT NULL DEFAULT now(),
+    action     text NOT NULL CHECK (action IN ('pause', 'resume')),
+    by_whom    text NOT NULL,
+    reason     text NOT NULL DEFAULT '',
+    held_until timestamptz
 );
 
 -- Per-recipient pauses (e.g. Telegram's per-chat 429).

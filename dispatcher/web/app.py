@@ -7,7 +7,8 @@ Routes:
     GET /deliveries/{id}           operators: one delivery and each of its transitions
     GET /api/alerts                the dashboard's data as JSON
     GET /api/alerts/{id}/deliveries, GET /api/deliveries/{id}: the operators' pages as JSON
-    GET /healthz                   liveness (database reachable), this daemon's share among the live ones
+    GET /healthz                   liveness (database reachable; 200 "ok" or "degraded" with every paused
+                                   channel, until when and why), this daemon's share among the live ones
     GET /style.css                 the pages' stylesheet (the CSP allows no inline styles)
 
 ``{id}`` of ``/alerts/{id}`` is the alert's public id, minted by the service (links sent
@@ -56,6 +57,8 @@ th{background:#eef0f3}.p0{border-left:6px solid #b00020}.p1{border-left:6px soli
 .ok{color:#1b5e20}.bad{color:#b00020}.wait{color:#8d6e00}.muted{color:#6b7280}
 .tag{display:inline-block;padding:0 .4rem;border-radius:.3rem;background:#e8eaf6;font-size:.8rem}
 .ex{background:#fff3cd}pre{white-space:pre-wrap;background:#fff;padding:.8rem}
+.banner,.notice{padding:.6rem 1rem;margin-bottom:1rem;border-radius:.3rem}.banner{background:#b00020;color:#fff}
+.notice{background:#fff3cd}.banner ul,.notice ul{margin:.3rem 0}
 """
 
 
@@ -93,6 +96,7 @@ async def dashboard(request: web.Request) -> web.Response:
     async with service.pool.acquire() as conn:
         alerts = await status.recent_alerts(conn, 50)
         docs = await status.documents_summary(conn)
+        pauses = await status.channel_pauses(conn)
     rows = []
     for a in alerts:
         ex = "" if a["status"] == "actual" else f' <span class="tag ex">{html.escape(a["status"])}</span>'
@@ -106,12 +110,27 @@ async def dashboard(request: web.Request) -> web.Response:
         )
     doc_line = ", ".join(f"{n} {k}" for k, n in sorted(docs.items())) or "none yet"
     body = (
-        f"<p>Channels: {html.escape(', '.join(service.channels) or 'none enabled')} · "
+        _pause_banner(pauses) + f"<p>Channels: {html.escape(', '.join(service.channels) or 'none enabled')} · "
         f"Documents received: {html.escape(doc_line)}</p>"
         "<table><tr><th>#</th><th>Received (JST)</th><th>Source</th><th>Alert</th><th>State</th>"
         "<th>Deliveries</th></tr>" + ("".join(rows) or '<tr><td colspan="6">No alerts yet.</td></tr>') + "</table>"
     )
     return _page(service.settings.service.name + " — 配信状況 / delivery status", body, refresh=3)
+
+
+def _pause_banner(pauses: list[dict[str, Any]]) -> str:
+    """Paused channels, on top of the dashboard: red when more than routine flood control."""
+    if not pauses:
+        return ""
+    kind = "banner" if status.health(pauses) == "degraded" else "notice"
+    items = "".join(f"<li>{html.escape(status.describe_pause(p))}</li>" for p in pauses)
+    resume = " · ".join(
+        f"<code>dispatcher channel resume {html.escape(name)}</code>" for name in sorted({p["channel"] for p in pauses})
+    )
+    return (
+        f'<div class="{kind}" role="alert"><b>⚠ 配信一時停止中 / Delivery paused</b>'
+        f"<ul>{items}</ul>To resume now: {resume}</div>"
+    )
 
 
 async def _public_alert(conn: asyncpg.Connection, key: str) -> asyncpg.Record:
@@ -333,10 +352,11 @@ async def healthz(request: web.Request) -> web.Response:
     assert service.pool is not None
     try:
         async with service.pool.acquire(timeout=2) as conn:
-            await conn.fetchval("SELECT 1")
+            pauses = await status.channel_pauses(conn)
     except Exception as exc:
         return web.json_response({"ok": False, "error": str(exc)}, status=503)
-    body: dict[str, Any] = {"ok": True}
+    # Still 200 when degraded: the daemon is alive; a paused channel is for people to act on.
+    body: dict[str, Any] = {"ok": True, "status": status.health(pauses), "paused": pauses}
     if service.peers is not None:
         # This daemon and its share of each provider's limits (dispatcher.peers).
         body["daemon"] = {

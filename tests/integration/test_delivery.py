@@ -195,7 +195,7 @@ async def states(dsn: str, channel: str | None = None) -> Counter[str]:
     return Counter({r["s"]: r["n"] for r in rows})
 
 
-FAST = DeliveryConfig(poll_interval=1.0, backoff_base=0.2, backoff_max=1.0, max_attempts=30, lease_seconds=30.0)
+FAST = DeliveryConfig(poll_interval=1.0, backoff_base=0.2, backoff_max=1.0, lease_seconds=30.0)
 
 
 async def test_429_pauses_only_its_bucket_refunds_the_attempt_and_loses_nothing(database: str) -> None:

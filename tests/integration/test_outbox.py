@@ -76,10 +76,10 @@ async def test_complete_after_many_claims_still_finds_its_rows(database: str) ->
         )
         written = 0
         while claimed := await outbox.claim(conn, "webhook", 50, 60):
-            stale = outbox.Outcome(claimed[0].id, "failed", error="late answer", attempt=claimed[0].attempts - 1)
+            stale = outbox.Outcome(claimed[0].id, "failed", error="late answer", claim=claimed[0].claim - 1)
             assert await outbox.complete(conn, [stale]) == 0, "an answer from an earlier claim must not be written"
             written += await outbox.complete(
-                conn, [outbox.Outcome(c.id, "delivered", attempt=c.attempts) for c in claimed]
+                conn, [outbox.Outcome(c.id, "delivered", spent=True, claim=c.claim) for c in claimed]
             )
         assert written == 300
         assert await conn.fetchval("SELECT count(*) FROM deliveries WHERE state = 'delivered'") == 300
@@ -118,11 +118,12 @@ async def test_every_transition_is_logged_and_nothing_else(database: str) -> Non
         (first,) = await outbox.claim(conn, "webhook", 10, 60)
         async with conn.transaction():
             # Quiet, and only for itself: the completion in the same transaction is logged.
-            assert await outbox.renew_leases(conn, [first.id], 60) == 1
-            await outbox.complete(conn, [outbox.Outcome(first.id, "queued", error="HTTP 503", attempt=1)])
-        await outbox.renew_leases(conn, [first.id], 60)  # not "sending": touches nothing, logs nothing
+            assert await outbox.renew_leases(conn, [first.id], [first.claim], 60) == 1
+            await outbox.complete(conn, [outbox.Outcome(first.id, "queued", error="HTTP 503", spent=True, claim=1)])
+        # Not "sending" any more: touches nothing, logs nothing.
+        await outbox.renew_leases(conn, [first.id], [first.claim], 60)
         (second,) = await outbox.claim(conn, "webhook", 10, 60)
-        await outbox.complete(conn, [outbox.Outcome(second.id, "delivered", remote_id="r-1", attempt=2)])
+        await outbox.complete(conn, [outbox.Outcome(second.id, "delivered", remote_id="r-1", spent=True, claim=2)])
         await conn.execute("DELETE FROM subscriptions WHERE id = $1", sid)
         assert await conn.fetchval("SELECT subscription_id FROM deliveries WHERE id = $1", first.id) is None
         assert await states() == [("queued", 0), ("sending", 1), ("queued", 1), ("sending", 2), ("delivered", 2)]

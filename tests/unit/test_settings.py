@@ -73,8 +73,15 @@ def test_wrong_type_says_what_was_expected(tmp_path: Path) -> None:
 
 
 def test_bool_is_not_an_integer(tmp_path: Path) -> None:
-    msg = error_of(write(tmp_path, "[delivery]\nmax_attempts = true\n"))
-    assert "[delivery] max_attempts" in msg and "expected an integer" in msg
+    msg = error_of(write(tmp_path, "[delivery]\nbatch_size = true\n"))
+    assert "[delivery] batch_size" in msg and "expected an integer" in msg
+
+
+def test_the_retry_budget_is_a_time_and_max_attempts_is_gone(tmp_path: Path) -> None:
+    assert load(None, env={}).delivery.max_age == 86400.0
+    assert load(write(tmp_path, "[delivery]\nmax_age = 3600\n"), env={}).delivery.max_age == 3600.0
+    msg = error_of(write(tmp_path, "[delivery]\nmax_attempts = 8\n"))
+    assert "[delivery] unknown key 'max_attempts'" in msg
 
 
 def test_list_items_are_checked(tmp_path: Path) -> None:
