@@ -225,7 +225,9 @@ class OutboxWorker:
         self.concurrency: int = max(1, configured("concurrency") or delivery.concurrency)
         self._sem = asyncio.Semaphore(self.concurrency)
         self._alerts: dict[int, Alert] = {}
-        self._messages: dict[tuple[int, str], Message] = {}
+        # Rendered once per (alert, language, place): the place is the area of the
+        # alert that concerns the recipient, which the message leads with.
+        self._messages: dict[tuple[int, str, int | None], Message] = {}
         # Claimed and not yet recorded: id → (claim, time.monotonic() of the claim or last renewal).
         self._inflight: dict[int, tuple[Claimed, float]] = {}
         # Answers waiting for the recorder, each with the channel's generation when it came.
@@ -534,11 +536,12 @@ class OutboxWorker:
                 for key in [k for k in self._messages if k[0] == aid]:
                     del self._messages[key]
 
-    def _message(self, alert_id: int, alert: Alert, language: str) -> Message:
-        key = (alert_id, language)
+    def _message(self, alert_id: int, alert: Alert, language: str, place: int | None) -> Message:
+        key = (alert_id, language, place)
         msg = self._messages.get(key)
         if msg is None:
-            msg = self.channel.render(alert, language)
+            area = alert.areas[place] if place is not None and 0 <= place < len(alert.areas) else None
+            msg = self.channel.render(alert, language, area)
             self._messages[key] = msg
         return msg
 
@@ -560,11 +563,11 @@ class OutboxWorker:
                 self._answer(c, Outcome(c.id, "failed", error="alert row not found", claim=c.claim))
             else:
                 sendable.append(c)
-        groups: dict[tuple[int, str], list[Claimed]] = defaultdict(list)
+        groups: dict[tuple[int, str, int | None], list[Claimed]] = defaultdict(list)
         for c in sendable:
-            groups[(c.alert_id, c.language)].append(c)
-        for (alert_id, language), items in groups.items():
-            message = self._message(alert_id, self._alerts[alert_id], language)
+            groups[(c.alert_id, c.language, c.place)].append(c)
+        for (alert_id, language, place), items in groups.items():
+            message = self._message(alert_id, self._alerts[alert_id], language, place)
             for i in range(0, len(items), self.batch_size):
                 chunk = items[i : i + self.batch_size]
                 if self._pooled:

@@ -263,6 +263,8 @@ class Claimed:
     alert_expires: datetime | None = None
     claim: int = 0
     alert_received: datetime | None = None
+    # Which of the alert's areas is this recipient's place (see fan_out), if known.
+    place: int | None = None
 
 
 def _partition_args(partition: tuple[int, int] | None) -> tuple[int | None, int | None]:
@@ -303,7 +305,7 @@ async def claim(
         FROM picked, alerts a
         WHERE d.id = picked.id AND a.id = d.alert_id
         RETURNING d.id, d.alert_id, d.address, d.language, d.subscription_id, d.priority, d.attempts,
-                  a.state::text AS alert_state, a.expires, d.claims, a.received_at
+                  a.state::text AS alert_state, a.expires, d.claims, a.received_at, d.place
         """,
         channel,
         limit,
@@ -324,6 +326,7 @@ async def claim(
             r["expires"],
             r["claims"],
             r["received_at"],
+            r["place"],
         )
         for r in rows
     ]

@@ -235,3 +235,15 @@ async def test_typhoon_analysis_is_stored_but_not_pushed(database: str, shared_d
         assert (await pipeline.ingest(pushed)).deliveries == 1, "what push = False holds back"
     finally:
         await pool.close()
+
+
+async def test_each_resident_reads_their_own_place_first(daemons: Daemons, shared_data: Path) -> None:
+    """[jma-r06] 5: a resident of 小笠原村 reads 小笠原村 first, not 千代田区、中央区、港区…"""
+    service = await daemons.start()
+    data = (shared_data / "jma" / "official_samples" / "15_13_01_161226_VPWW53.xml").read_bytes()
+    await daemons.ingest(service, data, "15_13_01_161226_VPWW53.xml")
+    await _settled(daemons.dsn)
+    [message] = [m for m in daemons.standin.messages if m.chat_id == "500000"]
+    head = message.text.splitlines()[:3]
+    assert any(line.startswith("小笠原村") for line in head), head
+    assert "千代田区" not in "\n".join(head)
