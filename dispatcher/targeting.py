@@ -186,19 +186,15 @@ def located_codes(district_codes: Sequence[str], zone_ids: Sequence[str]) -> lis
 
 def read_alert(data: bytes, *, url: str | None = None) -> Alert:
     """An Alert from a JMA telegram or a CAP 1.2/1.1 document; ValueError saying why not."""
-    from sources.cap import Parsed as CapParsed
     from sources.cap import is_cap, parse_cap
-    from sources.jma.parser import Parsed, parse_telegram
+    from sources.jma.parser import parse_telegram
+    from sources.outcome import Parsed, describe
 
-    if is_cap(data):
-        cap = parse_cap(data, url=url)
-        if isinstance(cap, CapParsed):
-            return cap.alert
-        raise ValueError(f"CAP: {getattr(cap, 'reason', None) or getattr(cap, 'error', '')}")
-    jma = parse_telegram(data, url=url)
-    if isinstance(jma, Parsed):
-        return jma.alert
-    raise ValueError(f"JMA: {getattr(jma, 'reason', None) or getattr(jma, 'error', '')}")
+    cap = is_cap(data)
+    outcome = parse_cap(data, url=url) if cap else parse_telegram(data, url=url)
+    if isinstance(outcome, Parsed):
+        return outcome.alert
+    raise ValueError(f"{'CAP' if cap else 'JMA'}: {describe(outcome)}")
 
 
 def describe(alert: Alert, expander: GeoExpander) -> dict[str, object]:

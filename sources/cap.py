@@ -15,13 +15,13 @@ take (:mod:`dispatcher.limits`): ``identifier``, ``sender``, each reference and 
 value at most 200 printable characters, at most 100 references, ``sent`` from 2000 to a
 day from now, ``expires`` from 2000 to 2100, texts capped (:data:`MAX_TEXT`). XML 1.0
 already keeps out NUL and lone surrogates. Nothing here raises on bad input:
-:func:`parse_cap` returns :class:`Parsed`, :class:`Unsupported` (CAP 1.0, Ack/Error
-messages, not CAP) or :class:`Failed` (unsafe, malformed, missing required fields).
+:func:`parse_cap` returns a :mod:`sources.outcome`: ``Parsed``, ``Unsupported`` (CAP 1.0,
+Ack/Error messages, not CAP; its ``kind`` is the CAP version) or ``Failed`` (unsafe,
+malformed, missing required fields).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,10 +29,10 @@ from lxml import etree
 
 from dispatcher.limits import EARLIEST, MAX_ITEMS, name_problem, text_problem, time_problem
 from dispatcher.model import Alert, Area, Certainty, MsgType, Priority, Severity, Status, Urgency
-from geo import parse_cap_circle, parse_cap_polygon
+from sources.outcome import Failed, Parsed, ParseOutcome, Unsupported
 from sources.safexml import parse_xml
 
-__all__ = ["CAP_NAMESPACES", "MAX_BYTES", "Failed", "ParseOutcome", "Parsed", "Unsupported", "is_cap", "parse_cap"]
+__all__ = ["CAP_NAMESPACES", "MAX_BYTES", "is_cap", "parse_cap", "parse_cap_circle", "parse_cap_polygon"]
 
 CAP_NAMESPACES = {
     "urn:oasis:names:tc:emergency:cap:1.2": "1.2",
@@ -52,7 +52,7 @@ LATEST_EXPIRY = datetime(2100, 1, 1, tzinfo=UTC)
 
 
 class _Refused(ValueError):
-    """A field beyond its limit; becomes :class:`Failed` with the reason."""
+    """A field beyond its limit; becomes ``Failed`` with the reason."""
 
 
 _STATUS = {"Actual": Status.ACTUAL, "Exercise": Status.EXERCISE, "System": Status.TEST, "Test": Status.TEST}
@@ -67,30 +67,28 @@ _PRIORITY = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Parsed:
-    """A CAP message normalised to an Alert; ``problems`` lists unusable parts (bad shapes)."""
+def parse_cap_polygon(text: str) -> tuple[tuple[float, float], ...]:
+    """CAP ``<polygon>`` text ("lat,lon lat,lon ...") as (lat, lon) pairs.
 
-    alert: Alert
-    problems: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Unsupported:
-    """Well-formed, but not something we disseminate (CAP 1.0, Ack, Error, not CAP)."""
-
-    version: str
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class Failed:
-    """The input could not be read as a CAP alert."""
-
-    error: str
+    Raises ValueError on malformed text; range checks are the geometry's
+    (``geo.resolve_areas`` reports a shape it cannot use).
+    """
+    pairs = []
+    for token in text.split():
+        lat, sep, lon = token.partition(",")
+        if not sep:
+            raise ValueError(f"CAP polygon point {token!r} is not 'lat,lon'")
+        pairs.append((float(lat), float(lon)))
+    return tuple(pairs)
 
 
-ParseOutcome = Parsed | Unsupported | Failed
+def parse_cap_circle(text: str) -> tuple[float, float, float]:
+    """CAP ``<circle>`` text ("lat,lon radius_km") as (lat, lon, radius_km)."""
+    parts = text.split()
+    if len(parts) != 2:
+        raise ValueError(f"CAP circle {text!r} is not 'lat,lon radius'")
+    lat, lon = parse_cap_polygon(parts[0])[0]
+    return (lat, lon, float(parts[1]))
 
 
 def _root(data: bytes) -> Any:

@@ -33,7 +33,8 @@ import feedparser
 
 from dispatcher.model import Document
 from sources.base import SourceContext
-from sources.jma.parser import Failed, Parsed, ParseOutcome, Unsupported, parse_telegram
+from sources.jma.parser import parse_telegram
+from sources.outcome import Failed, Parsed, ParseOutcome, Unsupported
 
 log = logging.getLogger(__name__)
 

@@ -26,7 +26,8 @@ from dispatcher.standins.jma_feed import JmaFeedStandIn
 from dispatcher.store import db
 from dispatcher.targeting import JmaCodeExpander
 from sources.jma.feed import JmaSource, long_feed_url
-from sources.jma.parser import Parsed, ParseOutcome, parse_telegram
+from sources.jma.parser import parse_telegram
+from sources.outcome import Parsed, ParseOutcome
 
 SNAPSHOT = "jma/live_noto2024/eqvol_feed_20240101T2053JST.xml"
 ENTRY = re.compile(rb"/data/((\d{14})_0_(V[A-Z]{3}\d\d)_\d{6}\.xml)")

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from dispatcher.model import MsgType, Priority, Severity, Status
-from sources.cap import Failed, Parsed, Unsupported, parse_cap
+from sources.cap import parse_cap
+from sources.outcome import Failed, Parsed, Unsupported
 
 
 def cap_files(shared_data: Path) -> list[Path]:

@@ -16,13 +16,11 @@ from dispatcher.model import Alert, MsgType, Priority, Severity, Status, Urgency
 from sources.jma import (
     TSUNAMI_CODE_TYPE,
     AreaCodes,
-    Failed,
-    Parsed,
-    Unsupported,
     kind_from_name,
     parse_telegram,
 )
 from sources.jma.cli import parse_files
+from sources.outcome import Failed, Parsed, Unsupported
 
 NUMAZU = "2220300"
 
