@@ -189,14 +189,14 @@ def parse_cap(data: bytes, *, url: str | None = None) -> ParseOutcome:
     except (ValueError, etree.XMLSyntaxError) as exc:
         return Failed(f"{type(exc).__name__}: {exc}")
     try:
-        return _parse_root(root, bytes(data), url)
+        return _parse_root(root, url)
     except _Refused as exc:
         return Failed(str(exc))
     except Exception as exc:  # an unforeseen shape must not stop a source
         return Failed(f"cannot interpret CAP: {type(exc).__name__}: {exc}")
 
 
-def _parse_root(root: Any, data: bytes, url: str | None) -> ParseOutcome:
+def _parse_root(root: Any, url: str | None) -> ParseOutcome:
     namespace = etree.QName(root).namespace or ""
     if _local(root) != "alert":
         return Unsupported("", f"not a CAP alert (root element <{_local(root)}>)")
@@ -250,7 +250,6 @@ def _parse_root(root: Any, data: bytes, url: str | None) -> ParseOutcome:
                 references=references,
                 kind=f"CAP{version}",
                 details=details,
-                original=data,
                 original_url=url,
             ),
         )
@@ -285,7 +284,6 @@ def _parse_root(root: Any, data: bytes, url: str | None) -> ParseOutcome:
         expires=_expires(_text(info, "expires")),
         kind=f"CAP{version}",
         details=details,
-        original=data,
         original_url=url,
     )
     return Parsed(alert, tuple(problems))

@@ -197,7 +197,6 @@ def _parse_root(root: Any, data: bytes, url: str | None, codes: AreaCodes | None
         headline=headline,
         valid=jma_datetime(hf.get("ValidDateTime", "")),
         codes=codes,
-        data=data,
         url=url,
     )
     return Parsed(to_alert(telegram, family.read(telegram)))

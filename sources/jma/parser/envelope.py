@@ -92,7 +92,6 @@ class Telegram:
     headline: str
     valid: datetime | None
     codes: AreaCodes | None
-    data: bytes
     url: str | None
     extra: dict[str, Any] = field(default_factory=dict)
 

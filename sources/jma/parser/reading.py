@@ -113,7 +113,6 @@ def to_alert(telegram: Telegram, res: Reading) -> Alert:
         series_key=telegram.series_key,
         kind=telegram.kind,
         details=details,
-        original=telegram.data,
         original_url=telegram.url,
     )
 
