@@ -3,12 +3,9 @@
 An alert names places as JMA area codes (府県予報区 ``220000`` … 市町村等 ``2220300``,
 津波予報区), CAP polygons and circles, district codes or hazard-zone names. The
 pipeline's :class:`~dispatcher.pipeline.CodeTargeter` turns them into *target codes*
-with an expander:
-
-* :class:`GeoExpander` (the service's): everything → district codes and hazard-zone
-  ids of the geo layers (``geo.resolve_areas``), plus the 市町村等 codes the JMA
-  tables give (``sources.jma.codes``);
-* :class:`JmaCodeExpander`: JMA codes → 市町村等 codes only, for uses without geo.
+with :class:`GeoExpander`: everything → district codes and hazard-zone ids of the geo
+layers (``geo.resolve_areas``), plus the 市町村等 codes the JMA tables give
+(``sources.jma.codes``).
 
 A subscription follows codes in ``subscriptions.areas``: what the subscriber chose
 (a district by name or code, a JMA municipality code) and, when they shared a location,
@@ -35,7 +32,6 @@ if TYPE_CHECKING:
 __all__ = [
     "AudienceAreas",
     "GeoExpander",
-    "JmaCodeExpander",
     "default_targeter",
     "describe",
     "geo_index",
@@ -45,18 +41,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-
-class JmaCodeExpander:
-    """JMA area codes (府県予報区 … 市町村等, 津波予報区) → 市町村等 codes."""
-
-    def __init__(self, codes: AreaCodes | None = None) -> None:
-        self._codes = codes
-
-    def expand(self, alert: Alert, *, report: bool = True) -> tuple[set[str], set[str]]:
-        res = (self._codes or default_codes()).resolve_areas(alert.areas)
-        recognised = set(alert.area_codes) - set(res.unknown)
-        return set(res.municipalities), recognised
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,11 +120,7 @@ def geo_index(config: GeoConfig | None = None) -> GeoIndex:
 
 
 def default_targeter(config: GeoConfig | None = None, *, index: GeoIndex | None = None) -> CodeTargeter:
-    """The service's targeter: the geo layers, fed with the JMA tables' 市町村等 codes.
-
-    :class:`GeoExpander` already resolves the JMA codes, so chaining a
-    :class:`JmaCodeExpander` before it would only do that work twice.
-    """
+    """The service's targeter: the geo layers, fed with the JMA tables' 市町村等 codes."""
     return CodeTargeter(GeoExpander(index or geo_index(config)))
 
 

@@ -21,10 +21,10 @@ import asyncpg
 import pytest
 
 from dispatcher.app import ServiceContext
-from dispatcher.pipeline import CodeTargeter, Pipeline
+from dispatcher.pipeline import Pipeline
 from dispatcher.standins.jma_feed import JmaFeedStandIn
 from dispatcher.store import db
-from dispatcher.targeting import JmaCodeExpander
+from dispatcher.targeting import default_targeter
 from sources.jma.feed import JmaSource, long_feed_url
 from sources.jma.parser import parse_telegram
 from sources.outcome import Parsed, ParseOutcome
@@ -75,7 +75,7 @@ class Instance:
 
     def __init__(self, pool: asyncpg.Pool, source: JmaSource) -> None:
         self.pool = pool
-        self.ctx = ServiceContext(pool, Pipeline(pool, targeter=CodeTargeter(JmaCodeExpander()), channels=[]))
+        self.ctx = ServiceContext(pool, Pipeline(pool, targeter=default_targeter(), channels=[]))
         self.source = source
 
     @classmethod
