@@ -19,18 +19,15 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from dispatcher.model import Alert
 from dispatcher.pipeline import CodeTargeter
 from geo import Coverage, GeoIndex, default_index, load_index, resolve_areas
 from sources.jma.codes import AreaCodes, Resolution, default_codes
 
-if TYPE_CHECKING:
-    from dispatcher.settings import GeoConfig
-
 __all__ = [
     "AudienceAreas",
+    "GeoConfig",
     "GeoExpander",
     "default_targeter",
     "describe",
@@ -41,6 +38,21 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class GeoConfig:
+    """[geo]: the district and hazard-zone layers used for targeting (empty = packaged).
+
+    ``districts`` is a GeoJSON file of the city's official districts; the packaged file
+    is an ILLUSTRATIVE partition (``config/geo/README.md``). ``hazards`` is a PLATEAU
+    folder (``udx/lsld``, ``udx/fld``…). After changing either, run ``dispatcher relocate``.
+    """
+
+    districts: str = ""
+    district_code_property: str = "code"
+    district_name_property: str = "name"
+    hazards: str = ""
 
 
 @dataclass(frozen=True, slots=True)

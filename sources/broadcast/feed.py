@@ -29,7 +29,7 @@ import aiohttp
 import feedparser
 
 from dispatcher.model import Document
-from sources.base import SourceContext
+from sources.base import Schedule, SourceContext
 from sources.broadcast.mapping import ALL, CATEGORY_EVENTS, SOURCE, Broadcast, BroadcastPolicy, PriorityName, to_alert
 
 log = logging.getLogger(__name__)
@@ -113,8 +113,11 @@ class BroadcastFeed:
 
     name = "broadcast-feed"
 
-    def __init__(self, url: str, *, policy: BroadcastPolicy, sender: str, timeout: float = 10.0) -> None:
+    def __init__(
+        self, url: str, *, policy: BroadcastPolicy, sender: str, timeout: float = 10.0, poll_seconds: float = 60.0
+    ) -> None:
         self.url = url
+        self.schedule = Schedule(poll_seconds)
         self.policy = policy
         self.sender = sender
         self.timeout = timeout

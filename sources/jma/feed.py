@@ -26,13 +26,14 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 import aiohttp
 import feedparser
 
 from dispatcher.model import Document
-from sources.base import SourceContext
+from sources.base import Schedule, Source, SourceContext, SourceSetup
+from sources.jma.config import JmaConfig
 from sources.jma.parser import parse_telegram
 from sources.outcome import Failed, Parsed, ParseOutcome, Unsupported
 
@@ -96,7 +97,28 @@ class JmaSource:
     bound on attempts (``ServiceContext.claim_document``) says no more.
     """
 
+    section: ClassVar[str] = "jma"
+    config_class: ClassVar[type[JmaConfig]] = JmaConfig
     name = "jma"
+
+    @classmethod
+    def from_config(cls, config: JmaConfig, setup: SourceSetup) -> list[Source]:
+        """The poller of ``[jma]``; none when it is disabled or names no feed."""
+        if not config.enabled or not config.feeds:
+            return []
+        return [
+            cls(
+                config.feeds,
+                long_feeds=dict(zip(config.feeds, config.long_feeds, strict=True)) if config.long_feeds else None,
+                timeout=config.timeout_seconds,
+                concurrency=config.fetch_concurrency,
+                user_agent=config.user_agent,
+                poll_seconds=config.poll_seconds,
+                poll_offset=config.poll_offset_seconds,
+                catchup_window=config.catchup_window_seconds,
+                catchup_max_age=config.catchup_max_age_seconds,
+            )
+        ]
 
     def __init__(
         self,
@@ -107,6 +129,7 @@ class JmaSource:
         concurrency: int = 4,
         user_agent: str = "numazu-dispatcher",
         poll_seconds: float = 60.0,
+        poll_offset: float = 0.0,
         catchup_window: float = 600.0,
         catchup_max_age: float = 21600.0,
         retry_growth: float = 2.0,
@@ -118,6 +141,7 @@ class JmaSource:
         self.concurrency = max(1, concurrency)
         self.user_agent = user_agent
         self.poll_seconds = poll_seconds
+        self.schedule = Schedule(poll_seconds, poll_offset)
         self.catchup_window = timedelta(seconds=catchup_window)
         self.catchup_max_age = timedelta(seconds=max(catchup_max_age, catchup_window))
         self.retry_growth = max(1.0, retry_growth)
