@@ -112,6 +112,10 @@ class ServiceContext:
         async with self.pool.acquire() as conn:
             return await alert_store.known_documents(conn, source, urls)
 
+    async def failed_fetches(self, source: str, urls: list[str]) -> Mapping[str, int]:
+        async with self.pool.acquire() as conn:
+            return await alert_store.failed_fetches(conn, source, urls)
+
     async def feed_state(self, url: str) -> Mapping[str, Any]:
         async with self.pool.acquire() as conn:
             row = await conn.fetchrow("SELECT * FROM feed_state WHERE url = $1", url)

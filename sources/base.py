@@ -61,6 +61,10 @@ class SourceContext(Protocol):
         """Which of ``urls`` were already fetched (successfully or for good)."""
         ...
 
+    async def failed_fetches(self, source: str, urls: list[str]) -> Mapping[str, int]:
+        """Those of ``urls`` whose last fetch failed, with the attempts the database counted."""
+        ...
+
     async def feed_state(self, url: str) -> Mapping[str, Any]:
         """Conditional-GET state of a feed: etag, last_modified, consecutive_failures…"""
         ...
