@@ -22,8 +22,9 @@ malformed, missing required fields).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from lxml import etree
 
@@ -33,6 +34,8 @@ from sources.outcome import Failed, Parsed, ParseOutcome, Unsupported
 from sources.safexml import parse_xml
 
 __all__ = ["CAP_NAMESPACES", "MAX_BYTES", "is_cap", "parse_cap", "parse_cap_circle", "parse_cap_polygon"]
+
+T = TypeVar("T")
 
 CAP_NAMESPACES = {
     "urn:oasis:names:tc:emergency:cap:1.2": "1.2",
@@ -140,18 +143,8 @@ def _preferred(infos: list[Any]) -> Any:
 
 def _area(el: Any, problems: list[str]) -> Area:
     desc = _capped(el, "areaDesc", MAX_HEADLINE)
-    polygons = []
-    for i, p in enumerate(_children(el, "polygon")):
-        try:
-            polygons.append(parse_cap_polygon(p.text or ""))
-        except (ValueError, IndexError) as exc:
-            problems.append(f"area {desc!r} polygon {i}: {exc}")
-    circles = []
-    for i, c in enumerate(_children(el, "circle")):
-        try:
-            circles.append(parse_cap_circle(c.text or ""))
-        except (ValueError, IndexError) as exc:
-            problems.append(f"area {desc!r} circle {i}: {exc}")
+    polygons = _shapes(el, "polygon", parse_cap_polygon, desc, problems)
+    circles = _shapes(el, "circle", parse_cap_circle, desc, problems)
     codes: dict[str, None] = {}
     kinds: dict[str, None] = {}
     for g in _children(el, "geocode"):
@@ -162,6 +155,17 @@ def _area(el: Any, problems: list[str]) -> Area:
             kinds[_text(g, "valueName")[:MAX_HEADLINE]] = None
     details = {"geocode_names": ",".join(k for k in kinds if k)} if kinds else {}
     return Area(desc, tuple(codes), tuple(polygons), tuple(circles), details)
+
+
+def _shapes(el: Any, name: str, parse: Callable[[str], T], desc: str, problems: list[str]) -> list[T]:
+    """The ``<polygon>`` or ``<circle>`` shapes of an area; one that cannot be read becomes a problem."""
+    shapes = []
+    for i, child in enumerate(_children(el, name)):
+        try:
+            shapes.append(parse(child.text or ""))
+        except (ValueError, IndexError) as exc:
+            problems.append(f"area {desc!r} {name} {i}: {exc}")
+    return shapes
 
 
 def _limit(problem: str | None) -> None:

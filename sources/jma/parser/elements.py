@@ -55,9 +55,10 @@ def first_child(el: Any, name: str) -> Any:
 def child_texts(el: Any, stop: frozenset[str] = frozenset()) -> dict[str, str]:
     """Local name -> stripped text of the direct children (first of each), in one pass.
 
-    Elements read several children each; one pass is several times cheaper than
-    a lookup each. Iteration ends at the first child named in ``stop`` (the long
-    lists that follow the scalar fields, such as IntensityStation).
+    Elements read several children each: one pass over the children serves them
+    all, where a lookup per field would walk them again each time. Iteration ends
+    at the first child named in ``stop`` (the long lists that follow the scalar
+    fields, such as IntensityStation).
     """
     out: dict[str, str] = {}
     names = LOCAL_NAMES

@@ -28,29 +28,11 @@ def read_typhoon(telegram: Telegram) -> Reading:
         name = find(prop, "TyphoonNamePart")
         if name is not None:
             nf = child_texts(name)
-            details.update(
-                {
-                    k: v
-                    for k, v in (
-                        ("typhoon_name", nf.get("NameKana") or nf.get("Name", "")),
-                        ("typhoon_number", nf.get("Number", "")),
-                    )
-                    if v
-                }
-            )
+            _keep(details, typhoon_name=nf.get("NameKana") or nf.get("Name", ""), typhoon_number=nf.get("Number", ""))
         cls = find(prop, "ClassPart")
         if cls is not None:
             cf = child_texts(cls)
-            details.update(
-                {
-                    k: v
-                    for k, v in (
-                        ("typhoon_class", cf.get("TyphoonClass", "")),
-                        ("typhoon_intensity", cf.get("IntensityClass", "")),
-                    )
-                    if v
-                }
-            )
+            _keep(details, typhoon_class=cf.get("TyphoonClass", ""), typhoon_intensity=cf.get("IntensityClass", ""))
         center = find(prop, "CenterPart")
         if center is not None:
             location = text_at(center, "Location")
@@ -62,3 +44,8 @@ def read_typhoon(telegram: Telegram) -> Reading:
     event = telegram.head_title or telegram.control_title
     texts = [f"台風第{int(number[2:])}号" if len(number) == 4 and number.isdigit() else ""]
     return Reading(event, rate(event), [], details, texts)
+
+
+def _keep(details: dict[str, Any], **values: str) -> None:
+    """Set the non-empty ``values`` in ``details``."""
+    details.update((k, v) for k, v in values.items() if v)
