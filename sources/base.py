@@ -24,13 +24,27 @@ from dispatcher.model import Alert, Document
 C = TypeVar("C")
 
 
+class Emitted(Protocol):
+    """What became of an emitted alert: ``outcome`` (``queued``, ``held``, ``duplicate``,
+    ``replay``, ``stale``), its ``alert_id`` when stored, and the deliveries it queued."""
+
+    @property
+    def outcome(self) -> str: ...
+
+    @property
+    def alert_id(self) -> int | None: ...
+
+    @property
+    def deliveries(self) -> int: ...
+
+
 class SourceContext(Protocol):
     """What the dispatcher offers a source."""
 
     async def emit(
         self, alert: Alert, *, document: Document | None = None, hold: bool = False, patient: bool = True
-    ) -> Any:
-        """Store ``alert`` with ``document`` and fan it out, in one transaction; returns the pipeline's result.
+    ) -> Emitted:
+        """Store ``alert`` with ``document`` and fan it out, in one transaction; returns what became of it.
 
         With a ``document`` not yet claimed (``document.id`` None), the claim of
         ``(source, url)`` is part of that transaction: the result's ``outcome`` is

@@ -214,7 +214,7 @@ class BroadcastFeed:
                 await ctx.record_document(doc_id, outcome="error", content=broadcast.original, error=str(exc))
             log.warning("broadcast feed entry refused: %s", exc, extra={"url": self.url, "entry": key})
             return
-        outcome = str(getattr(result, "outcome", ""))
+        outcome = str(result.outcome)
         if outcome == "replay":
             return
         report["new"] += 1
@@ -222,7 +222,7 @@ class BroadcastFeed:
             log.warning(
                 "broadcast names unknown loudspeaker groups: %s",
                 ", ".join(mapped.unknown_groups),
-                extra={"source": SOURCE, "alert_id": getattr(result, "alert_id", None), "entry": key},
+                extra={"source": SOURCE, "alert_id": result.alert_id, "entry": key},
             )
         report["emitted"] += 1
         report["held"] += int(outcome == "held")
