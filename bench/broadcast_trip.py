@@ -86,9 +86,11 @@ async def main() -> None:
             base,
             service=dataclasses.replace(base.service, state_dir=Path(tempfile.mkdtemp(prefix="bench-broadcast-"))),
             web=dataclasses.replace(base.web, port=0),
-            jma=dataclasses.replace(base.jma, enabled=False),
             delivery=dataclasses.replace(base.delivery, poll_interval=0.2),
-            broadcast=dataclasses.replace(base.broadcast, enabled=True, secret=SECRET),
+            sources={
+                "jma": dataclasses.replace(base.sources["jma"], enabled=False),
+                "broadcast": dataclasses.replace(base.sources["broadcast"], enabled=True, secret=SECRET),
+            },
             channels={
                 "telegram": ChannelSettings(
                     "telegram", enabled=True, options=TelegramConfig(token="42:BENCH", base_url=telegram.base_url)

@@ -23,7 +23,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from sources.jma import AreaCodes, Failed, Parsed, parse_telegram  # noqa: E402
+from sources.jma import AreaCodes, parse_telegram  # noqa: E402
+from sources.outcome import Failed, Parsed  # noqa: E402
 
 Telegram = tuple[str, bytes]
 

@@ -31,16 +31,17 @@ from apscheduler.triggers.interval import IntervalTrigger
 from channels import load_channel_class
 from channels.base import Channel, ChannelContext
 from channels.templates import Templates
+from dispatcher.config import ConfigError
 from dispatcher.model import Alert, Document
 from dispatcher.peers import Peers
 from dispatcher.pipeline import IngestResult, Pipeline
-from dispatcher.settings import ConfigError, Settings
+from dispatcher.settings import Settings
 from dispatcher.store import alerts as alert_store
 from dispatcher.store import db
 from dispatcher.targeting import default_targeter
 from dispatcher.worker import DB_ERRORS, OutboxWorker, Wakeups
-from sources.base import PolledSource, PushedSource
-from sources.jma.feed import JmaSource
+from sources.base import PolledSource, PushedSource, SourceSetup
+from sources.registry import REGISTRY as SOURCES
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,10 @@ class ServiceContext:
     async def known_documents(self, source: str, urls: list[str]) -> set[str]:
         async with self.pool.acquire() as conn:
             return await alert_store.known_documents(conn, source, urls)
+
+    async def failed_fetches(self, source: str, urls: list[str]) -> Mapping[str, int]:
+        async with self.pool.acquire() as conn:
+            return await alert_store.failed_fetches(conn, source, urls)
 
     async def feed_state(self, url: str) -> Mapping[str, Any]:
         async with self.pool.acquire() as conn:
@@ -274,62 +279,25 @@ class Service:
             self.channels[name] = channel
 
     def _build_sources(self) -> None:
-        """Polled sources with their schedule, and pushed sources (web routes).
+        """Every source the registry knows, built from its own section (no I/O).
 
-        A new source is one more block here; it talks to the service only
-        through :class:`ServiceContext`.
+        A polled source comes with its schedule, a pushed one with its routes (added
+        by the web app); both talk to the service only through :class:`ServiceContext`.
         """
-        s = self.settings
-        if s.jma.enabled and s.jma.feeds:
-            jma = JmaSource(
-                s.jma.feeds,
-                long_feeds=dict(zip(s.jma.feeds, s.jma.long_feeds, strict=True)) if s.jma.long_feeds else None,
-                timeout=s.jma.timeout_seconds,
-                concurrency=s.jma.fetch_concurrency,
-                user_agent=s.jma.user_agent,
-                poll_seconds=s.jma.poll_seconds,
-                catchup_window=s.jma.catchup_window_seconds,
-                catchup_max_age=s.jma.catchup_max_age_seconds,
-            )
-            self.polled.append((jma, s.jma.poll_seconds, s.jma.poll_offset_seconds))
-        if s.broadcast.enabled:
-            self._build_broadcast()
-
-    def _build_broadcast(self) -> None:
-        """The municipal broadcast system: webhook (with a secret) and transcript feed (with a URL)."""
         from dispatcher.targeting import geo_index
-        from sources.broadcast import BroadcastFeed, BroadcastPolicy, BroadcastWebhook
 
-        b = self.settings.broadcast
-        policy = BroadcastPolicy(
-            groups=b.groups,
-            routes=b.routes,
-            districts={d.code: d.name for d in geo_index(self.settings.geo).districts},
-            hold_emergency=b.hold_emergency,
-            hold_ordinary=b.hold_ordinary,
+        s = self.settings
+        setup = SourceSetup(
+            channels=frozenset(self.channels),
+            web=s.web.enabled,
+            districts=lambda: {d.code: d.name for d in geo_index(s.geo).districts},
         )
-        for problem in policy.misconfigured():
-            log.warning("[broadcast.groups] %s", problem)
-        for category, names in b.routes.items():
-            off = [n for n in names if n not in self.channels]
-            if off:
-                log.warning("[broadcast.routes] %s names channels not enabled: %s", category, ", ".join(off))
-        if b.secret:
-            if not self.settings.web.enabled:
-                log.warning("[broadcast] has a secret but [web] is disabled: no webhook")
-            self.pushed.append(
-                BroadcastWebhook(
-                    secret=b.secret,
-                    policy=policy,
-                    default_sender=b.default_sender,
-                    senders=b.senders,
-                    max_body_bytes=b.max_body_bytes,
-                    max_skew_seconds=b.max_skew_seconds,
-                )
-            )
-        if b.feed_url:
-            feed = BroadcastFeed(b.feed_url, policy=policy, sender=b.default_sender, timeout=b.feed_timeout_seconds)
-            self.polled.append((feed, b.feed_poll_seconds, 0))
+        for section, cls in SOURCES.items():
+            for source in cls.from_config(s.sources[section], setup):
+                if isinstance(source, PolledSource):
+                    self.polled.append((source, source.schedule.every, source.schedule.offset))
+                if isinstance(source, PushedSource):
+                    self.pushed.append(source)
 
     def _start_sources(self) -> None:
         self._build_sources()

@@ -32,7 +32,8 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from dispatcher import logs
-from dispatcher.settings import ConfigError, Settings, load
+from dispatcher.config import ConfigError
+from dispatcher.settings import Settings, load
 
 log = logging.getLogger("dispatcher")
 STARTED = time.monotonic()

@@ -4,7 +4,7 @@ A section's dataclass says it in the field's metadata::
 
     port: int = field(default=8080, metadata=between(0, 65535))
 
-and :func:`dispatcher.settings.build_dataclass` checks every key an operator sets
+and :func:`dispatcher.config.build_dataclass` checks every key an operator sets
 against it, after the type, so every section and every channel's own config class
 refuses a bad value the same way, naming the file, the key and what is allowed::
 
@@ -31,6 +31,7 @@ from dispatcher.limits import bad_character
 
 __all__ = [
     "KEY",
+    "REPLACED_WHOLE",
     "Constraint",
     "at_least",
     "between",
@@ -40,12 +41,15 @@ __all__ = [
     "non_empty",
     "one_of",
     "problem",
+    "replaced_whole",
     "shaped_name",
     "signing_secret",
 ]
 
 # The metadata key a field's constraint is stored under.
 KEY = "constraint"
+# The metadata key of a table that is data rather than settings (see replaced_whole).
+REPLACED_WHOLE = "replaced_whole"
 # Shared secrets we sign or verify HMAC-SHA256 with: at least the hash's output
 # size (RFC 2104 §3: keys shorter than that weaken the MAC), counted in bytes.
 MIN_SECRET_BYTES = 32
@@ -177,6 +181,12 @@ def signing_secret(min_bytes: int = MIN_SECRET_BYTES) -> Mapping[str, Any]:
             hidden=True,
         )
     )
+
+
+def replaced_whole() -> Mapping[str, Any]:
+    """A table an operator's file replaces whole instead of merging into (a mapping such as
+    ``[broadcast.groups]``), so that a city's own mapping does not inherit the examples."""
+    return {REPLACED_WHOLE: True}
 
 
 def problem(f: dataclasses.Field[Any], value: Any) -> str | None:

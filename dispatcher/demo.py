@@ -140,11 +140,14 @@ class Demo:
         }
         return dataclasses.replace(
             s,
-            jma=dataclasses.replace(
-                s.jma,
-                feeds=tuple(self.feed.feed_url(f) for f in ("regular", "extra", "eqvol", "other")),
-                poll_seconds=2,
-            ),
+            sources={
+                **s.sources,
+                "jma": dataclasses.replace(
+                    s.sources["jma"],
+                    feeds=tuple(self.feed.feed_url(f) for f in ("regular", "extra", "eqvol", "other")),
+                    poll_seconds=2,
+                ),
+            },
             web=dataclasses.replace(s.web, port=self.port),
             delivery=dataclasses.replace(s.delivery, poll_interval=0.5),
             channels=channels,

@@ -146,9 +146,8 @@ class Alert:
     # Family-specific structured facts (magnitude, epicentre, max intensity…),
     # JSON-serialisable, used by templates.
     details: Mapping[str, Any] = field(default_factory=dict)
-    # The original document (JMA XML, CAP XML, JSON body) as received.
-    original: bytes | None = None
-    # Where the original came from (feed entry URL, webhook id).
+    # Where the document it was read from came from (feed entry URL, webhook id);
+    # the document itself is stored once, in ``documents.content``.
     original_url: str | None = None
     # The address of its public page, minted by the service when it is stored
     # (``/alerts/<public_id>``): never a string a sender chose. Empty until stored.

@@ -3,12 +3,9 @@
 An alert names places as JMA area codes (府県予報区 ``220000`` … 市町村等 ``2220300``,
 津波予報区), CAP polygons and circles, district codes or hazard-zone names. The
 pipeline's :class:`~dispatcher.pipeline.CodeTargeter` turns them into *target codes*
-with an expander:
-
-* :class:`GeoExpander` (the service's): everything → district codes and hazard-zone
-  ids of the geo layers (``geo.resolve_areas``), plus the 市町村等 codes the JMA
-  tables give (``sources.jma.codes``);
-* :class:`JmaCodeExpander`: JMA codes → 市町村等 codes only, for uses without geo.
+with :class:`GeoExpander`: everything → district codes and hazard-zone ids of the geo
+layers (``geo.resolve_areas``), plus the 市町村等 codes the JMA tables give
+(``sources.jma.codes``).
 
 A subscription follows codes in ``subscriptions.areas``: what the subscriber chose
 (a district by name or code, a JMA municipality code) and, when they shared a location,
@@ -22,20 +19,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from dispatcher.model import Alert
 from dispatcher.pipeline import CodeTargeter
 from geo import Coverage, GeoIndex, default_index, load_index, resolve_areas
 from sources.jma.codes import AreaCodes, Resolution, default_codes
 
-if TYPE_CHECKING:
-    from dispatcher.settings import GeoConfig
-
 __all__ = [
     "AudienceAreas",
+    "GeoConfig",
     "GeoExpander",
-    "JmaCodeExpander",
     "default_targeter",
     "describe",
     "geo_index",
@@ -47,16 +40,19 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-class JmaCodeExpander:
-    """JMA area codes (府県予報区 … 市町村等, 津波予報区) → 市町村等 codes."""
+@dataclass(frozen=True, slots=True)
+class GeoConfig:
+    """[geo]: the district and hazard-zone layers used for targeting (empty = packaged).
 
-    def __init__(self, codes: AreaCodes | None = None) -> None:
-        self._codes = codes
+    ``districts`` is a GeoJSON file of the city's official districts; the packaged file
+    is an ILLUSTRATIVE partition (``config/geo/README.md``). ``hazards`` is a PLATEAU
+    folder (``udx/lsld``, ``udx/fld``…). After changing either, run ``dispatcher relocate``.
+    """
 
-    def expand(self, alert: Alert, *, report: bool = True) -> tuple[set[str], set[str]]:
-        res = (self._codes or default_codes()).resolve_areas(alert.areas)
-        recognised = set(alert.area_codes) - set(res.unknown)
-        return set(res.municipalities), recognised
+    districts: str = ""
+    district_code_property: str = "code"
+    district_name_property: str = "name"
+    hazards: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,11 +132,7 @@ def geo_index(config: GeoConfig | None = None) -> GeoIndex:
 
 
 def default_targeter(config: GeoConfig | None = None, *, index: GeoIndex | None = None) -> CodeTargeter:
-    """The service's targeter: the geo layers, fed with the JMA tables' 市町村等 codes.
-
-    :class:`GeoExpander` already resolves the JMA codes, so chaining a
-    :class:`JmaCodeExpander` before it would only do that work twice.
-    """
+    """The service's targeter: the geo layers, fed with the JMA tables' 市町村等 codes."""
     return CodeTargeter(GeoExpander(index or geo_index(config)))
 
 
@@ -186,19 +178,15 @@ def located_codes(district_codes: Sequence[str], zone_ids: Sequence[str]) -> lis
 
 def read_alert(data: bytes, *, url: str | None = None) -> Alert:
     """An Alert from a JMA telegram or a CAP 1.2/1.1 document; ValueError saying why not."""
-    from sources.cap import Parsed as CapParsed
     from sources.cap import is_cap, parse_cap
-    from sources.jma.parser import Parsed, parse_telegram
+    from sources.jma.parser import parse_telegram
+    from sources.outcome import Parsed, describe
 
-    if is_cap(data):
-        cap = parse_cap(data, url=url)
-        if isinstance(cap, CapParsed):
-            return cap.alert
-        raise ValueError(f"CAP: {getattr(cap, 'reason', None) or getattr(cap, 'error', '')}")
-    jma = parse_telegram(data, url=url)
-    if isinstance(jma, Parsed):
-        return jma.alert
-    raise ValueError(f"JMA: {getattr(jma, 'reason', None) or getattr(jma, 'error', '')}")
+    cap = is_cap(data)
+    outcome = parse_cap(data, url=url) if cap else parse_telegram(data, url=url)
+    if isinstance(outcome, Parsed):
+        return outcome.alert
+    raise ValueError(f"{'CAP' if cap else 'JMA'}: {describe(outcome)}")
 
 
 def describe(alert: Alert, expander: GeoExpander) -> dict[str, object]:

@@ -58,11 +58,12 @@ from typing import Any, TypeVar
 import asyncpg
 
 from channels.base import Channel, Delivered, Reject, Retry, SendResult
+from dispatcher.delivery_config import DeliveryConfig
 from dispatcher.model import Alert, Message, Recipient
 from dispatcher.peers import Share
 from dispatcher.privacy import redact_reason
 from dispatcher.ratelimit import RateLimiter, RecipientSpacing, backoff_delay
-from dispatcher.settings import ChannelSettings, DeliveryConfig
+from dispatcher.settings import ChannelSettings
 from dispatcher.status import LONG_PAUSE
 from dispatcher.store import alerts as alert_store
 from dispatcher.store import outbox

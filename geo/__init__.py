@@ -22,7 +22,7 @@ from geo.geojson import load_geojson
 from geo.layers import Feature, Layer, LayerError
 from geo.matching import CITY_CODE, CITY_JMA_CODE, GeoIndex, Hits, LocateResult, Location
 from geo.plateau import load_plateau_gml
-from geo.resolve import Coverage, circle_polygon, parse_cap_circle, parse_cap_polygon, resolve_areas
+from geo.resolve import Coverage, circle_polygon, resolve_areas
 
 __all__ = [
     "HAZARD_KINDS",
@@ -41,8 +41,6 @@ __all__ = [
     "load_index",
     "load_plateau_gml",
     "packaged_dir",
-    "parse_cap_circle",
-    "parse_cap_polygon",
     "resolve_areas",
 ]
 

@@ -55,29 +55,6 @@ class Coverage:
         return not self.district_codes and not self.zone_ids
 
 
-def parse_cap_polygon(text: str) -> tuple[tuple[float, float], ...]:
-    """CAP ``<polygon>`` text ("lat,lon lat,lon ...") as (lat, lon) pairs.
-
-    Raises ValueError on malformed text; range checks are left to :func:`resolve_areas`.
-    """
-    pairs = []
-    for token in text.split():
-        lat, sep, lon = token.partition(",")
-        if not sep:
-            raise ValueError(f"CAP polygon point {token!r} is not 'lat,lon'")
-        pairs.append((float(lat), float(lon)))
-    return tuple(pairs)
-
-
-def parse_cap_circle(text: str) -> tuple[float, float, float]:
-    """CAP ``<circle>`` text ("lat,lon radius_km") as (lat, lon, radius_km)."""
-    parts = text.split()
-    if len(parts) != 2:
-        raise ValueError(f"CAP circle {text!r} is not 'lat,lon radius'")
-    lat, lon = parse_cap_polygon(parts[0])[0]
-    return (lat, lon, float(parts[1]))
-
-
 def circle_polygon(lat: float, lon: float, radius_km: float) -> Polygon:
     """A polygon approximating a circle on the ground, in lon/lat degrees.
 

@@ -15,24 +15,27 @@ take (:mod:`dispatcher.limits`): ``identifier``, ``sender``, each reference and 
 value at most 200 printable characters, at most 100 references, ``sent`` from 2000 to a
 day from now, ``expires`` from 2000 to 2100, texts capped (:data:`MAX_TEXT`). XML 1.0
 already keeps out NUL and lone surrogates. Nothing here raises on bad input:
-:func:`parse_cap` returns :class:`Parsed`, :class:`Unsupported` (CAP 1.0, Ack/Error
-messages, not CAP) or :class:`Failed` (unsafe, malformed, missing required fields).
+:func:`parse_cap` returns a :mod:`sources.outcome`: ``Parsed``, ``Unsupported`` (CAP 1.0,
+Ack/Error messages, not CAP; its ``kind`` is the CAP version) or ``Failed`` (unsafe,
+malformed, missing required fields).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from lxml import etree
 
 from dispatcher.limits import EARLIEST, MAX_ITEMS, name_problem, text_problem, time_problem
 from dispatcher.model import Alert, Area, Certainty, MsgType, Priority, Severity, Status, Urgency
-from geo import parse_cap_circle, parse_cap_polygon
+from sources.outcome import Failed, Parsed, ParseOutcome, Unsupported
 from sources.safexml import parse_xml
 
-__all__ = ["CAP_NAMESPACES", "MAX_BYTES", "Failed", "ParseOutcome", "Parsed", "Unsupported", "is_cap", "parse_cap"]
+__all__ = ["CAP_NAMESPACES", "MAX_BYTES", "is_cap", "parse_cap", "parse_cap_circle", "parse_cap_polygon"]
+
+T = TypeVar("T")
 
 CAP_NAMESPACES = {
     "urn:oasis:names:tc:emergency:cap:1.2": "1.2",
@@ -52,7 +55,7 @@ LATEST_EXPIRY = datetime(2100, 1, 1, tzinfo=UTC)
 
 
 class _Refused(ValueError):
-    """A field beyond its limit; becomes :class:`Failed` with the reason."""
+    """A field beyond its limit; becomes ``Failed`` with the reason."""
 
 
 _STATUS = {"Actual": Status.ACTUAL, "Exercise": Status.EXERCISE, "System": Status.TEST, "Test": Status.TEST}
@@ -67,30 +70,28 @@ _PRIORITY = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class Parsed:
-    """A CAP message normalised to an Alert; ``problems`` lists unusable parts (bad shapes)."""
+def parse_cap_polygon(text: str) -> tuple[tuple[float, float], ...]:
+    """CAP ``<polygon>`` text ("lat,lon lat,lon ...") as (lat, lon) pairs.
 
-    alert: Alert
-    problems: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Unsupported:
-    """Well-formed, but not something we disseminate (CAP 1.0, Ack, Error, not CAP)."""
-
-    version: str
-    reason: str
-
-
-@dataclass(frozen=True, slots=True)
-class Failed:
-    """The input could not be read as a CAP alert."""
-
-    error: str
+    Raises ValueError on malformed text; range checks are the geometry's
+    (``geo.resolve_areas`` reports a shape it cannot use).
+    """
+    pairs = []
+    for token in text.split():
+        lat, sep, lon = token.partition(",")
+        if not sep:
+            raise ValueError(f"CAP polygon point {token!r} is not 'lat,lon'")
+        pairs.append((float(lat), float(lon)))
+    return tuple(pairs)
 
 
-ParseOutcome = Parsed | Unsupported | Failed
+def parse_cap_circle(text: str) -> tuple[float, float, float]:
+    """CAP ``<circle>`` text ("lat,lon radius_km") as (lat, lon, radius_km)."""
+    parts = text.split()
+    if len(parts) != 2:
+        raise ValueError(f"CAP circle {text!r} is not 'lat,lon radius'")
+    lat, lon = parse_cap_polygon(parts[0])[0]
+    return (lat, lon, float(parts[1]))
 
 
 def _root(data: bytes) -> Any:
@@ -142,18 +143,8 @@ def _preferred(infos: list[Any]) -> Any:
 
 def _area(el: Any, problems: list[str]) -> Area:
     desc = _capped(el, "areaDesc", MAX_HEADLINE)
-    polygons = []
-    for i, p in enumerate(_children(el, "polygon")):
-        try:
-            polygons.append(parse_cap_polygon(p.text or ""))
-        except (ValueError, IndexError) as exc:
-            problems.append(f"area {desc!r} polygon {i}: {exc}")
-    circles = []
-    for i, c in enumerate(_children(el, "circle")):
-        try:
-            circles.append(parse_cap_circle(c.text or ""))
-        except (ValueError, IndexError) as exc:
-            problems.append(f"area {desc!r} circle {i}: {exc}")
+    polygons = _shapes(el, "polygon", parse_cap_polygon, desc, problems)
+    circles = _shapes(el, "circle", parse_cap_circle, desc, problems)
     codes: dict[str, None] = {}
     kinds: dict[str, None] = {}
     for g in _children(el, "geocode"):
@@ -164,6 +155,17 @@ def _area(el: Any, problems: list[str]) -> Area:
             kinds[_text(g, "valueName")[:MAX_HEADLINE]] = None
     details = {"geocode_names": ",".join(k for k in kinds if k)} if kinds else {}
     return Area(desc, tuple(codes), tuple(polygons), tuple(circles), details)
+
+
+def _shapes(el: Any, name: str, parse: Callable[[str], T], desc: str, problems: list[str]) -> list[T]:
+    """The ``<polygon>`` or ``<circle>`` shapes of an area; one that cannot be read becomes a problem."""
+    shapes = []
+    for i, child in enumerate(_children(el, name)):
+        try:
+            shapes.append(parse(child.text or ""))
+        except (ValueError, IndexError) as exc:
+            problems.append(f"area {desc!r} {name} {i}: {exc}")
+    return shapes
 
 
 def _limit(problem: str | None) -> None:
@@ -191,14 +193,14 @@ def parse_cap(data: bytes, *, url: str | None = None) -> ParseOutcome:
     except (ValueError, etree.XMLSyntaxError) as exc:
         return Failed(f"{type(exc).__name__}: {exc}")
     try:
-        return _parse_root(root, bytes(data), url)
+        return _parse_root(root, url)
     except _Refused as exc:
         return Failed(str(exc))
     except Exception as exc:  # an unforeseen shape must not stop a source
         return Failed(f"cannot interpret CAP: {type(exc).__name__}: {exc}")
 
 
-def _parse_root(root: Any, data: bytes, url: str | None) -> ParseOutcome:
+def _parse_root(root: Any, url: str | None) -> ParseOutcome:
     namespace = etree.QName(root).namespace or ""
     if _local(root) != "alert":
         return Unsupported("", f"not a CAP alert (root element <{_local(root)}>)")
@@ -252,7 +254,6 @@ def _parse_root(root: Any, data: bytes, url: str | None) -> ParseOutcome:
                 references=references,
                 kind=f"CAP{version}",
                 details=details,
-                original=data,
                 original_url=url,
             ),
         )
@@ -287,7 +288,6 @@ def _parse_root(root: Any, data: bytes, url: str | None) -> ParseOutcome:
         expires=_expires(_text(info, "expires")),
         kind=f"CAP{version}",
         details=details,
-        original=data,
         original_url=url,
     )
     return Parsed(alert, tuple(problems))

@@ -39,8 +39,8 @@ _local = threading.local()
 
 
 def _parser() -> etree.XMLParser:
-    # lxml parsers are not thread-safe; one per thread, reused because creating
-    # a parser costs about as much as parsing a small telegram.
+    # lxml parsers are not thread-safe: one per thread, reused, so that a small
+    # telegram does not pay for building a parser as well as for being parsed.
     parser: etree.XMLParser | None = getattr(_local, "parser", None)
     if parser is None:
         parser = etree.XMLParser(

@@ -56,6 +56,16 @@ async def known_documents(conn: asyncpg.Connection, source: str, urls: list[str]
     return {r["url"] for r in rows}
 
 
+async def failed_fetches(conn: asyncpg.Connection, source: str, urls: list[str]) -> dict[str, int]:
+    """Those of ``urls`` whose last fetch failed, with the attempts spent on them."""
+    rows = await conn.fetch(
+        "SELECT url, attempts FROM documents WHERE source = $1 AND url = ANY($2::text[]) AND outcome = 'fetch_failed'",
+        source,
+        urls,
+    )
+    return {r["url"]: int(r["attempts"]) for r in rows}
+
+
 async def reclaim_failed_document(conn: asyncpg.Connection, source: str, url: str, max_attempts: int) -> int | None:
     """A document whose fetch failed may be tried again, a bounded number of times.
 

@@ -43,7 +43,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from dispatcher.limits import name_problem
-from dispatcher.settings import WebConfig
+from dispatcher.web.config import WebConfig
 from dispatcher.worker import DB_ERRORS
 
 log = logging.getLogger(__name__)

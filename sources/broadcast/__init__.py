@@ -14,6 +14,8 @@ Both produce a :class:`~sources.broadcast.mapping.Broadcast`, which
 :func:`~sources.broadcast.mapping.to_alert` turns into an Alert: the text verbatim, the
 loudspeaker groups mapped to district codes (``[broadcast.groups]``), the priority and
 the category deciding whether it is held for approval and which channels carry it.
+:class:`~sources.broadcast.source.BroadcastSource` builds both from ``[broadcast]``
+(:class:`~sources.broadcast.config.BroadcastConfig`).
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ import aiohttp
 import feedparser
 
 from dispatcher.model import Document
-from sources.base import SourceContext
+from sources.base import Schedule, SourceContext
 from sources.broadcast.mapping import ALL, CATEGORY_EVENTS, SOURCE, Broadcast, BroadcastPolicy, PriorityName, to_alert
 
 log = logging.getLogger(__name__)
@@ -113,8 +113,11 @@ class BroadcastFeed:
 
     name = "broadcast-feed"
 
-    def __init__(self, url: str, *, policy: BroadcastPolicy, sender: str, timeout: float = 10.0) -> None:
+    def __init__(
+        self, url: str, *, policy: BroadcastPolicy, sender: str, timeout: float = 10.0, poll_seconds: float = 60.0
+    ) -> None:
         self.url = url
+        self.schedule = Schedule(poll_seconds)
         self.policy = policy
         self.sender = sender
         self.timeout = timeout
@@ -211,7 +214,7 @@ class BroadcastFeed:
                 await ctx.record_document(doc_id, outcome="error", content=broadcast.original, error=str(exc))
             log.warning("broadcast feed entry refused: %s", exc, extra={"url": self.url, "entry": key})
             return
-        outcome = str(getattr(result, "outcome", ""))
+        outcome = str(result.outcome)
         if outcome == "replay":
             return
         report["new"] += 1
@@ -219,7 +222,7 @@ class BroadcastFeed:
             log.warning(
                 "broadcast names unknown loudspeaker groups: %s",
                 ", ".join(mapped.unknown_groups),
-                extra={"source": SOURCE, "alert_id": getattr(result, "alert_id", None), "entry": key},
+                extra={"source": SOURCE, "alert_id": result.alert_id, "entry": key},
             )
         report["emitted"] += 1
         report["held"] += int(outcome == "held")

@@ -64,6 +64,7 @@ class Broadcast:
     status: Status = Status.ACTUAL
     msg_type: MsgType = MsgType.ALERT
     references: tuple[str, ...] = ()
+    # The document as received (the body, a feed entry as JSON): what ``documents`` stores.
     original: bytes | None = None
     original_url: str | None = None
     # Source-specific facts kept for the record (CAP headline, feed title…).
@@ -208,7 +209,6 @@ def to_alert(b: Broadcast, policy: BroadcastPolicy) -> Mapped:
         areas=res.areas,
         kind=SOURCE,
         details=details,
-        original=b.original,
         original_url=b.original_url,
     )
     return Mapped(alert, bool(held_because), res.unknown, held_because)

@@ -41,7 +41,8 @@ from typing import Any
 from dispatcher.limits import MAX_ITEMS, name_problem, quote, text_problem, time_problem
 from dispatcher.model import MsgType, Severity, Status, Urgency
 from sources.broadcast.mapping import PRIORITIES, Broadcast, PriorityName
-from sources.cap import Failed, Parsed, Unsupported, parse_cap
+from sources.cap import parse_cap
+from sources.outcome import Failed, Parsed, Unsupported
 
 CAP_TYPES = ("application/cap+xml", "application/xml", "text/xml")
 JSON_TYPES = ("application/json",)

@@ -171,8 +171,8 @@ class BroadcastWebhook:
             return web.json_response(
                 {"status": "error", "error": "unavailable", "reason": "not stored; retry later"}, status=503
             )
-        outcome = str(getattr(result, "outcome", ""))
-        alert_id = getattr(result, "alert_id", None)
+        outcome = str(result.outcome)
+        alert_id = result.alert_id
         if outcome in ("replay", "duplicate"):
             return self._reject(request, 409, "replay", "this sender and identifier were already received", **ids)
         if mapped.unknown_groups:
@@ -190,7 +190,7 @@ class BroadcastWebhook:
             "status": "accepted",
             "alert_id": alert_id,
             "held": held,
-            "deliveries": int(getattr(result, "deliveries", 0)),
+            "deliveries": result.deliveries,
             "unknown_groups": list(mapped.unknown_groups),
         }
         if held:

@@ -15,22 +15,17 @@ from .codes import (
     Resolution,
     default_codes,
 )
-from .parser import Failed, Parsed, ParseOutcome, Unsupported, kind_from_name, parse_telegram
-from .severity import Rating, rate, rate_intensity
+from .parser import kind_from_name, parse_telegram
+from .severity import rate, rate_intensity
 
 __all__ = [
     "CITY_CODE_TYPE",
     "SEISMIC_AREA_CODE_TYPE",
     "TSUNAMI_CODE_TYPE",
     "AreaCodes",
-    "Failed",
     "MalformedXmlError",
-    "ParseOutcome",
-    "Parsed",
-    "Rating",
     "Resolution",
     "UnsafeXmlError",
-    "Unsupported",
     "default_codes",
     "kind_from_name",
     "parse_telegram",

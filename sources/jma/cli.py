@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from dispatcher.model import Area
+from sources.outcome import Failed, Parsed
 
 from .codes import AreaCodes, default_codes
-from .parser import Failed, Parsed, parse_telegram
+from .parser import parse_telegram
 
 __all__ = ["is_failure", "main", "parse_files"]
 

@@ -14,7 +14,8 @@ minute and blocks clients that fetch the same file repeatedly, so:
 * after a gap longer than the high-frequency feeds reach back (first start,
   downtime, failures) the long feeds (``*_l.xml``) are read to catch up;
 * a telegram whose fetch failed is retried on later polls, a bounded number of
-  times, with growing spacing.
+  times, with growing spacing decided from the attempts the database counted
+  (``documents.attempts``), so that it too survives restarts.
 """
 
 from __future__ import annotations
@@ -26,14 +27,16 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 import aiohttp
 import feedparser
 
 from dispatcher.model import Document
-from sources.base import SourceContext
-from sources.jma.parser import Failed, Parsed, ParseOutcome, Unsupported, parse_telegram
+from sources.base import Schedule, Source, SourceContext, SourceSetup
+from sources.jma.config import JmaConfig
+from sources.jma.parser import parse_telegram
+from sources.outcome import Failed, Parsed, ParseOutcome, Unsupported
 
 log = logging.getLogger(__name__)
 
@@ -90,12 +93,36 @@ class JmaSource:
     for entries published since shortly before that poll (never more than
     ``catchup_max_age`` ago, so a first start does not replay days of news).
 
-    A telegram whose fetch failed is retried on later polls, after
-    ``retry_growth ** (failures - 1) - 1`` skipped polls, until the database's
-    bound on attempts (``ServiceContext.claim_document``) says no more.
+    A telegram whose fetch failed ``n`` times (``documents.attempts``, counted by
+    the database) is retried on the polls whose number is a multiple of
+    ``retry_growth ** (n - 1)``: with the default 2, the next poll after a first
+    failure, every second poll after a second, every fourth after a third…,
+    until the database's bound on attempts (``ServiceContext.claim_document``)
+    says no more.
     """
 
+    section: ClassVar[str] = "jma"
+    config_class: ClassVar[type[JmaConfig]] = JmaConfig
     name = "jma"
+
+    @classmethod
+    def from_config(cls, config: JmaConfig, setup: SourceSetup) -> list[Source]:
+        """The poller of ``[jma]``; none when it is disabled or names no feed."""
+        if not config.enabled or not config.feeds:
+            return []
+        return [
+            cls(
+                config.feeds,
+                long_feeds=dict(zip(config.feeds, config.long_feeds, strict=True)) if config.long_feeds else None,
+                timeout=config.timeout_seconds,
+                concurrency=config.fetch_concurrency,
+                user_agent=config.user_agent,
+                poll_seconds=config.poll_seconds,
+                poll_offset=config.poll_offset_seconds,
+                catchup_window=config.catchup_window_seconds,
+                catchup_max_age=config.catchup_max_age_seconds,
+            )
+        ]
 
     def __init__(
         self,
@@ -106,6 +133,7 @@ class JmaSource:
         concurrency: int = 4,
         user_agent: str = "numazu-dispatcher",
         poll_seconds: float = 60.0,
+        poll_offset: float = 0.0,
         catchup_window: float = 600.0,
         catchup_max_age: float = 21600.0,
         retry_growth: float = 2.0,
@@ -117,20 +145,20 @@ class JmaSource:
         self.concurrency = max(1, concurrency)
         self.user_agent = user_agent
         self.poll_seconds = poll_seconds
+        self.schedule = Schedule(poll_seconds, poll_offset)
         self.catchup_window = timedelta(seconds=catchup_window)
         self.catchup_max_age = timedelta(seconds=max(catchup_max_age, catchup_window))
         self.retry_growth = max(1.0, retry_growth)
         self.parse = parse
         self._session: aiohttp.ClientSession | None = None
-        # Per telegram URL: failed fetches so far and polls still to skip before the next try.
-        self._failures: dict[str, int] = {}
-        self._wait_polls: dict[str, int] = {}
+        # Polls made by this instance: the retry spacing is counted in them.
+        self._polls = 0
         # URLs the database refused to hand out (exhausted or another poll has them):
         # remembered so that every poll does not ask again.
         self._refused: set[str] = set()
-        # Per feed, the entries of its last full read plus those whose fetch failed
-        # since: an unchanged feed (304) is handled from here, so failed fetches are
-        # retried without re-reading it. Empty at start: the first GET is unconditional.
+        # Per feed, the entries of its last full read plus those whose fetch failed and
+        # may be retried: an unchanged feed (304) is handled from here, so failed fetches
+        # are retried without re-reading it. Empty at start: the first GET is unconditional.
         self._entries: dict[str, list[FeedEntry]] = {}
         self.last_stats: list[FeedStats] = []
 
@@ -152,10 +180,7 @@ class JmaSource:
             if not mine:
                 log.debug("another instance is polling JMA feeds")
                 return []
-            for url in list(self._wait_polls):
-                self._wait_polls[url] -= 1
-                if self._wait_polls[url] <= 0:
-                    del self._wait_polls[url]
+            self._polls += 1
             # One pool of fetches for all feeds: at most ``concurrency`` telegrams in flight.
             sem = asyncio.Semaphore(self.concurrency)
             stats = await asyncio.gather(*(self._poll_feed(ctx, url, sem) for url in self.feeds))
@@ -224,7 +249,7 @@ class JmaSource:
                 etag = modified = None  # read it again next time rather than trust a 304 for it
             listed = {e.url for e in found or ()}
             # Failed fetches stay with us after leaving the feed, until the bound says no.
-            entries = (found or []) + [e for e in entries if e.url in self._failures and e.url not in listed]
+            entries = (found or []) + [e for e in entries if e.url not in listed]
         catchup_error: str | None = None
         long_url = self.long_feeds.get(url)
         if cutoff is not None and long_url:
@@ -240,8 +265,8 @@ class JmaSource:
                     "caught up from the JMA long feed",
                     extra={"feed": long_url, "since": cutoff.isoformat(), "entries": len(older)},
                 )
-        stats = await self._handle_entries(ctx, url, status, entries, sem)
-        self._entries[url] = [e for e in entries if e.url in listed or e.url in self._failures]
+        stats, retry = await self._handle_entries(ctx, url, status, entries, sem)
+        self._entries[url] = [e for e in entries if e.url in listed or e.url in retry]
         await ctx.save_feed_state(url, status=status, etag=etag, last_modified=modified, error=catchup_error)
         return replace(stats, errors=stats.errors + errors + (catchup_error is not None), caught_up=cutoff is not None)
 
@@ -286,10 +311,11 @@ class JmaSource:
 
     async def _handle_entries(
         self, ctx: SourceContext, url: str, status: int, entries: list[FeedEntry], sem: asyncio.Semaphore
-    ) -> FeedStats:
+    ) -> tuple[FeedStats, set[str]]:
+        """Fetch what is new and due; also returns the links whose fetch failed and may be retried."""
         links = list(dict.fromkeys(e.url for e in entries))
         if not links:
-            return FeedStats(url, status)
+            return FeedStats(url, status), set()
         known = await ctx.known_documents(SOURCE, links)
         # Oldest first, so a series' telegrams are handled in the order JMA issued them.
         order = sorted(
@@ -297,9 +323,13 @@ class JmaSource:
             key=lambda e: e.updated or datetime.max.replace(tzinfo=UTC),
         )
         new = list(dict.fromkeys(e.url for e in order))
-        due = [link for link in new if link not in self._wait_polls]
-        results = await asyncio.gather(*(self._fetch_one(ctx, sem, link) for link in due))
-        return FeedStats(
+        attempts = await ctx.failed_fetches(SOURCE, new) if new else {}
+        due = [link for link in new if self._retry_due(attempts.get(link, 0))]
+        results = await asyncio.gather(*(self._fetch_one(ctx, sem, link, attempts.get(link, 0) + 1) for link in due))
+        retry = {link for link in new if link not in due} | {
+            link for link, result in zip(due, results, strict=True) if result == "fetch_failed"
+        }
+        stats = FeedStats(
             url,
             status,
             entries=len(links),
@@ -310,15 +340,19 @@ class JmaSource:
             errors=results.count("error") + results.count("fetch_failed"),
             deferred=len(new) - len(due),
         )
+        return stats, retry
 
-    async def _fetch_one(self, ctx: SourceContext, sem: asyncio.Semaphore, link: str) -> str:
+    def _retry_due(self, attempts: int) -> bool:
+        """Whether a telegram whose fetch failed ``attempts`` times is tried on this poll (class docstring)."""
+        return attempts == 0 or self._polls % max(1, int(self.retry_growth ** min(attempts - 1, 16))) == 0
+
+    async def _fetch_one(self, ctx: SourceContext, sem: asyncio.Semaphore, link: str, attempt: int) -> str:
         doc_id = await ctx.claim_document(SOURCE, link)
         if doc_id is None:
             # Another poll has it, or its fetch failed too often; either way not ours.
             if len(self._refused) > MAX_REMEMBERED:
                 self._refused.clear()
             self._refused.add(link)
-            self._failures.pop(link, None)
             return "skipped"
         async with sem:
             try:
@@ -330,16 +364,10 @@ class JmaSource:
                     data = await _read_capped(resp, MAX_TELEGRAM_BYTES)
             except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
                 await ctx.record_document(doc_id, outcome="fetch_failed", error=_describe(exc))
-                failures = self._failures[link] = self._failures.get(link, 0) + 1
-                skip = int(self.retry_growth ** min(failures - 1, 16)) - 1
-                if skip > 0:
-                    self._wait_polls[link] = skip + 1  # counted down at the start of each poll
                 log.warning(
-                    "JMA telegram fetch failed",
-                    extra={"url": link, "error": _describe(exc), "failures": failures, "retry_after_polls": skip},
+                    "JMA telegram fetch failed", extra={"url": link, "error": _describe(exc), "attempt": attempt}
                 )
                 return "fetch_failed"
-        self._failures.pop(link, None)
         return await ingest_document(ctx, doc_id, data, link, self.parse)
 
 

@@ -32,15 +32,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 from functools import lru_cache
 
 from dispatcher.model import Certainty, Priority, Severity, Urgency
+from sources.outcome import UNRATED, Rating
 
 __all__ = [
     "DEFAULT",
     "RULES",
-    "Rating",
     "intensity_rank",
     "kind_level",
     "level_priority",
@@ -50,16 +49,6 @@ __all__ = [
     "rate_intensity",
     "with_level",
 ]
-
-
-@dataclass(frozen=True, slots=True)
-class Rating:
-    """CAP severity / urgency / certainty and the dispatcher's queue priority."""
-
-    severity: Severity
-    urgency: Urgency
-    certainty: Certainty
-    priority: Priority
 
 
 def _r(sev: Severity, urg: Urgency, cert: Certainty, prio: Priority) -> Rating:
@@ -73,7 +62,7 @@ WARNING = _r(_S.SEVERE, _U.EXPECTED, _C.LIKELY, _P.HIGH)
 ADVISORY = _r(_S.MODERATE, _U.EXPECTED, _C.LIKELY, _P.LOW)
 LIFTED = _r(_S.MINOR, _U.PAST, _C.OBSERVED, _P.NORMAL)
 INFO = _r(_S.MINOR, _U.PAST, _C.OBSERVED, _P.NORMAL)
-DEFAULT = _r(_S.UNKNOWN, _U.UNKNOWN, _C.UNKNOWN, _P.NORMAL)
+DEFAULT = UNRATED
 
 # (substring of the event / warning name, rating), first match wins.
 RULES: tuple[tuple[str, Rating], ...] = (

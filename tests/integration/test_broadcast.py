@@ -427,7 +427,8 @@ async def test_transcript_feed_replayed_twice_sends_every_entry_once(start: Call
 
 
 def _jma_alert(shared: Path, name: str = "32-35_06_03_240613_VXSE53.xml") -> Any:
-    from sources.jma.parser import Parsed, parse_telegram
+    from sources.jma.parser import parse_telegram
+    from sources.outcome import Parsed
 
     outcome = parse_telegram((shared / "jma" / "official_samples" / name).read_bytes(), url=name)
     assert isinstance(outcome, Parsed)

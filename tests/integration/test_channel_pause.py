@@ -30,8 +30,9 @@ import pytest
 
 from channels.telegram import TelegramConfig
 from dispatcher.app import Service
+from dispatcher.delivery_config import DeliveryConfig
 from dispatcher.model import Priority
-from dispatcher.settings import ChannelSettings, DeliveryConfig, load
+from dispatcher.settings import ChannelSettings, load
 from dispatcher.standins.telegram_api import TelegramStandIn
 from dispatcher.store import db, outbox
 from dispatcher.worker import OutboxWorker
@@ -104,7 +105,7 @@ async def stack(database: str, tmp_path: Path) -> AsyncIterator[Stack]:
             base,
             service=dataclasses.replace(base.service, state_dir=tmp_path),
             web=dataclasses.replace(base.web, enabled=True, port=0),
-            jma=dataclasses.replace(base.jma, enabled=False),
+            sources={**base.sources, "jma": dataclasses.replace(base.sources["jma"], enabled=False)},
             delivery=dataclasses.replace(base.delivery, poll_interval=0.2, backoff_base=0.2, backoff_max=1.0),
             channels={
                 "telegram": ChannelSettings(

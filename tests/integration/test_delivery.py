@@ -29,10 +29,11 @@ from channels.base import Channel, ChannelContext
 from channels.telegram import TelegramChannel, TelegramConfig
 from channels.templates import Templates
 from channels.webhook import WebhookChannel, WebhookConfig
+from dispatcher.delivery_config import DeliveryConfig
 from dispatcher.demo import with_database
 from dispatcher.model import Alert, Area, MsgType, Priority
 from dispatcher.pipeline import CodeTargeter, Pipeline
-from dispatcher.settings import ChannelSettings, DeliveryConfig
+from dispatcher.settings import ChannelSettings
 from dispatcher.standins.telegram_api import TelegramStandIn
 from dispatcher.store import db
 from dispatcher.worker import OutboxWorker, Wakeups

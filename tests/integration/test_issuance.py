@@ -29,7 +29,8 @@ from dispatcher.standins.telegram_api import TelegramStandIn
 from dispatcher.store.subscribers import subscribe
 from dispatcher.targeting import default_targeter
 from sources.jma.feed import ingest_document
-from sources.jma.parser import Parsed, parse_telegram
+from sources.jma.parser import parse_telegram
+from sources.outcome import Parsed
 
 # (documents of one issuance, the municipality its resident follows). One issuance per
 # series: a later issuance of a series would also reach the earlier one's residents as

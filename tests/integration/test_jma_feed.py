@@ -21,12 +21,13 @@ import asyncpg
 import pytest
 
 from dispatcher.app import ServiceContext
-from dispatcher.pipeline import CodeTargeter, Pipeline
+from dispatcher.pipeline import Pipeline
 from dispatcher.standins.jma_feed import JmaFeedStandIn
 from dispatcher.store import db
-from dispatcher.targeting import JmaCodeExpander
+from dispatcher.targeting import default_targeter
 from sources.jma.feed import JmaSource, long_feed_url
-from sources.jma.parser import Parsed, ParseOutcome, parse_telegram
+from sources.jma.parser import parse_telegram
+from sources.outcome import Parsed, ParseOutcome
 
 SNAPSHOT = "jma/live_noto2024/eqvol_feed_20240101T2053JST.xml"
 ENTRY = re.compile(rb"/data/((\d{14})_0_(V[A-Z]{3}\d\d)_\d{6}\.xml)")
@@ -74,7 +75,7 @@ class Instance:
 
     def __init__(self, pool: asyncpg.Pool, source: JmaSource) -> None:
         self.pool = pool
-        self.ctx = ServiceContext(pool, Pipeline(pool, targeter=CodeTargeter(JmaCodeExpander()), channels=[]))
+        self.ctx = ServiceContext(pool, Pipeline(pool, targeter=default_targeter(), channels=[]))
         self.source = source
 
     @classmethod

@@ -18,11 +18,11 @@ import asyncpg
 import pytest
 
 from dispatcher.app import ServiceContext
-from dispatcher.pipeline import CodeTargeter, Pipeline
+from dispatcher.pipeline import Pipeline
 from dispatcher.status import documents_summary, format_table, recent_alerts
 from dispatcher.store import db
 from dispatcher.store.subscribers import subscribe
-from dispatcher.targeting import JmaCodeExpander
+from dispatcher.targeting import default_targeter
 from sources.jma.feed import ingest_document
 
 IWATE_2008 = "jma/official_samples/32-35_06_0{}_{}_VXSE53.xml"  # 岩手・宮城内陸地震 (JMA's sample series)
@@ -38,7 +38,7 @@ class Jma:
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
-        self.ctx = ServiceContext(pool, Pipeline(pool, targeter=CodeTargeter(JmaCodeExpander()), channels=["telegram"]))
+        self.ctx = ServiceContext(pool, Pipeline(pool, targeter=default_targeter(), channels=["telegram"]))
         self.n = 0
 
     async def ingest(self, data: bytes, name: str) -> str:

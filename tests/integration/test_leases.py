@@ -18,8 +18,9 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 
+from dispatcher.delivery_config import DeliveryConfig
 from dispatcher.pipeline import CodeTargeter, Pipeline
-from dispatcher.settings import ChannelSettings, DeliveryConfig
+from dispatcher.settings import ChannelSettings
 from dispatcher.standins.telegram_api import TelegramStandIn
 from dispatcher.store import db
 from dispatcher.worker import OutboxWorker, Wakeups

@@ -47,7 +47,10 @@ def settings_for(feed: JmaFeedStandIn, telegram: TelegramStandIn, smtp: SmtpStan
         base,
         service=dataclasses.replace(base.service, state_dir=tmp),
         web=dataclasses.replace(base.web, enabled=True, port=0),
-        jma=dataclasses.replace(base.jma, feeds=(feed.feed_url("eqvol"),), poll_seconds=1),
+        sources={
+            **base.sources,
+            "jma": dataclasses.replace(base.sources["jma"], feeds=(feed.feed_url("eqvol"),), poll_seconds=1),
+        },
         delivery=dataclasses.replace(base.delivery, poll_interval=0.2, backoff_base=0.2, backoff_max=1.0),
         channels={
             "telegram": ChannelSettings(

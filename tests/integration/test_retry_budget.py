@@ -22,8 +22,9 @@ from typing import Any
 import asyncpg
 
 from channels.email import EmailChannel, EmailConfig
+from dispatcher.delivery_config import DeliveryConfig
 from dispatcher.pipeline import CodeTargeter, Pipeline
-from dispatcher.settings import ChannelSettings, DeliveryConfig
+from dispatcher.settings import ChannelSettings
 from dispatcher.standins.smtp import SmtpStandIn
 from dispatcher.store import db, outbox
 from dispatcher.worker import OutboxWorker, Wakeups

@@ -22,7 +22,8 @@ from dispatcher.standins.telegram_api import TelegramStandIn
 from dispatcher.store import db
 from dispatcher.store.subscribers import subscribe
 from dispatcher.targeting import default_targeter
-from sources.jma.parser import Parsed, parse_telegram
+from sources.jma.parser import parse_telegram
+from sources.outcome import Parsed
 from tests.samples import telegram_daemon_config
 
 CHATS = [str(700000 + i) for i in range(90)]

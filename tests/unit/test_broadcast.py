@@ -8,9 +8,10 @@ from datetime import UTC, datetime, timedelta, timezone
 import feedparser
 import pytest
 
+from dispatcher.config import ConfigError
 from dispatcher.model import MsgType, Priority, Severity, Status
 from dispatcher.pipeline import Pipeline
-from dispatcher.settings import ConfigError, load
+from dispatcher.settings import load
 from dispatcher.signing import verify_signature
 from geo import default_index
 from sources.broadcast import BodyError, BroadcastPolicy, parse_cap_broadcast, parse_json_broadcast, to_alert
@@ -205,10 +206,14 @@ def test_settings_section_types_secrets_and_checks(tmp_path: object) -> None:
     )
     key = "xyz-broadcast-secret-of-32-bytes"
     s = load(cfg, env={"BSECRET": key})
-    assert s.broadcast.enabled and s.broadcast.secret == key and key not in repr(s.broadcast)
+    assert (
+        s.sources["broadcast"].enabled
+        and s.sources["broadcast"].secret == key
+        and key not in repr(s.sources["broadcast"])
+    )
     # The operator's mapping replaces the packaged example groups.
-    assert s.broadcast.groups == {"hara": ("numazu-hara",)}
-    assert s.broadcast.routes == {"chime_test": ("email",)}
+    assert s.sources["broadcast"].groups == {"hara": ("numazu-hara",)}
+    assert s.sources["broadcast"].routes == {"chime_test": ("email",)}
     cfg.write_text("[broadcast.groups]\nhara = [1]\n")
     with pytest.raises(ConfigError, match=r"groups\.hara"):
         load(cfg, env={})

@@ -25,11 +25,10 @@ from geo import (
     load_index,
     load_plateau_gml,
     packaged_dir,
-    parse_cap_circle,
-    parse_cap_polygon,
     resolve_areas,
 )
 from geo.cli import locate_json
+from sources.cap import parse_cap_circle, parse_cap_polygon
 
 REPO = Path(__file__).resolve().parents[2]
 STATION = (35.1019, 138.8597)  # 沼津駅

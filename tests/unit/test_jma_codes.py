@@ -12,7 +12,8 @@ import pytest
 from dispatcher.model import Area
 from sources.jma import tables
 from sources.jma.codes import EEW_AREA_CODE_TYPE, SEISMIC_AREA_CODE_TYPE, TSUNAMI_CODE_TYPE, AreaCodes, default_codes
-from sources.jma.parser import Parsed, parse_telegram
+from sources.jma.parser import parse_telegram
+from sources.outcome import Parsed
 
 NUMAZU = "2220300"
 CONFIG = Path(__file__).resolve().parents[2] / "config" / "jma"

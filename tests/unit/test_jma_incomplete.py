@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from sources.jma import AreaCodes, Failed, Parsed, Unsupported, parse_telegram
+from sources.jma import AreaCodes, parse_telegram
 from sources.jma.parser import (
     MAX_AREA_NAME_CHARS,
     MAX_DETAIL_CHARS,
@@ -19,6 +19,7 @@ from sources.jma.parser import (
     MAX_IDENTITY_CHARS,
     MAX_TEXT_CHARS,
 )
+from sources.outcome import Failed, Parsed, Unsupported
 
 WARNING = "official_samples/15_13_01_161226_VPWW54.xml"  # a real 大雨特別警報 (小笠原村)
 

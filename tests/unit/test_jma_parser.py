@@ -16,13 +16,11 @@ from dispatcher.model import Alert, MsgType, Priority, Severity, Status, Urgency
 from sources.jma import (
     TSUNAMI_CODE_TYPE,
     AreaCodes,
-    Failed,
-    Parsed,
-    Unsupported,
     kind_from_name,
     parse_telegram,
 )
 from sources.jma.cli import parse_files
+from sources.outcome import Failed, Parsed, Unsupported
 
 NUMAZU = "2220300"
 
@@ -76,7 +74,6 @@ def test_every_telegram_parses_or_is_unsupported(shared_data: Path, codes: AreaC
             assert alert.sent.tzinfo is not None
             assert alert.identifier.startswith("jma-")
             assert alert.series_key and alert.event and alert.headline
-            assert alert.original == path.read_bytes()
             assert alert.original_url == path.name
         else:
             assert outcome.title and outcome.series_key

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from dispatcher.model import Alert, Priority, Severity, Urgency
-from sources.jma import AreaCodes, Parsed, Unsupported, parse_telegram
+from sources.jma import AreaCodes, parse_telegram
 from sources.jma.codes import COAST_CODE_TYPE
 from sources.jma.severity import kind_level, level_priority
+from sources.outcome import Parsed, Unsupported
 
 NUMAZU = "2220300"
 FUKUI_L5 = "live_2026/18_00_01_260830_VPWW55_fukui_L5.xml"

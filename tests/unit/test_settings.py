@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from dispatcher.settings import ConfigError, default_config_path, load
+from dispatcher.config import ConfigError
+from dispatcher.settings import default_config_path, load
 
 
 def write(tmp_path: Path, text: str, name: str = "site.toml") -> Path:
@@ -26,8 +27,8 @@ def error_of(path: Path | str, env: dict[str, str] | None = None) -> str:
 def test_defaults_load_and_are_usable() -> None:
     s = load(None, env={})
     assert s.service.area_codes == ("2220300",)
-    assert s.jma.poll_offset_seconds == 20
-    assert len(s.jma.feeds) == 4
+    assert s.sources["jma"].poll_offset_seconds == 20
+    assert len(s.sources["jma"].feeds) == 4
     assert s.enabled_channels() == []
     assert s.files == (str(default_config_path()),)
 
@@ -37,8 +38,8 @@ def test_operator_file_overrides_only_what_it_sets(tmp_path: Path) -> None:
     s = load(path, env={})
     assert s.web.port == 9090
     assert s.web.host == "127.0.0.1"
-    assert s.jma.feeds == ("http://127.0.0.1:1/feed.xml",)
-    assert s.jma.poll_seconds == 60
+    assert s.sources["jma"].feeds == ("http://127.0.0.1:1/feed.xml",)
+    assert s.sources["jma"].poll_seconds == 60
 
 
 def test_missing_file_is_named(tmp_path: Path) -> None:
@@ -179,10 +180,10 @@ def test_mapping_tables_are_replaced_not_merged(tmp_path: Path) -> None:
     # The packaged [broadcast.groups] are examples for the illustrative districts;
     # a city's own mapping must not inherit them.
     defaults = load(None, env={})
-    assert "heda" in defaults.broadcast.groups
+    assert "heda" in defaults.sources["broadcast"].groups
     path = write(tmp_path, '[broadcast.groups]\nzone-a = ["numazu-hara"]\n')
     s = load(path, env={})
-    assert dict(s.broadcast.groups) == {"zone-a": ("numazu-hara",)}
+    assert dict(s.sources["broadcast"].groups) == {"zone-a": ("numazu-hara",)}
 
 
 # -- values check-config must refuse (issue 17, item 7) ------------------------------------
@@ -276,9 +277,9 @@ def test_every_default_satisfies_its_own_constraints() -> None:
 
     from channels import REGISTRY, load_channel_class
     from dispatcher import constraints
-    from dispatcher.settings import _SECTIONS
+    from dispatcher.settings import section_classes
 
-    classes = [*_SECTIONS.values(), *(load_channel_class(n).config_class for n in REGISTRY)]  # type: ignore[attr-defined]
+    classes = [*section_classes().values(), *(load_channel_class(n).config_class for n in REGISTRY)]  # type: ignore[attr-defined]
     for cls in classes:
         for f in dataclasses.fields(cls):
             if f.default is not dataclasses.MISSING and f.default != "":

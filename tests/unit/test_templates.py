@@ -298,7 +298,8 @@ SAMPLES = [
 
 
 def _real(shared_data: Path, rel: str) -> Alert:
-    from sources.jma import AreaCodes, Parsed, parse_telegram
+    from sources.jma import AreaCodes, parse_telegram
+    from sources.outcome import Parsed
 
     outcome = parse_telegram((shared_data / "jma" / rel).read_bytes(), url=Path(rel).name, codes=AreaCodes.load())
     assert isinstance(outcome, Parsed), outcome
