@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import aiohttp
 import asyncpg
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -29,8 +30,8 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from channels import load_channel_class
-from channels.base import Channel, ChannelContext
-from channels.templates import Templates
+from channels.base import Channel, ChannelContext, http_session
+from channels.templates import Templates, local_codes_for
 from dispatcher.model import Alert, Document
 from dispatcher.peers import Peers
 from dispatcher.pipeline import IngestResult, Pipeline
@@ -177,6 +178,8 @@ class Service:
         self._dsn = dsn
         self.pool: asyncpg.Pool | None = None
         self.channels: dict[str, Channel] = {}
+        # One HTTP session for every channel that speaks HTTP (channels.base.Channel.http).
+        self.http: aiohttp.ClientSession | None = None
         self.workers: list[OutboxWorker] = []
         self._worker_tasks: list[asyncio.Task[None]] = []
         # (source, every seconds, offset seconds past the minute)
@@ -258,14 +261,16 @@ class Service:
             },
         )
 
-    def _build_channels(self) -> dict[str, Channel]:
-        """The enabled channels, built but not opened (no I/O)."""
-        templates = Templates.load()
-        context = ChannelContext(templates=templates, public_url=self.settings.service.public_url)
+    def _build_channels(self, session: aiohttp.ClientSession | None = None) -> dict[str, Channel]:
+        """The enabled channels, built but not opened (no I/O), sharing ``session``."""
+        s = self.settings.service
+        templates = Templates.load(local_area_codes=local_codes_for(s.area_codes))
+        context = ChannelContext(templates=templates, public_url=s.public_url, session=session)
         return {cs.name: load_channel_class(cs.name)(cs.options, context) for cs in self.settings.enabled_channels()}
 
     async def _open_channels(self) -> None:
-        for name, channel in self._build_channels().items():
+        self.http = http_session()
+        for name, channel in self._build_channels(self.http).items():
             await channel.open()
             health = await channel.healthcheck()
             if not health.ok:
@@ -434,6 +439,9 @@ class Service:
         for channel in self.channels.values():
             with contextlib.suppress(Exception):
                 await channel.close()
+        if self.http is not None:
+            await self.http.close()
+            self.http = None
         for background in (self._watchdog, self._relocation):
             if background is not None and not background.done():
                 background.cancel()
