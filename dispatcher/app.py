@@ -29,7 +29,7 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from channels import load_channel_class
+from channels import REGISTRY, load_channel_class
 from channels.base import Channel, ChannelContext, http_session
 from channels.templates import Templates, local_codes_for
 from dispatcher.model import Alert, Document
@@ -39,6 +39,7 @@ from dispatcher.settings import ConfigError, Settings
 from dispatcher.store import alerts as alert_store
 from dispatcher.store import db
 from dispatcher.targeting import default_targeter
+from dispatcher.web.context import WebContext
 from dispatcher.worker import DB_ERRORS, OutboxWorker, Wakeups
 from sources.base import PolledSource, PushedSource
 from sources.jma.feed import JmaSource
@@ -361,11 +362,27 @@ class Service:
         except Exception:
             log.exception("poll failed", extra={"source": source.name})
 
+    def web_context(self) -> WebContext:
+        """What the web server reads of the daemon (started: the pool exists)."""
+        assert self.pool is not None
+        s = self.settings
+        # Pushed sources (webhooks) bring their own routes.
+        routes = [r for source in self.pushed for r in source.routes(self.context)] if self.context else []
+        return WebContext(
+            pool=self.pool,
+            site_name=s.service.name,
+            body_timeout=s.web.body_timeout_seconds,
+            channels=tuple(self.channels),
+            known_channels=tuple(sorted(REGISTRY)),
+            peers=self.peers,
+            routes=routes,
+        )
+
     async def _start_web(self) -> None:
         from dispatcher.web.app import create_app
         from dispatcher.web.hygiene import server_options
 
-        app = create_app(self)
+        app = create_app(self.web_context())
         self.runner = web.AppRunner(app, access_log=None, **server_options(self.settings.web))
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.settings.web.host, self.settings.web.port)
