@@ -1,19 +1,35 @@
-"""The Channel contract: how the dispatcher talks to one provider.
+"""The Channel contract: how the dispatcher talks to one provider, and what every channel shares.
 
-A channel declares its limits as class attributes, renders an alert into a
-message (pure), and makes exactly one attempt per ``send`` call, answering per
-recipient with :class:`Delivered`, :class:`Retry` or :class:`Reject`. A channel
-never sleeps, loops or retries: the dispatcher does, from the database. Provider
+A channel is a subclass of :class:`Channel` in ``channels/<name>.py``. It declares its
+limits as class attributes (the base class has defaults for all but ``name`` and
+``config_class``), renders an alert into a message (pure; the base class renders
+through :mod:`channels.templates`) and makes exactly one attempt per ``send`` call,
+answering per recipient with :class:`Delivered`, :class:`Retry` or :class:`Reject`.
+A provider without batches implements only :meth:`Channel.send_one`; the base class's
+:meth:`Channel.send` calls it for each recipient in turn. A channel never sleeps,
+loops over attempts or retries: the dispatcher does, from the database. Provider
 exceptions are translated into these results inside the channel's own module.
+
+A channel that speaks HTTP uses :attr:`Channel.http`, the service's one shared
+aiohttp session (https://docs.aiohttp.org/en/stable/client_reference.html): one
+connection pool for every such channel, no cookies kept. A channel built without a
+service (tests, benches) gets a session of its own, closed by :meth:`Channel.close`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar
 
+import aiohttp
+
+from channels.templates import Templates, render_message
 from dispatcher.model import Alert, Area, Message, Recipient
+
+USER_AGENT = "numazu-dispatcher/0.1"
+# A request that forgot its own timeout still ends: a worker's sender must not hang on it.
+HTTP_TIMEOUT = aiohttp.ClientTimeout(total=30)
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,70 +82,124 @@ class Health:
     detail: str = ""
 
 
-@runtime_checkable
-class Channel(Protocol):
-    """One provider. Implementations live in ``channels/<name>.py``."""
+def http_session() -> aiohttp.ClientSession:
+    """The HTTP session channels share (the service makes one; call inside the event loop).
 
-    # Registry name, also the configuration section ``[channels.<name>]``.
-    name: ClassVar[str]
-    # Longest text the provider accepts (characters).
-    max_text_length: ClassVar[int]
-    # Recipients per ``send`` call (LINE multicast: 500; most: 1).
-    batch_size: ClassVar[int]
-    # Default global budget, messages (requests) per second.
-    rate_per_second: ClassVar[float]
-    # Default minimum seconds between two messages to one recipient, if the
-    # provider has such a limit (Telegram: 1 s per chat).
-    per_recipient_interval: ClassVar[float | None]
-    # Default longer budget (requests, seconds), if the provider counts one: at most
-    # that many in any window of that length (Mastodon: 300 per 300 s; X: 200 per 900 s).
-    rate_window: ClassVar[tuple[int, float] | None]
-    # Default number of requests in flight at once, if the channel wants fewer than
-    # ``[delivery] concurrency`` (None: that). A heavy client (python-telegram-bot)
-    # with many requests started at once delays the first until all are prepared.
-    concurrency: ClassVar[int | None]
-    # True when the channel posts once per alert (Mastodon, website) rather
-    # than once per subscriber.
-    broadcast: ClassVar[bool]
-
-    async def open(self) -> None:
-        """Acquire connections and sessions; called once before any send."""
-
-    async def healthcheck(self) -> Health:
-        """Check the provider is reachable and our credentials work."""
-
-    def render(self, alert: Alert, language: str, place: Area | None = None) -> Message:
-        """Turn an alert into this channel's message in ``language`` for a reader in ``place``. Pure.
-
-        ``place`` is the alert area that concerns the recipients (the delivery's
-        place); None lets the templates pick the city's own area.
-        """
-
-    async def send(self, message: Message, recipients: Sequence[Recipient]) -> Mapping[int, SendResult]:
-        """One attempt; the answer maps each recipient's ``delivery_id`` to a result."""
-
-    async def close(self) -> None:
-        """Release what ``open`` acquired."""
-
-
-class ChannelFactory(Protocol):
-    """What the registry holds: a class built from its config section."""
-
-    name: ClassVar[str]
-    config_class: ClassVar[type[Any]]
-
-    def __call__(self, config: Any, context: ChannelContext) -> Channel: ...
+    No cookie jar: a message carries nothing but itself, so no cookie one endpoint sets
+    is ever sent to another (or back to it). Each channel passes its own timeout.
+    """
+    return aiohttp.ClientSession(
+        timeout=HTTP_TIMEOUT, headers={"User-Agent": USER_AGENT}, cookie_jar=aiohttp.DummyCookieJar()
+    )
 
 
 @dataclass(frozen=True, slots=True)
 class ChannelContext:
     """What every channel gets besides its own config section.
 
-    ``templates`` is a :class:`channels.templates.Templates` (message templates
-    per language, from ``config/templates/``); ``public_url`` is the base URL
-    of the service's public site, for links to an alert's page.
+    ``templates`` are the message templates per language (``config/templates/``), with
+    the city's own area codes (``[service] area_codes``) that pick a reader's default
+    place; ``public_url`` is the base URL of the service's public site, for links to an
+    alert's page; ``session`` is the service's shared HTTP session (None: each channel
+    that needs one makes its own).
     """
 
-    templates: Any
+    templates: Templates
     public_url: str = "http://127.0.0.1:8080"
-    city_name: str = "沼津市"
+    session: aiohttp.ClientSession | None = None
+
+
+class Channel:
+    """One provider: its limits, its rendering and one attempt at sending.
+
+    Subclasses set ``name`` (the registry key, also the configuration section
+    ``[channels.<name>]``) and ``config_class`` (the dataclass that section is read into),
+    override the limits the provider has, and implement :meth:`send_one` (or
+    :meth:`send`, for a provider that takes many recipients in one request). A
+    subclass narrows ``config`` to its config class (``config: TelegramConfig``).
+    """
+
+    name: ClassVar[str]
+    config_class: ClassVar[type[Any]]
+    # Longest text the provider accepts (characters). Declare the provider's own.
+    max_text_length: ClassVar[int] = 1000
+    # Recipients per ``send`` call (LINE multicast: 500; most: 1).
+    batch_size: ClassVar[int] = 1
+    # Default global budget, messages (requests) per second: slow until the provider's
+    # documented limit is declared.
+    rate_per_second: ClassVar[float] = 1.0
+    # Default minimum seconds between two messages to one recipient, if the
+    # provider has such a limit (Telegram: 1 s per chat).
+    per_recipient_interval: ClassVar[float | None] = None
+    # Default longer budget (requests, seconds), if the provider counts one: at most
+    # that many in any window of that length (Mastodon: 300 per 300 s; X: 200 per 900 s).
+    rate_window: ClassVar[tuple[int, float] | None] = None
+    # Default number of requests in flight at once, if the channel wants fewer than
+    # ``[delivery] concurrency`` (None: that).
+    concurrency: ClassVar[int | None] = None
+    # True when the channel posts once per alert (Mastodon, website) rather
+    # than once per subscriber.
+    broadcast: ClassVar[bool] = False
+
+    config: Any
+
+    def __init__(self, config: Any, context: ChannelContext) -> None:
+        self.config = config
+        self.context = context
+        self._own_session: aiohttp.ClientSession | None = None
+
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        """The service's shared HTTP session, or (built without one) this channel's own."""
+        if self.context.session is not None:
+            return self.context.session
+        if self._own_session is None or self._own_session.closed:
+            self._own_session = http_session()
+        return self._own_session
+
+    async def open(self) -> None:
+        """Acquire connections and sessions; called once before any send. Nothing by default."""
+
+    async def close(self) -> None:
+        """Release what ``open`` acquired; an override calls this too (it closes an own session)."""
+        session, self._own_session = self._own_session, None
+        if session is not None:
+            await session.close()
+
+    async def healthcheck(self) -> Health:
+        """Check the provider is reachable and our credentials work (default: nothing to check)."""
+        return Health(ok=True, detail="no check")
+
+    def render(self, alert: Alert, language: str, place: Area | None = None) -> Message:
+        """Turn an alert into this channel's message in ``language`` for a reader in ``place``. Pure.
+
+        ``place`` is the alert area that concerns the recipients (the delivery's
+        place); None lets the templates pick the city's own area. The text fits
+        ``max_text_length`` and ends with the link to the alert's public page.
+        """
+        return render_message(
+            self.context.templates,
+            alert,
+            language,
+            max_length=self.max_text_length,
+            public_url=self.context.public_url,
+            place=place,
+        )
+
+    async def send(self, message: Message, recipients: Sequence[Recipient]) -> Mapping[int, SendResult]:
+        """One attempt; the answer maps each recipient's ``delivery_id`` to a result.
+
+        By default one :meth:`send_one` per recipient, one after another (the worker's
+        pacing spaces them; its sender pool runs several ``send`` calls at once).
+        """
+        results: dict[int, SendResult] = {}
+        for recipient in recipients:
+            results[recipient.delivery_id] = await self.send_one(message, recipient)
+        return results
+
+    async def send_one(self, message: Message, recipient: Recipient) -> SendResult:
+        """One attempt for one recipient: what a provider without batches implements."""
+        raise NotImplementedError(f"{type(self).__name__} implements neither send_one nor send")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"

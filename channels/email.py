@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.headerregistry import Address
@@ -30,10 +29,9 @@ from typing import ClassVar
 
 import aiosmtplib
 
-from channels.base import ChannelContext, Delivered, Health, Reject, Retry, SendResult
-from channels.templates import render_message
+from channels.base import Channel, ChannelContext, Delivered, Health, Reject, Retry, SendResult
 from dispatcher.constraints import between, greater_than, mail_address, non_empty
-from dispatcher.model import Alert, Area, Message, Recipient
+from dispatcher.model import Message, Recipient
 
 _USER_UNKNOWN = frozenset({550, 551, 553})
 _ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
@@ -81,23 +79,18 @@ def classify_refusal(code: int, text: str) -> SendResult:
     return Reject(reason=f"smtp {code} {text}".strip(), unsubscribe=gone)
 
 
-class EmailChannel:
+class EmailChannel(Channel):
     """Plain-text UTF-8 mail to each subscriber, marked as automatic (RFC 3834)."""
 
     name: ClassVar[str] = "email"
     config_class: ClassVar[type[EmailConfig]] = EmailConfig
+    config: EmailConfig
     max_text_length: ClassVar[int] = 20000
-    batch_size: ClassVar[int] = 1
     # A typical relay's comfortable pace; raise it in the config for a bigger relay.
     rate_per_second: ClassVar[float] = 10.0
-    per_recipient_interval: ClassVar[float | None] = None
-    rate_window: ClassVar[tuple[int, float] | None] = None
-    concurrency: ClassVar[int | None] = None
-    broadcast: ClassVar[bool] = False
 
     def __init__(self, config: EmailConfig, context: ChannelContext) -> None:
-        self.config = config
-        self.context = context
+        super().__init__(config, context)
         self._smtp: aiosmtplib.SMTP | None = None
         self._lock = asyncio.Lock()
         self._domain = config.sender_address.rpartition("@")[2]
@@ -105,13 +98,11 @@ class EmailChannel:
     def __repr__(self) -> str:
         return f"EmailChannel(host={self.config.host!r}, port={self.config.port})"
 
-    async def open(self) -> None:
-        """Nothing to do: the connection is opened on first use."""
-
     async def close(self) -> None:
-        """Say QUIT and drop the connection."""
+        """Say QUIT and drop the connection (it is opened on first use, not by ``open``)."""
         async with self._lock:
             await self._drop(polite=True)
+        await super().close()
 
     async def healthcheck(self) -> Health:
         """Connect (if needed) and send NOOP."""
@@ -123,25 +114,6 @@ class EmailChannel:
                 await self._drop()
                 return Health(ok=False, detail=f"{type(exc).__name__}: {exc}")
         return Health(ok=True, detail=f"{response.code} {response.message}")
-
-    def render(self, alert: Alert, language: str, place: Area | None = None) -> Message:
-        """Template subject and text, with the alert's link."""
-        return render_message(
-            self.context.templates,
-            alert,
-            language,
-            max_length=self.max_text_length,
-            public_url=self.context.public_url,
-            place=place,
-        )
-
-    async def send(self, message: Message, recipients: Sequence[Recipient]) -> Mapping[int, SendResult]:
-        """One SMTP transaction per recipient, on the shared connection."""
-        results: dict[int, SendResult] = {}
-        for recipient in recipients:
-            result = await self._send_one(message, recipient)
-            results[recipient.delivery_id] = result
-        return results
 
     def build(self, message: Message, recipient: Recipient) -> EmailMessage:
         """The RFC 5322 message for one recipient."""
@@ -196,7 +168,8 @@ class EmailChannel:
                 pass
         smtp.close()
 
-    async def _send_one(self, message: Message, recipient: Recipient) -> SendResult:
+    async def send_one(self, message: Message, recipient: Recipient) -> SendResult:
+        """One SMTP transaction, on the shared connection."""
         mail = self.build(message, recipient)
         async with self._lock:
             try:

@@ -32,9 +32,11 @@ would keep the other workers hammering Telegram, which answers with longer flood
 bans. Overestimating costs at most ``retry_after`` seconds once.
 
 Why a migrated group is a Reject: the old chat id will never work again, and a
-channel never re-sends on its own. The subscription side reads the new id from
-the reason (``new_chat_id=-100…``) and updates the address; the subscription is
-not deactivated.
+channel never re-sends on its own. The reason names the new id
+(``new_chat_id=-100…``, masked like every address before it is stored), but nothing
+acts on it yet: the subscription keeps the old id and is not deactivated, so each
+later alert fails the same way until the address is changed by hand (recording the
+new id is left to a later issue).
 """
 
 from __future__ import annotations
@@ -42,7 +44,6 @@ from __future__ import annotations
 import html
 import logging
 import warnings
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import ClassVar, Literal
@@ -61,8 +62,7 @@ from telegram.error import (
 from telegram.request import HTTPXRequest
 from telegram.warnings import PTBDeprecationWarning
 
-from channels.base import ChannelContext, Delivered, Health, Reject, Retry, SendResult
-from channels.templates import render_message
+from channels.base import Channel, ChannelContext, Delivered, Health, Reject, Retry, SendResult
 from dispatcher.constraints import at_least, greater_than, http_url
 from dispatcher.model import Alert, Area, Message, Recipient
 
@@ -117,7 +117,7 @@ class _RedactToken(logging.Filter):
         return True
 
 
-class TelegramChannel:
+class TelegramChannel(Channel):
     """Sends each subscriber a private message from the city's bot.
 
     Limits: messages up to 4096 characters; Telegram allows a bot about 30
@@ -127,20 +127,17 @@ class TelegramChannel:
 
     name: ClassVar[str] = "telegram"
     config_class: ClassVar[type[TelegramConfig]] = TelegramConfig
+    config: TelegramConfig
     max_text_length: ClassVar[int] = 4096
-    batch_size: ClassVar[int] = 1
     rate_per_second: ClassVar[float] = 30.0
     per_recipient_interval: ClassVar[float | None] = 1.0
-    rate_window: ClassVar[tuple[int, float] | None] = None
-    # 30 msg/s at a round trip of 100-200 ms needs about 3-6 requests in flight; with 32,
-    # each alert's first message left only once 32 requests were built (bench/latency.py:
-    # first request p50 74 -> 43.5 ms, last 667 -> 532 ms on the test VM).
+    # 30 msg/s at a round trip of 100-200 ms needs about 3-6 requests in flight. More only
+    # delay each alert's first message: python-telegram-bot prepares every request started
+    # at once before the first goes out (bench/latency.py shows it).
     concurrency: ClassVar[int | None] = 8
-    broadcast: ClassVar[bool] = False
 
     def __init__(self, config: TelegramConfig, context: ChannelContext) -> None:
-        self.config = config
-        self.context = context
+        super().__init__(config, context)
         self._bot: Bot | None = None
         self._requests: tuple[HTTPXRequest, ...] = ()
         self._redactor = _RedactToken(config.token)
@@ -151,9 +148,10 @@ class TelegramChannel:
     async def open(self) -> None:
         """Create the HTTP connection pool; Telegram is not contacted yet.
 
-        ``Bot.initialize`` is not used: it calls getMe, which would make the
-        daemon's start depend on Telegram being up, and it puts the token in
-        its exception text.
+        python-telegram-bot keeps its own httpx request objects, so this channel does
+        not use the service's shared aiohttp session. ``Bot.initialize`` is not used:
+        it calls getMe, which would make the daemon's start depend on Telegram being
+        up, and it puts the token in its exception text.
         """
         if self._bot is not None:
             return
@@ -182,6 +180,7 @@ class TelegramChannel:
         self._bot = None
         for name in _LEAKY_LOGGERS:
             logging.getLogger(name).removeFilter(self._redactor)
+        await super().close()
 
     async def healthcheck(self) -> Health:
         """``getMe``: Telegram is reachable and the token is valid."""
@@ -195,14 +194,7 @@ class TelegramChannel:
 
     def render(self, alert: Alert, language: str, place: Area | None = None) -> Message:
         """Template text, with the first line bold when ``parse_mode`` is HTML."""
-        message = render_message(
-            self.context.templates,
-            alert,
-            language,
-            max_length=self.max_text_length,
-            public_url=self.context.public_url,
-            place=place,
-        )
+        message = super().render(alert, language, place)
         if self.config.parse_mode != "HTML":
             return message
         first, _, rest = message.text.partition("\n")
@@ -220,17 +212,11 @@ class TelegramChannel:
             extra=message.extra,
         )
 
-    async def send(self, message: Message, recipients: Sequence[Recipient]) -> Mapping[int, SendResult]:
-        """One ``sendMessage`` per recipient (``address`` is the chat id)."""
-        if self._bot is None:
+    async def send_one(self, message: Message, recipient: Recipient) -> SendResult:
+        """One ``sendMessage`` (``address`` is the chat id)."""
+        bot = self._bot
+        if bot is None:
             raise RuntimeError("TelegramChannel.send called before open()")
-        results: dict[int, SendResult] = {}
-        for recipient in recipients:
-            result = await self._send_one(self._bot, message, recipient)
-            results[recipient.delivery_id] = result
-        return results
-
-    async def _send_one(self, bot: Bot, message: Message, recipient: Recipient) -> SendResult:
         use_html = self.config.parse_mode == "HTML" and message.html is not None
         text = message.html if use_html and message.html is not None else message.text
         try:

@@ -11,14 +11,15 @@ cause. HTTP semantics: RFC 9110 (https://www.rfc-editor.org/rfc/rfc9110), 429: R
 Answers: 2xx → ``Delivered``; 429 → ``Retry(rate_limited=True, after=Retry-After)``;
 5xx → ``Retry(after=Retry-After or None)``; 410 Gone → ``Reject(unsubscribe=True)``;
 other 3xx/4xx → ``Reject``; connection errors and timeouts → ``Retry``. Redirects
-are not followed: a signed alert goes only where it was configured to go.
+are not followed: a signed alert goes only where it was configured to go. Requests
+go out on the service's shared HTTP session (:attr:`channels.base.Channel.http`) with
+this channel's own timeout and ``User-Agent``.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -26,13 +27,14 @@ from typing import Any, ClassVar
 
 import aiohttp
 
-from channels.base import ChannelContext, Delivered, Health, Reject, Retry, SendResult
-from channels.templates import render_message
+from channels.base import Channel, ChannelContext, Delivered, Health, Reject, Retry, SendResult
 from dispatcher.constraints import greater_than, http_url, signing_secret
 from dispatcher.model import Alert, Area, Message, Recipient
-from dispatcher.signing import sign, verify_signature
+from dispatcher.signing import sign
 
 USER_AGENT = "numazu-dispatcher-webhook/0.1"
+# Receivers tell our requests by their agent, on the session shared with other channels too.
+_HEADERS = {"User-Agent": USER_AGENT}
 # The common answers, built once (results are immutable).
 _DELIVERED = {status: Delivered(remote_id=None, detail=f"HTTP {status}") for status in (200, 201, 202, 204)}
 
@@ -99,23 +101,19 @@ def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> fl
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
-class WebhookChannel:
+class WebhookChannel(Channel):
     """One signed POST per alert to each configured endpoint."""
 
     name: ClassVar[str] = "webhook"
     config_class: ClassVar[type[WebhookConfig]] = WebhookConfig
+    config: WebhookConfig
     max_text_length: ClassVar[int] = 20000
-    batch_size: ClassVar[int] = 1
     rate_per_second: ClassVar[float] = 50.0
-    per_recipient_interval: ClassVar[float | None] = None
-    rate_window: ClassVar[tuple[int, float] | None] = None
-    concurrency: ClassVar[int | None] = None
     broadcast: ClassVar[bool] = True
 
     def __init__(self, config: WebhookConfig, context: ChannelContext) -> None:
-        self.config = config
-        self.context = context
-        self._session: aiohttp.ClientSession | None = None
+        super().__init__(config, context)
+        self._timeout = aiohttp.ClientTimeout(total=config.timeout)
         self._last_signature: tuple[tuple[str, bytes], str] | None = None
 
     def __repr__(self) -> str:
@@ -129,43 +127,19 @@ class WebhookChannel:
             self._last_signature = (key, sign(self.config.secret, timestamp, body))
         return self._last_signature[1]
 
-    async def open(self) -> None:
-        """Create the HTTP session (one connection pool for the channel)."""
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.config.timeout),
-                headers={"User-Agent": USER_AGENT},
-                # A signed alert carries nothing but itself: no cookie one partner
-                # endpoint sets is ever sent to another (or back to it).
-                cookie_jar=aiohttp.DummyCookieJar(),
-            )
-
-    async def close(self) -> None:
-        """Close the HTTP session."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
     async def healthcheck(self) -> Health:
         """HEAD the default endpoint: any HTTP answer means it is reachable."""
-        if self._session is None:
-            return Health(ok=False, detail="channel not open")
         try:
-            async with self._session.head(self.config.url, allow_redirects=False) as response:
+            async with self.http.head(
+                self.config.url, allow_redirects=False, headers=_HEADERS, timeout=self._timeout
+            ) as response:
                 return Health(ok=response.status < 500, detail=f"HTTP {response.status}")
         except (aiohttp.ClientError, TimeoutError) as exc:
             return Health(ok=False, detail=f"{type(exc).__name__}: {exc}")
 
     def render(self, alert: Alert, language: str, place: Area | None = None) -> Message:
         """Template text plus the alert's CAP fields in ``extra["alert"]``."""
-        message = render_message(
-            self.context.templates,
-            alert,
-            language,
-            max_length=self.max_text_length,
-            public_url=self.context.public_url,
-            place=place,
-        )
+        message = super().render(alert, language, place)
         rendered = Message(
             text=message.text,
             language=message.language,
@@ -186,24 +160,14 @@ class WebhookChannel:
         payload.update(language=message.language, text=message.text, link=message.link)
         return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
 
-    async def send(self, message: Message, recipients: Sequence[Recipient]) -> Mapping[int, SendResult]:
-        """One POST per recipient: its address if it is a URL, else the configured URL."""
-        if self._session is None:
-            raise RuntimeError("WebhookChannel.send called before open()")
+    async def send_one(self, message: Message, recipient: Recipient) -> SendResult:
+        """One signed POST: to the recipient's address if it is a URL, else to the configured URL."""
         body = self.body(message)
-        results: dict[int, SendResult] = {}
-        for recipient in recipients:
-            result = await self._post(self._session, body, message, recipient)
-            results[recipient.delivery_id] = result
-        return results
-
-    async def _post(
-        self, session: aiohttp.ClientSession, body: bytes, message: Message, recipient: Recipient
-    ) -> SendResult:
         own_url = _is_url(recipient.address)
         url = recipient.address if own_url else self.config.url
         timestamp = str(int(time.time()))
         headers = {
+            **_HEADERS,
             "Content-Type": "application/json; charset=utf-8",
             "X-Timestamp": timestamp,
             "X-Signature-256": self._signature(timestamp, body),
@@ -211,7 +175,9 @@ class WebhookChannel:
         if message.idempotency_key:
             headers["Idempotency-Key"] = message.idempotency_key
         try:
-            async with session.post(url, data=body, headers=headers, allow_redirects=False) as response:
+            async with self.http.post(
+                url, data=body, headers=headers, allow_redirects=False, timeout=self._timeout
+            ) as response:
                 status = response.status
                 retry_after = response.headers.get("Retry-After") if status >= 300 else None
                 await response.read()
@@ -233,13 +199,3 @@ class WebhookChannel:
             return Retry(reason=f"webhook HTTP {status}", after=after)
         # 410 Gone: the receiver retired the endpoint on purpose.
         return Reject(reason=f"webhook HTTP {status}", unsubscribe=status == 410)
-
-
-__all__ = [
-    "WebhookChannel",
-    "WebhookConfig",
-    "alert_payload",
-    "retry_after_seconds",
-    "sign",
-    "verify_signature",
-]

@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import aiohttp
 import asyncpg
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -28,9 +29,9 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from channels import load_channel_class
-from channels.base import Channel, ChannelContext
-from channels.templates import Templates
+from channels import REGISTRY, load_channel_class
+from channels.base import Channel, ChannelContext, http_session
+from channels.templates import Templates, local_codes_for
 from dispatcher.config import ConfigError
 from dispatcher.model import Alert, Document
 from dispatcher.peers import Peers
@@ -39,6 +40,7 @@ from dispatcher.settings import Settings
 from dispatcher.store import alerts as alert_store
 from dispatcher.store import db
 from dispatcher.targeting import default_targeter
+from dispatcher.web.context import WebContext
 from dispatcher.worker import DB_ERRORS, OutboxWorker, Wakeups
 from sources.base import PolledSource, PushedSource, SourceSetup
 from sources.registry import REGISTRY as SOURCES
@@ -182,6 +184,8 @@ class Service:
         self._dsn = dsn
         self.pool: asyncpg.Pool | None = None
         self.channels: dict[str, Channel] = {}
+        # One HTTP session for every channel that speaks HTTP (channels.base.Channel.http).
+        self.http: aiohttp.ClientSession | None = None
         self.workers: list[OutboxWorker] = []
         self._worker_tasks: list[asyncio.Task[None]] = []
         # (source, every seconds, offset seconds past the minute)
@@ -263,14 +267,16 @@ class Service:
             },
         )
 
-    def _build_channels(self) -> dict[str, Channel]:
-        """The enabled channels, built but not opened (no I/O)."""
-        templates = Templates.load()
-        context = ChannelContext(templates=templates, public_url=self.settings.service.public_url)
+    def _build_channels(self, session: aiohttp.ClientSession | None = None) -> dict[str, Channel]:
+        """The enabled channels, built but not opened (no I/O), sharing ``session``."""
+        s = self.settings.service
+        templates = Templates.load(local_area_codes=local_codes_for(s.area_codes))
+        context = ChannelContext(templates=templates, public_url=s.public_url, session=session)
         return {cs.name: load_channel_class(cs.name)(cs.options, context) for cs in self.settings.enabled_channels()}
 
     async def _open_channels(self) -> None:
-        for name, channel in self._build_channels().items():
+        self.http = http_session()
+        for name, channel in self._build_channels(self.http).items():
             await channel.open()
             health = await channel.healthcheck()
             if not health.ok:
@@ -324,11 +330,27 @@ class Service:
         except Exception:
             log.exception("poll failed", extra={"source": source.name})
 
+    def web_context(self) -> WebContext:
+        """What the web server reads of the daemon (started: the pool exists)."""
+        assert self.pool is not None
+        s = self.settings
+        # Pushed sources (webhooks) bring their own routes.
+        routes = [r for source in self.pushed for r in source.routes(self.context)] if self.context else []
+        return WebContext(
+            pool=self.pool,
+            site_name=s.service.name,
+            body_timeout=s.web.body_timeout_seconds,
+            channels=tuple(self.channels),
+            known_channels=tuple(sorted(REGISTRY)),
+            peers=self.peers,
+            routes=routes,
+        )
+
     async def _start_web(self) -> None:
         from dispatcher.web.app import create_app
         from dispatcher.web.hygiene import server_options
 
-        app = create_app(self)
+        app = create_app(self.web_context())
         self.runner = web.AppRunner(app, access_log=None, **server_options(self.settings.web))
         await self.runner.setup()
         site = web.TCPSite(self.runner, self.settings.web.host, self.settings.web.port)
@@ -402,6 +424,9 @@ class Service:
         for channel in self.channels.values():
             with contextlib.suppress(Exception):
                 await channel.close()
+        if self.http is not None:
+            await self.http.close()
+            self.http = None
         for background in (self._watchdog, self._relocation):
             if background is not None and not background.done():
                 background.cancel()

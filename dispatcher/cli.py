@@ -199,16 +199,17 @@ async def _migrate(settings: Settings, _args: argparse.Namespace) -> int:
 
 async def _status(settings: Settings, args: argparse.Namespace) -> int:
     from dispatcher import status
+    from dispatcher.store import reports
 
     conn = await _connect(settings)
     try:
-        alerts = await status.recent_alerts(conn, args.limit)
-        documents = await status.documents_summary(conn)
-        pauses = await status.channel_pauses(conn)
+        alerts = await reports.recent_alerts(conn, args.limit)
+        documents = await reports.documents_summary(conn)
+        pauses = await reports.channel_pauses(conn)
         if args.json:
-            totals = await status.totals(conn)
+            totals = await reports.totals(conn)
             report = {
-                "status": status.health(pauses),
+                "status": reports.health(pauses),
                 "paused": pauses,
                 "alerts": alerts,
                 "totals": totals,
@@ -236,7 +237,7 @@ def _operator() -> str:
 async def _channel(settings: Settings, args: argparse.Namespace) -> int:
     from channels import REGISTRY
     from dispatcher import status
-    from dispatcher.store import outbox
+    from dispatcher.store import outbox, reports
 
     if args.name not in REGISTRY:
         known = ", ".join(sorted(REGISTRY))
@@ -261,7 +262,7 @@ async def _channel(settings: Settings, args: argparse.Namespace) -> int:
                 extra={"channel": args.name, "by": by, "reason": args.reason, "until": until},
             )
         else:
-            before = [p for p in await status.channel_pauses(conn) if p["channel"] == args.name]
+            before = [p for p in await reports.channel_pauses(conn) if p["channel"] == args.name]
             due = await outbox.resume_channel(conn, args.name, by=by, reason=args.reason)
             print(f"{args.name} resumed by {by}; {due} queued deliveries the pauses had put off are due now")
             for p in before:

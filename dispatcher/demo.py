@@ -30,7 +30,7 @@ from dispatcher.settings import ChannelSettings, Settings
 from dispatcher.standins.jma_feed import JmaFeedStandIn
 from dispatcher.standins.smtp import SmtpStandIn
 from dispatcher.standins.telegram_api import TelegramStandIn
-from dispatcher.store import db
+from dispatcher.store import db, reports
 from dispatcher.store.subscribers import subscribe
 
 log = logging.getLogger("dispatcher.demo")
@@ -241,9 +241,9 @@ class Demo:
     async def _summary(self) -> None:
         assert self.service is not None and self.service.pool is not None
         async with self.service.pool.acquire() as conn:
-            alerts = await status.recent_alerts(conn, 20)
-            totals = await status.totals(conn)
-            docs = await status.documents_summary(conn)
+            alerts = await reports.recent_alerts(conn, 20)
+            totals = await reports.totals(conn)
+            docs = await reports.documents_summary(conn)
         ok, want, got = self._check()
         first = min((m.at for m in self.telegram.messages), default=None)
         lines = [
@@ -256,7 +256,7 @@ class Demo:
             f"{'received':>9}",
         ]
         for ch in ("telegram", "email"):
-            t = totals.get(ch, dict.fromkeys(status.STATES, 0))
+            t = totals.get(ch, dict.fromkeys(reports.STATES, 0))
             exp = sum(n for (c, _a), n in want.items() if c == ch)
             rec = sum(n for (c, _a), n in got.items() if c == ch)
             lines.append(

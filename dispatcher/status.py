@@ -1,169 +1,18 @@
-"""Read models for operators: recent alerts with per-channel delivery counts, paused channels.
+"""Text for people about the operators' read models: the tables and lines of ``dispatcher status``.
 
-Shared by ``dispatcher status``, the dashboard, ``/healthz`` and the JSON API.
+The data comes from :mod:`dispatcher.store.reports`; the dashboard's banner uses
+:func:`describe_pause` too, so the terminal and the page say the same thing.
 """
 
 from __future__ import annotations
 
 import unicodedata
 from datetime import datetime
-from typing import Any
 from zoneinfo import ZoneInfo
 
-import asyncpg
+from dispatcher.store.reports import AlertSummary, Pause, health
 
-from dispatcher.store import outbox
-
-STATES = ("queued", "sending", "delivered", "failed", "superseded", "expired")
 JST = ZoneInfo("Asia/Tokyo")
-# A provider's pause longer than this is no routine flood control: the worker logs a
-# warning and /healthz says "degraded". A backoff or an operator's hold always does.
-LONG_PAUSE = 60.0
-
-
-async def recent_alerts(conn: asyncpg.Connection, limit: int = 20) -> list[dict[str, Any]]:
-    rows = await conn.fetch(
-        """
-        WITH recent AS (
-            SELECT id, identifier, public_id, source, kind, event, headline, status, msg_type, state, priority,
-                   severity, sent, received_at, area_codes
-            FROM alerts ORDER BY received_at DESC, id DESC LIMIT $1
-        )
-        SELECT r.*, COALESCE(c.counts, '{}'::jsonb) AS counts
-        FROM recent r
-        LEFT JOIN LATERAL (
-            SELECT jsonb_object_agg(channel, states) AS counts FROM (
-                SELECT channel, jsonb_object_agg(state, n) AS states
-                FROM (SELECT channel, state::text, count(*) AS n FROM deliveries
-                      WHERE alert_id = r.id GROUP BY channel, state) s
-                GROUP BY channel
-            ) per_channel
-        ) c ON true
-        ORDER BY r.received_at DESC, r.id DESC
-        """,
-        limit,
-    )
-    out = []
-    for r in rows:
-        counts = {ch: {st: int(states.get(st, 0)) for st in STATES} for ch, states in r["counts"].items()}
-        out.append(
-            {
-                "id": r["id"],
-                "identifier": r["identifier"],
-                "public_id": r["public_id"],
-                "source": r["source"],
-                "kind": r["kind"],
-                "event": r["event"],
-                "headline": r["headline"],
-                "status": r["status"],
-                "msg_type": r["msg_type"],
-                "state": r["state"],
-                "priority": r["priority"],
-                "severity": r["severity"],
-                "sent": r["sent"].isoformat(),
-                "received_at": r["received_at"].isoformat(),
-                "area_codes": list(r["area_codes"]),
-                "deliveries": counts,
-            }
-        )
-    return out
-
-
-async def totals(conn: asyncpg.Connection) -> dict[str, dict[str, int]]:
-    """Per channel, deliveries by state (whole database)."""
-    rows = await conn.fetch("SELECT channel, state::text AS state, count(*) AS n FROM deliveries GROUP BY 1, 2")
-    return _by_channel(rows)
-
-
-def _by_channel(rows: list[asyncpg.Record]) -> dict[str, dict[str, int]]:
-    """(channel, state, n) rows as {channel: {state: n}}, every state present."""
-    out: dict[str, dict[str, int]] = {}
-    for r in rows:
-        out.setdefault(r["channel"], dict.fromkeys(STATES, 0))[r["state"]] = int(r["n"])
-    return out
-
-
-# Filters an operator can put on an alert's deliveries; "pending" is queued or sending.
-FILTERS = {**{st: (st,) for st in STATES}, "pending": ("queued", "sending")}
-
-
-async def alert_deliveries(
-    conn: asyncpg.Connection,
-    alert_id: int,
-    *,
-    state: str | None = None,
-    channel: str | None = None,
-    after: int = 0,
-    limit: int = 200,
-) -> list[dict[str, Any]]:
-    """One page of an alert's deliveries, by id, optionally of one state (see FILTERS) and channel."""
-    states = list(FILTERS[state]) if state else None
-    rows = await conn.fetch(
-        """
-        SELECT id, channel, address, language, state::text AS state, attempts, remote_id, last_error,
-               created_at, updated_at, not_before
-        FROM deliveries
-        WHERE alert_id = $1 AND id > $2
-          AND ($3::text[] IS NULL OR state::text = ANY($3)) AND ($4::text IS NULL OR channel = $4)
-        ORDER BY id LIMIT $5
-        """,
-        alert_id,
-        after,
-        states,
-        channel,
-        limit,
-    )
-    return [dict(r) for r in rows]
-
-
-async def delivery_counts(conn: asyncpg.Connection, alert_id: int) -> dict[str, dict[str, int]]:
-    """Per channel, an alert's deliveries by state."""
-    rows = await conn.fetch(
-        "SELECT channel, state::text AS state, count(*) AS n FROM deliveries WHERE alert_id = $1 GROUP BY 1, 2",
-        alert_id,
-    )
-    return _by_channel(rows)
-
-
-async def failure_reasons(conn: asyncpg.Connection, alert_id: int, limit: int = 20) -> list[dict[str, Any]]:
-    """Why an alert's deliveries failed or wait for a retry: per channel, state and reason, most common first."""
-    rows = await conn.fetch(
-        """
-        SELECT channel, state::text AS state, last_error AS reason, count(*) AS n
-        FROM deliveries
-        WHERE alert_id = $1 AND last_error IS NOT NULL AND state IN ('failed', 'queued', 'sending')
-        GROUP BY 1, 2, 3 ORDER BY n DESC, channel, state LIMIT $2
-        """,
-        alert_id,
-        limit,
-    )
-    return [{**dict(r), "n": int(r["n"])} for r in rows]
-
-
-async def delivery_history(conn: asyncpg.Connection, delivery_id: int) -> dict[str, Any] | None:
-    """One delivery and every transition it went through (delivery_events), oldest first."""
-    row = await conn.fetchrow(
-        """
-        SELECT d.id, d.alert_id, a.identifier AS alert_identifier, a.event AS alert_event, d.channel, d.address,
-               d.language, d.state::text AS state, d.priority, d.attempts, d.remote_id, d.last_error,
-               d.created_at, d.updated_at, d.not_before, d.lease_until
-        FROM deliveries d JOIN alerts a ON a.id = d.alert_id WHERE d.id = $1
-        """,
-        delivery_id,
-    )
-    if row is None:
-        return None
-    events = await conn.fetch(
-        "SELECT at, state::text AS state, attempt, detail FROM delivery_events WHERE delivery_id = $1 ORDER BY id",
-        delivery_id,
-    )
-    return {**dict(row), "events": [dict(e) for e in events]}
-
-
-async def documents_summary(conn: asyncpg.Connection) -> dict[str, int]:
-    """Fetched and pushed documents by outcome (parsed, unsupported, error, fetch_failed, pending)."""
-    rows = await conn.fetch("SELECT outcome, count(*) AS n FROM documents GROUP BY 1")
-    return {r["outcome"]: int(r["n"]) for r in rows}
 
 
 def format_documents(documents: dict[str, int]) -> str:
@@ -187,7 +36,7 @@ def _fit(text: str, width: int) -> str:
     return out + " " * (width - _width(out))
 
 
-def format_table(alerts: list[dict[str, Any]], documents: dict[str, int] | None = None) -> str:
+def format_table(alerts: list[AlertSummary], documents: dict[str, int] | None = None) -> str:
     """A plain-text table for the terminal (with the documents line when given)."""
     footer = "" if documents is None else "\n" + format_documents(documents)
     if not alerts:
@@ -205,54 +54,6 @@ def format_table(alerts: list[dict[str, Any]], documents: dict[str, int] | None 
     return "\n".join(lines) + footer
 
 
-async def channel_pauses(conn: asyncpg.Connection) -> list[dict[str, Any]]:
-    """Every pause in force now, channel by channel, as plain data (JSON-ready).
-
-    Each says why (``provider``: a 429; ``backoff``: after consecutive failures;
-    ``operator``: a hold), until when (None: until resumed) and the reason, and
-    for a hold who and since when; ``degraded`` marks more than routine flood control.
-    """
-    now: datetime = await conn.fetchval("SELECT now()")
-    out: list[dict[str, Any]] = []
-    for st in await outbox.channel_states(conn):
-        if st.held(now):
-            out.append(_pause(st, "operator", st.held_until, now, st.held_reason, by=st.held_by, since=st.held_since))
-        if st.paused_until is not None and st.paused_until > now:
-            out.append(_pause(st, "provider", st.paused_until, now, st.pause_reason))
-        if st.backoff_until is not None and st.backoff_until > now:
-            out.append(_pause(st, "backoff", st.backoff_until, now, st.last_error))
-    return out
-
-
-def _pause(
-    st: outbox.ChannelState,
-    why: str,
-    until: datetime | None,
-    now: datetime,
-    reason: str | None,
-    *,
-    by: str | None = None,
-    since: datetime | None = None,
-) -> dict[str, Any]:
-    left = None if until is None else (until - now).total_seconds()
-    return {
-        "channel": st.channel,
-        "why": why,
-        "until": until.isoformat() if until is not None else None,
-        "seconds_left": None if left is None else round(left),
-        "reason": reason or "",
-        "by": by,
-        "since": since.isoformat() if since is not None else None,
-        "failures": st.failures,
-        "degraded": why != "provider" or left is None or left > LONG_PAUSE,
-    }
-
-
-def health(pauses: list[dict[str, Any]]) -> str:
-    """``degraded`` when a channel is held, backing off or paused for longer than :data:`LONG_PAUSE`."""
-    return "degraded" if any(p["degraded"] for p in pauses) else "ok"
-
-
 def _duration(seconds: float) -> str:
     s = max(0, round(seconds))
     if s >= 3600:
@@ -262,7 +63,7 @@ def _duration(seconds: float) -> str:
     return f"{s} s"
 
 
-def describe_pause(p: dict[str, Any]) -> str:
+def describe_pause(p: Pause) -> str:
     """One line for people: which channel, why, until when (JST), the reason."""
     if p["why"] == "operator":
         who = f"paused by {p['by'] or 'an operator'}"
@@ -274,11 +75,11 @@ def describe_pause(p: dict[str, Any]) -> str:
         when = "until resumed"
     else:
         until = datetime.fromisoformat(p["until"]).astimezone(JST)
-        when = f"until {until:%Y-%m-%d %H:%M:%S} JST ({_duration(p['seconds_left'])} left)"
+        when = f"until {until:%Y-%m-%d %H:%M:%S} JST ({_duration(p['seconds_left'] or 0)} left)"
     return f"{p['channel']}: {who} {when}" + (f": {p['reason']}" if p["reason"] else "")
 
 
-def format_pauses(pauses: list[dict[str, Any]]) -> str:
+def format_pauses(pauses: list[Pause]) -> str:
     """The channels' lines of ``dispatcher status``."""
     if not pauses:
         return "channels: none paused"

@@ -27,7 +27,7 @@ moves the channel's ``generation`` on; a worker that reads a newer generation
 drops the pauses it holds in memory, all set before it knew of the action, so
 a resume ends even a provider's pause at once, while a read that merely comes
 between a 429 and its write keeps the pause. A pause longer than
-:data:`~dispatcher.status.LONG_PAUSE` is logged as a warning.
+:data:`~dispatcher.store.reports.LONG_PAUSE` is logged as a warning.
 
 Retries are bounded by time, not count: a transient failure is retried with
 capped, jittered backoff until the alert expires, or, for an alert without
@@ -64,10 +64,10 @@ from dispatcher.peers import Share
 from dispatcher.privacy import redact_reason
 from dispatcher.ratelimit import RateLimiter, RecipientSpacing, backoff_delay
 from dispatcher.settings import ChannelSettings
-from dispatcher.status import LONG_PAUSE
 from dispatcher.store import alerts as alert_store
 from dispatcher.store import outbox
 from dispatcher.store.outbox import Claimed, Outcome
+from dispatcher.store.reports import LONG_PAUSE
 
 Answer = SendResult | Outcome
 # Seconds between two reads of channel_state (pauses, backoff and holds set elsewhere)

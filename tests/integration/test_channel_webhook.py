@@ -14,8 +14,9 @@ from aiohttp import web
 from channels import load_channel_class
 from channels.base import Channel, ChannelContext, Delivered, Reject, Retry
 from channels.templates import Templates
-from channels.webhook import WebhookChannel, WebhookConfig, retry_after_seconds, verify_signature
+from channels.webhook import WebhookChannel, WebhookConfig, retry_after_seconds
 from dispatcher.model import Recipient
+from dispatcher.signing import verify_signature
 from tests.samples import tsunami_warning
 
 SECRET = "whsec-numazu-test-secret-0123456789"

@@ -19,8 +19,9 @@ import pytest
 
 from dispatcher.app import ServiceContext
 from dispatcher.pipeline import Pipeline
-from dispatcher.status import documents_summary, format_table, recent_alerts
+from dispatcher.status import format_table
 from dispatcher.store import db
+from dispatcher.store.reports import documents_summary, recent_alerts
 from dispatcher.store.subscribers import subscribe
 from dispatcher.targeting import default_targeter
 from sources.jma.feed import ingest_document

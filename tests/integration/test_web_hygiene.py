@@ -135,7 +135,7 @@ async def stack(database: str, tmp_path: Path) -> AsyncIterator[Stack]:
 @contextlib.asynccontextmanager
 async def served(stack: Stack, *routes: web.RouteDef) -> AsyncIterator[tuple[str, int]]:
     """The daemon's own app with ``routes`` added, served as the daemon serves it; its address."""
-    app = create_app(stack.service)
+    app = create_app(stack.service.web_context())
     app.router.add_routes(routes)
     runner = web.AppRunner(app, access_log=None, **server_options(stack.service.settings.web))
     await runner.setup()

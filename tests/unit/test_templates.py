@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from channels.templates import TemplateError, Templates, render_message, truncate
+from channels.templates import Templates, render_message
+from channels.templates.packs import TemplateError
+from channels.templates.text import truncate
 from dispatcher.model import (
     Alert,
     Area,

@@ -1,65 +1,36 @@
 """Resident-facing message text from per-language templates, never machine translation.
 
-Each language is one TOML file in ``config/templates/`` (``ja.toml``, ``ja-easy.toml``,
-``en.toml``), read with :mod:`tomllib` (https://toml.io/en/v1.0.0). A file has:
-
-``[meta]``
-    ``exercise_marker`` (put first in subject and text of exercise / test alerts),
-    ``exercise_note``, ``datetime_format``, ``area_separator``, ``max_areas``,
-    ``more_areas``, ``link_line``, ``ellipsis``.
-``[events]``
-    JMA event name → the name residents read in this language (empty for ``ja``).
-``[places]``, ``[intensity]``
-    Area names and seismic intensity values (``5-`` → ``5弱`` / ``5 lower``).
-``[aliases]``
-    Event name → template key, for events sharing a template (震度速報 → 震源・震度情報).
-``[templates.<key>]``
-    ``subject`` and ``text`` per event; ``default`` is the fallback and ``取消`` is
-    used for every cancellation.
-
-Templates are rendered with :meth:`str.format_map` over a mapping whose missing keys
-render as empty text; a template line whose placeholders all rendered empty is
-dropped, so "マグニチュード: {magnitude}" disappears when the magnitude is unknown.
-Placeholders are listed in :data:`PLACEHOLDERS`; every key of ``alert.details`` and of
-the areas' ``details`` is also available under its own name.
+:class:`Templates` holds every language pack (:mod:`channels.templates.packs`: the
+TOML files of ``config/templates/`` and their format) and turns an alert into a
+subject and a text (:mod:`channels.templates.text`: line-by-line rendering and
+shortening); :func:`render_message` makes the :class:`~dispatcher.model.Message` a
+channel sends. Placeholders are listed in :data:`PLACEHOLDERS`; every key of
+``alert.details`` and of the areas' ``details`` is also available under its own name.
 
 **The reader's place first.** ``values``, ``compose`` and ``render_message`` take the
 ``place``: the :class:`~dispatcher.model.Area` of the alert that concerns this reader
 (the delivery knows it). Without one, the place is the alert's area that best matches
-the configured local codes (沼津市 2220300, then its まとめ地域, 一次細分, 府県予報区,
-seismic area, EEW area and tsunami region, in that order: ``LOCAL_AREA_CODES``), else
-the first area that is a place (not a river). ``{place}``, ``{place_level}``,
-``{place_warnings}``, ``{place_intensity}``, ``{place_tsunami}``, ``{place_height}``,
-``{place_arrival}`` and ``{place_lifted}`` describe it, and ``{others}`` ("ほか8地域")
-counts the other areas, so every template says first what applies to the reader's
-place, then what to do, then how many others and the link.
-
-**Shortening** keeps what a resident must read: when the text does not fit, the lines
-made of the source's free text (``{headline}``, ``{description}``) are cut first, at a
-line boundary and ending in the ellipsis; the place line, the instruction lines, the
-"ほかN地域" line and the link stay. Only if those alone do not fit is the whole cut
-from its end (:func:`truncate`), and the link still kept.
+the local codes (``[service] area_codes`` through :func:`local_codes_for`; by default
+沼津市 2220300, then its まとめ地域, 一次細分, 府県予報区, seismic area, EEW area and
+tsunami region, in that order: ``LOCAL_AREA_CODES``), else the first area that is a
+place (not a river). ``{place}``, ``{place_level}``, ``{place_warnings}``,
+``{place_intensity}``, ``{place_tsunami}``, ``{place_height}``, ``{place_arrival}`` and
+``{place_lifted}`` describe it, and ``{others}`` ("ほか8地域") counts the other areas,
+so every template says first what applies to the reader's place, then what to do,
+then how many others and the link.
 """
 
 from __future__ import annotations
 
-import importlib.resources
 import re
-import string
-import tomllib
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
-from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from channels.templates.packs import DEFAULT_LANGUAGE, Blank, LanguagePack, TemplateError, load_packs
+from channels.templates.text import format_sent, format_time, render, render_lines, shorten
 from dispatcher.model import Alert, Area, Message, MsgType
-
-JST = timezone(timedelta(hours=9), "JST")
-
-DEFAULT_LANGUAGE = "ja"
 
 # The city's own JMA area codes, most specific first: the default reader's place is
 # the alert area matching the earliest entry. "code type:code" entries match only
@@ -77,11 +48,23 @@ LOCAL_AREA_CODES: tuple[str, ...] = (
     "沿岸地域:380",  # 静岡県 (沖合の津波観測 VTSE52)
     "220000",  # 静岡県 (府県予報区)
 )
+# What JMA files a municipality under (most specific first), for the municipalities
+# whose tables are known here. Another municipality lists its own in [service]
+# area_codes after its code: entries are matched in the order given.
+_KNOWN_PARENTS: Mapping[str, tuple[str, ...]] = {LOCAL_AREA_CODES[0]: LOCAL_AREA_CODES[1:]}
 
-# Lines made of these placeholders are the source's free text: cut first when shortening.
-_CUTTABLE = frozenset({"headline", "description"})
-# Placeholders that name where, not what: a line with nothing else to say is dropped.
-_CONTEXT = frozenset({"place"})
+
+def local_codes_for(area_codes: Iterable[str]) -> tuple[str, ...]:
+    """The templates' local codes for a service of ``area_codes`` (``[service] area_codes``).
+
+    The configured entries in their order, then the known parents of the configured
+    municipalities (沼津市's make ``("2220300",)`` into :data:`LOCAL_AREA_CODES`), each once.
+    """
+    given = tuple(area_codes)
+    parents = [parent for code in given for parent in _KNOWN_PARENTS.get(code, ())]
+    return tuple(dict.fromkeys((*given, *parents)))
+
+
 # Area details naming what is in force there, by family, in order of preference.
 _PLACE_KINDS = ("warnings", "category", "kind")
 _TSUNAMI_TYPES = frozenset({"津波予報区", "沿岸地域"})
@@ -123,255 +106,17 @@ _DETAIL_SYNONYMS: dict[str, tuple[str, ...]] = {
     "max_intensity": ("maxint", "max_int"),
 }
 
-_META_DEFAULTS: dict[str, Any] = {
-    "exercise_marker": "【訓練】",
-    "exercise_note": "",
-    "datetime_format": "{year}年{month}月{day}日 {hour}時{minute}分",
-    "area_separator": "、",
-    "max_areas": 10,
-    "more_areas": "ほか{count}地域",
-    "others": "ほか{count}地域",
-    "others_one": "",
-    "level_format": "警戒レベル{level}",
-    "depth_format": "約{km}km",
-    "shallow": "ごく浅い",
-    "time_format": "{hour}時{minute}分",
-    "link_line": "{link}",
-    "ellipsis": "…",
-}
-
 # R06 warning names lead with their level: レベル４大雨危険警報.
 _LEVEL_PREFIX = re.compile(r"^レベル([1-5１-５])")
 _FULLWIDTH = str.maketrans("１２３４５", "12345")
 _LEVEL_INSIDE = re.compile(r"^(.*?)レベル([1-5１-５])(.+)$")
 _LEVEL_IN_TEXT = re.compile(r"(?:レベル|level)\s*[1-5１-５]", re.IGNORECASE)
 
-_MONTH_ABBR = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-
-
-class TemplateError(ValueError):
-    """A template file is malformed; the message names the file and the key."""
-
-
-class _Blank(dict[str, str]):
-    """A format mapping where a missing placeholder renders as empty text."""
-
-    def __missing__(self, key: str) -> str:
-        return ""
-
-
-@dataclass(frozen=True, slots=True)
-class Template:
-    """Subject and text of one event in one language."""
-
-    subject: str
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class LanguagePack:
-    """Everything loaded from one ``config/templates/<language>.toml``."""
-
-    language: str
-    meta: Mapping[str, Any]
-    templates: Mapping[str, Template]
-    events: Mapping[str, str] = field(default_factory=dict)
-    places: Mapping[str, str] = field(default_factory=dict)
-    intensity: Mapping[str, str] = field(default_factory=dict)
-    aliases: Mapping[str, str] = field(default_factory=dict)
-
-
-def _fields(fmt: str) -> list[str]:
-    return [name for _, name, _, _ in string.Formatter().parse(fmt) if name is not None]
-
-
-def _check_format(fmt: str, where: str) -> None:
-    """Reject what format_map cannot render safely, so compose never raises."""
-    try:
-        names = _fields(fmt)
-        for name in names:
-            if not name.isidentifier():
-                # Positional ({}) and attribute/index ({a.b}, {a[0]}) fields could
-                # raise at render time or reach into objects: only plain names.
-                raise TemplateError(f"{where}: placeholder {{{name}}} is not a plain name")
-        fmt.format_map(_Blank())
-    except (ValueError, IndexError, KeyError) as exc:
-        if isinstance(exc, TemplateError):
-            raise
-        raise TemplateError(f"{where}: bad format string: {exc}") from exc
-
-
-def _str_table(data: Mapping[str, Any], table: str, where: str) -> dict[str, str]:
-    raw = data.get(table, {})
-    if not isinstance(raw, dict):
-        raise TemplateError(f"{where}: [{table}] must be a table")
-    for key, value in raw.items():
-        if not isinstance(value, str):
-            raise TemplateError(f"{where}: {table}.{key!r} must be a string")
-    return dict(raw)
-
-
-def _parse_pack(language: str, data: Mapping[str, Any], where: str) -> LanguagePack:
-    known = {"meta", "events", "places", "intensity", "aliases", "templates"}
-    for key in data:
-        if key not in known:
-            raise TemplateError(f"{where}: unknown key {key!r} (known: {', '.join(sorted(known))})")
-    meta_raw = data.get("meta", {})
-    if not isinstance(meta_raw, dict):
-        raise TemplateError(f"{where}: [meta] must be a table")
-    meta: dict[str, Any] = dict(_META_DEFAULTS)
-    for key, value in meta_raw.items():
-        if key in ("language", "name"):
-            continue
-        if key not in _META_DEFAULTS:
-            raise TemplateError(f"{where}: unknown key meta.{key}")
-        if not isinstance(value, type(_META_DEFAULTS[key])):
-            raise TemplateError(f"{where}: meta.{key} must be {type(_META_DEFAULTS[key]).__name__}")
-        if isinstance(value, str):
-            _check_format(value, f"{where}: meta.{key}")
-        meta[key] = value
-
-    raw_templates = data.get("templates", {})
-    if not isinstance(raw_templates, dict):
-        raise TemplateError(f"{where}: [templates] must be a table")
-    templates: dict[str, Template] = {}
-    for key, entry in raw_templates.items():
-        if not isinstance(entry, dict):
-            raise TemplateError(f"{where}: templates.{key} must be a table")
-        unknown = set(entry) - {"subject", "text"}
-        if unknown:
-            raise TemplateError(f"{where}: templates.{key}: unknown key(s) {sorted(unknown)}")
-        subject, text = entry.get("subject"), entry.get("text")
-        if not isinstance(subject, str) or not isinstance(text, str):
-            raise TemplateError(f"{where}: templates.{key} needs string 'subject' and 'text'")
-        _check_format(subject, f"{where}: templates.{key}.subject")
-        _check_format(text, f"{where}: templates.{key}.text")
-        templates[key] = Template(subject=subject, text=text.strip("\n"))
-    if "default" not in templates:
-        raise TemplateError(f"{where}: templates.default is missing (the fallback)")
-
-    aliases = _str_table(data, "aliases", where)
-    for event, target in aliases.items():
-        if target not in templates:
-            raise TemplateError(f"{where}: aliases.{event!r} names unknown template {target!r}")
-    return LanguagePack(
-        language=language,
-        meta=meta,
-        templates=templates,
-        events=_str_table(data, "events", where),
-        places=_str_table(data, "places", where),
-        intensity=_str_table(data, "intensity", where),
-        aliases=aliases,
-    )
-
 
 def _as_text(value: Any) -> str:
     if value is None:
         return ""
     return str(value)
-
-
-def _format_time(value: str, fmt: str, events: Mapping[str, str]) -> str:
-    """An ISO date-time from a telegram by ``fmt`` in JST, else the text as the pack translates it."""
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        return events.get(value, value)
-    return format_sent(when if when.tzinfo else when.replace(tzinfo=JST), fmt)
-
-
-def format_sent(sent: datetime, fmt: str) -> str:
-    """Format ``sent`` in JST; a naive datetime is taken as UTC."""
-    aware = sent if sent.tzinfo is not None else sent.replace(tzinfo=UTC)
-    jst = aware.astimezone(JST)
-    values = _Blank(
-        year=str(jst.year),
-        month=str(jst.month),
-        month2=f"{jst.month:02d}",
-        month_abbr=_MONTH_ABBR[jst.month - 1],
-        day=str(jst.day),
-        hour=str(jst.hour),
-        hour2=f"{jst.hour:02d}",
-        minute=f"{jst.minute:02d}",
-    )
-    return fmt.format_map(values)
-
-
-def _render_lines(fmt: str, values: Mapping[str, str]) -> list[tuple[str, bool]]:
-    """Rendered lines, each with whether it is the source's free text (cut first when shortening).
-
-    Lines whose placeholders all came out empty are dropped, and so are lines
-    whose only non-empty placeholder is the reader's place.
-    """
-    blank = _Blank(values)
-    lines: list[tuple[str, bool]] = []
-    for line in fmt.split("\n"):
-        names = _fields(line)
-        # "{place}: {place_tsunami}" says nothing when only the place is known.
-        facts = [name for name in names if name not in _CONTEXT] or names
-        if facts and not any(blank[name] for name in facts):
-            continue
-        lines.append((line.format_map(blank), any(name in _CUTTABLE for name in names)))
-    return lines
-
-
-def _render(fmt: str, values: Mapping[str, str]) -> str:
-    """Render line by line, dropping lines whose placeholders all came out empty."""
-    return "\n".join(line for line, _ in _render_lines(fmt, values))
-
-
-def _shorten(lines: list[tuple[str, bool]], max_length: int, *, tail: str, ellipsis: str) -> str:
-    """Join ``lines`` plus ``tail`` within ``max_length``, cutting the free-text lines first.
-
-    The free-text lines are cut from the last one back, each at a line boundary
-    inside it and ending in ``ellipsis``; one that cannot keep a useful start is
-    dropped. If the other lines alone do not fit, :func:`truncate` cuts the whole.
-    """
-    joiner = "\n" if tail else ""
-
-    def size(ls: list[tuple[str, bool]]) -> int:
-        return sum(len(t) for t, _ in ls) + max(0, len(ls) - 1) + len(joiner) + len(tail)
-
-    work = list(lines)
-    excess = size(work) - max_length
-    for i in range(len(work) - 1, -1, -1):
-        if excess <= 0:
-            break
-        text, cuttable = work[i]
-        if not cuttable:
-            continue
-        keep = len(text) - excess - len(ellipsis)
-        head = text[: max(0, keep)]
-        cut = head.rfind("\n")
-        head = head[:cut] if cut > 0 else head
-        if len(head.strip()) < 8:  # not worth a line: drop it
-            work.pop(i)
-        else:
-            work[i] = (head.rstrip() + ellipsis, True)
-        excess = size(work) - max_length
-    text = "\n".join(t for t, _ in work).strip()
-    return truncate(text, max_length, tail=tail, ellipsis=ellipsis)
-
-
-def truncate(text: str, max_length: int, *, tail: str = "", ellipsis: str = "…") -> str:
-    """Fit ``text`` plus ``tail`` into ``max_length`` characters.
-
-    Cuts at a line boundary and marks the cut with ``ellipsis``; ``tail`` (the
-    link line) is always kept. Only when even the first line does not fit is it
-    cut mid-line.
-    """
-    joiner = "\n" if tail else ""
-    if len(text) + len(joiner) + len(tail) <= max_length:
-        return f"{text}{joiner}{tail}"
-    if len(tail) + len(ellipsis) + 1 > max_length:
-        # No room for the link: a message without it is better than none.
-        tail, joiner = "", ""
-    budget = max_length - len(joiner) - len(tail) - len(ellipsis)
-    head = text[:budget]
-    cut = head.rfind("\n")
-    if cut > 0:
-        head = head[:cut]
-    return f"{head.rstrip()}{ellipsis}{joiner}{tail}"[:max_length]
 
 
 class Templates:
@@ -389,25 +134,12 @@ class Templates:
         self._local_codes = tuple(local_area_codes)
 
     @classmethod
-    def load(cls, directory: Path | None = None) -> Templates:
-        """Read every ``<language>.toml`` of ``directory`` (default: ``config/templates``)."""
-        root: Traversable | Path = (
-            directory if directory is not None else importlib.resources.files("config").joinpath("templates")
-        )
-        packs: dict[str, LanguagePack] = {}
-        for entry in sorted(root.iterdir(), key=lambda e: e.name):
-            if not entry.name.endswith(".toml") or not entry.is_file():
-                continue
-            language = entry.name.removesuffix(".toml")
-            where = f"{entry}"
-            try:
-                data = tomllib.loads(entry.read_text(encoding="utf-8"))
-            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-                raise TemplateError(f"{where}: {exc}") from exc
-            packs[language] = _parse_pack(language, data, where)
-        if DEFAULT_LANGUAGE not in packs:
-            raise TemplateError(f"{root}: no {DEFAULT_LANGUAGE}.toml")
-        return cls(packs)
+    def load(cls, directory: Path | None = None, *, local_area_codes: Iterable[str] = LOCAL_AREA_CODES) -> Templates:
+        """Read every ``<language>.toml`` of ``directory`` (default: ``config/templates``).
+
+        ``local_area_codes`` pick a reader's default place (see :func:`local_codes_for`).
+        """
+        return cls(load_packs(directory), local_area_codes=local_area_codes)
 
     @property
     def languages(self) -> tuple[str, ...]:
@@ -494,7 +226,7 @@ class Templates:
                 values[canonical] = next((values[s] for s in synonyms if values.get(s)), "")
         if not values.get("depth") and values.get("depth_km"):
             km = float(values["depth_km"])
-            values["depth"] = meta["shallow"] if km == 0 else meta["depth_format"].format_map(_Blank(km=f"{km:g}"))
+            values["depth"] = meta["shallow"] if km == 0 else meta["depth_format"].format_map(Blank(km=f"{km:g}"))
         for key in ("max_intensity", "intensity"):
             if values.get(key):
                 values[key] = pack.intensity.get(values[key], values[key])
@@ -506,7 +238,7 @@ class Templates:
         limit = max(1, int(meta["max_areas"]))
         areas = meta["area_separator"].join(names[:limit])
         if len(names) > limit:
-            more = meta["more_areas"].format_map(_Blank(count=str(len(names) - limit)))
+            more = meta["more_areas"].format_map(Blank(count=str(len(names) - limit)))
             areas = f"{areas}{meta['area_separator']}{more}"
 
         # Rivers are not areas anyone lives in: "ほかN地域" counts places only.
@@ -546,7 +278,7 @@ class Templates:
             return pack.events[event] or event
         match = _LEVEL_INSIDE.match(event)
         if match and pack.events.get(match.group(3)):
-            level = str(pack.meta["level_format"]).format_map(_Blank(level=match.group(2).translate(_FULLWIDTH)))
+            level = str(pack.meta["level_format"]).format_map(Blank(level=match.group(2).translate(_FULLWIDTH)))
             return " ".join(x for x in (match.group(1), level, pack.events[match.group(3)]) if x)
         endings = [k for k in pack.events if pack.events[k] and len(k) > 2 and event.endswith(k)]
         if endings:
@@ -570,7 +302,7 @@ class Templates:
             count = len([n for n in names if n != own])
         others = meta["others_one"] if count == 1 and meta["others_one"] else meta["others"]
         out = {
-            "others": str(others).format_map(_Blank(count=str(count))) if count else "",
+            "others": str(others).format_map(Blank(count=str(count))) if count else "",
             "place": "",
             "place_level": "",
             "place_warnings": "",
@@ -587,7 +319,7 @@ class Templates:
         d = place.details
         out["place"] = pack.places.get(place.description, place.description)
         if d.get("level"):
-            out["place_level"] = str(meta["level_format"]).format_map(_Blank(level=d["level"]))
+            out["place_level"] = str(meta["level_format"]).format_map(Blank(level=d["level"]))
         kinds = next((d[k] for k in _PLACE_KINDS if d.get(k)), "")
         if kinds:
             out["place_warnings"] = self._translate_list(pack, kinds)
@@ -609,7 +341,7 @@ class Templates:
                 out["elsewhere"] = event_name
             out["place_height"] = pack.events.get(d.get("max_height", ""), d.get("max_height", ""))
             arrival = d.get("first_arrival", "")
-            out["place_arrival"] = _format_time(arrival, meta["time_format"], pack.events) if arrival else ""
+            out["place_arrival"] = format_time(arrival, meta["time_format"], pack.events) if arrival else ""
         if d.get("lifted"):
             out["place_lifted"] = self._translate_list(pack, d["lifted"])
         return out
@@ -642,8 +374,8 @@ class Templates:
         template = pack.templates[key]
         values = self.values(alert, pack.language, place)
         # A subject whose last placeholder was empty must not end in a dangling ":".
-        subject = " ".join(template.subject.format_map(_Blank(values)).split()).rstrip(" :：")
-        lines = _render_lines(template.text, values)
+        subject = " ".join(template.subject.format_map(Blank(values)).split()).rstrip(" :：")
+        lines = render_lines(template.text, values)
         while lines and not lines[0][0].strip():
             lines.pop(0)
         while lines and not lines[-1][0].strip():
@@ -654,8 +386,8 @@ class Templates:
             note = meta["exercise_note"]
             first = lines[0] if lines else ("", False)
             lines[:1] = [(f"{marker}{note}", False), first] if note else [(f"{marker}{first[0]}", first[1])]
-        tail = _render(meta["link_line"], _Blank(link=link)) if link else ""
-        return subject, _shorten(lines, max_length, tail=tail, ellipsis=meta["ellipsis"])
+        tail = render(meta["link_line"], Blank(link=link)) if link else ""
+        return subject, shorten(lines, max_length, tail=tail, ellipsis=meta["ellipsis"])
 
 
 def alert_link(public_url: str, alert: Alert) -> str:

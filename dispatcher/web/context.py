@@ -1,0 +1,59 @@
+"""What the web server is given: exactly what its pages read, not the whole service.
+
+:class:`WebContext` is built by the daemon (``dispatcher.app.Service.web_context``)
+and handed to :func:`dispatcher.web.app.create_app`; the handlers find it under
+:data:`WEB` in the application. The web knows nothing of the Service, so the daemon
+may import the web without the web importing the daemon back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import asyncpg
+from aiohttp import web
+
+
+class ShareView(Protocol):
+    """This daemon's place among the live ones serving one channel (``dispatcher.peers.Share``)."""
+
+    @property
+    def live(self) -> int: ...
+
+    @property
+    def rank(self) -> int: ...
+
+
+class PeersView(Protocol):
+    """The daemon's registration among its peers, as ``/healthz`` shows it (``dispatcher.peers.Peers``)."""
+
+    @property
+    def id(self) -> int | None: ...
+
+    @property
+    def shares(self) -> Mapping[str, ShareView]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class WebContext:
+    """What the pages need from the daemon.
+
+    ``site_name`` is ``[service] name``; ``body_timeout`` is ``[web] body_timeout_seconds``;
+    ``channels`` are the enabled channels (the dashboard names them) and
+    ``known_channels`` every registered one (what the deliveries pages may filter by);
+    ``peers`` (live-updated) gives ``/healthz`` this daemon's shares; ``routes`` are
+    the pushed sources' own (the broadcast webhook).
+    """
+
+    pool: asyncpg.Pool
+    site_name: str
+    body_timeout: float
+    channels: tuple[str, ...] = ()
+    known_channels: tuple[str, ...] = ()
+    peers: PeersView | None = None
+    routes: Sequence[web.AbstractRouteDef] = ()
+
+
+WEB: web.AppKey[WebContext] = web.AppKey("web", WebContext)
