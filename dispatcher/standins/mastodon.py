@@ -31,6 +31,7 @@ import argparse
 import html
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -47,6 +48,7 @@ VISIBILITIES = ("public", "unlisted", "private", "direct")
 # Account::MENTION_RE: @user, optionally @domain, not inside a word or a URL path.
 MENTION = regex.compile(r"(?<![=/\w])@(\w+)(?:@[\w.-]+\w)?", regex.IGNORECASE)
 IDEMPOTENCY_TTL = 3600.0
+_Handler = Callable[[web.Request, str | None, Budget], Awaitable[web.Response]]
 
 
 def countable_length(text: str, spoiler_text: str = "") -> int:
@@ -162,13 +164,13 @@ class MastodonStandIn(StandInServer):
         return [t for t in self.toots.values() if not t.deleted]
 
     def add_routes(self, router: web.UrlDispatcher) -> None:
-        router.add_post("/api/v1/statuses", self._create)
-        router.add_get("/api/v1/statuses/{id}", self._show)
-        router.add_put("/api/v1/statuses/{id}", self._edit)
-        router.add_delete("/api/v1/statuses/{id}", self._delete)
-        router.add_get("/api/v1/statuses/{id}/history", self._history)
-        router.add_get("/api/v2/instance", self._instance)
-        router.add_get("/api/v1/accounts/verify_credentials", self._verify_credentials)
+        router.add_post("/api/v1/statuses", self._route(self._create, write=True))
+        router.add_get("/api/v1/statuses/{id}", self._route(self._show))
+        router.add_put("/api/v1/statuses/{id}", self._route(self._edit, write=True))
+        router.add_delete("/api/v1/statuses/{id}", self._route(self._delete, write=True))
+        router.add_get("/api/v1/statuses/{id}/history", self._route(self._history))
+        router.add_get("/api/v2/instance", self._route(self._instance))
+        router.add_get("/api/v1/accounts/verify_credentials", self._route(self._verify_credentials))
 
     def provider_stats(self, since: int) -> dict[str, Any]:
         toots = list(self.toots.values())
@@ -277,7 +279,16 @@ class MastodonStandIn(StandInServer):
             return self._error(request, 429, "Too many requests", budget, f"{budget.name} spent")
         return budget
 
-    async def _begin(self, request: web.Request, *, write: bool) -> tuple[str | None, Budget] | web.Response:
+    def _route(self, handler: _Handler, *, write: bool = False) -> Callable[[web.Request], Awaitable[web.Response]]:
+        """``handler`` behind authentication and throttling, given the token and the budget."""
+
+        async def route(request: web.Request) -> web.Response:
+            begun = self._begin(request, write=write)
+            return begun if isinstance(begun, web.Response) else await handler(request, *begun)
+
+        return route
+
+    def _begin(self, request: web.Request, *, write: bool) -> tuple[str | None, Budget] | web.Response:
         """Authenticate and throttle; for writes, also require a token and apply injected failures."""
         token = self._authenticated(request)
         budget = self._throttle(request, token)
@@ -317,11 +328,7 @@ class MastodonStandIn(StandInServer):
         self._last_id = max(self._last_id + 1, int(time.time() * 1000) << 16)
         return str(self._last_id)
 
-    async def _create(self, request: web.Request) -> web.Response:
-        begun = await self._begin(request, write=True)
-        if isinstance(begun, web.Response):
-            return begun
-        _, budget = begun
+    async def _create(self, request: web.Request, _token: str | None, budget: Budget) -> web.Response:
         key = request.headers.get("Idempotency-Key")
         now = self.clock()
         self._by_key = {k: v for k, v in self._by_key.items() if now - v[1] < IDEMPOTENCY_TTL}
@@ -363,22 +370,14 @@ class MastodonStandIn(StandInServer):
         toot = self.toots.get(request.match_info["id"])
         return None if toot is None or toot.deleted else toot
 
-    async def _show(self, request: web.Request) -> web.Response:
-        begun = await self._begin(request, write=False)
-        if isinstance(begun, web.Response):
-            return begun
-        token, budget = begun
+    async def _show(self, request: web.Request, token: str | None, budget: Budget) -> web.Response:
         toot = self._find(request)
         # Private and direct statuses are invisible (404, not 403) to strangers.
         if toot is None or (toot.visibility in ("private", "direct") and token is None):
             return self._error(request, 404, "Record not found", budget, "no such status")
         return self._json(self._status(toot), budget)
 
-    async def _edit(self, request: web.Request) -> web.Response:
-        begun = await self._begin(request, write=True)
-        if isinstance(begun, web.Response):
-            return begun
-        _, budget = begun
+    async def _edit(self, request: web.Request, _token: str | None, budget: Budget) -> web.Response:
         toot = self._find(request)
         if toot is None:
             return self._error(request, 404, "Record not found", budget, "no such status")
@@ -402,11 +401,7 @@ class MastodonStandIn(StandInServer):
         toot.versions.append((text, spoiler, toot.sensitive, now))
         return self._json(self._status(toot), budget)
 
-    async def _history(self, request: web.Request) -> web.Response:
-        begun = await self._begin(request, write=False)
-        if isinstance(begun, web.Response):
-            return begun
-        _, budget = begun
+    async def _history(self, request: web.Request, _token: str | None, budget: Budget) -> web.Response:
         toot = self._find(request)
         if toot is None:
             return self._error(request, 404, "Record not found", budget, "no such status")
@@ -426,11 +421,7 @@ class MastodonStandIn(StandInServer):
         ]
         return self._json(edits, budget)
 
-    async def _delete(self, request: web.Request) -> web.Response:
-        begun = await self._begin(request, write=True)
-        if isinstance(begun, web.Response):
-            return begun
-        _, budget = begun
+    async def _delete(self, request: web.Request, _token: str | None, budget: Budget) -> web.Response:
         toot = self._find(request)
         if toot is None:
             return self._error(request, 404, "Record not found", budget, "no such status")
@@ -438,11 +429,7 @@ class MastodonStandIn(StandInServer):
         # The source text comes back for delete-and-redraft.
         return self._json({**self._status(toot), "text": toot.text}, budget)
 
-    async def _instance(self, request: web.Request) -> web.Response:
-        begun = await self._begin(request, write=False)
-        if isinstance(begun, web.Response):
-            return begun
-        _, budget = begun
+    async def _instance(self, request: web.Request, _token: str | None, budget: Budget) -> web.Response:
         instance = {
             "domain": self.domain,
             "title": "Mastodon (stand-in)",
@@ -468,11 +455,7 @@ class MastodonStandIn(StandInServer):
         }
         return self._json(instance, budget)
 
-    async def _verify_credentials(self, request: web.Request) -> web.Response:
-        begun = await self._begin(request, write=False)
-        if isinstance(begun, web.Response):
-            return begun
-        token, budget = begun
+    async def _verify_credentials(self, request: web.Request, token: str | None, budget: Budget) -> web.Response:
         if token is None:
             return self._error(request, 401, "The access token is invalid", budget, "no valid bearer token")
         return self._json(self._account(), budget)
