@@ -24,7 +24,7 @@ import asyncio
 import json
 import signal
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -136,21 +136,24 @@ class FixedWindow:
         self._buckets.clear()
 
 
-def take_all(windows: Iterable[tuple[FixedWindow, str]], now: float, points: int = 1) -> Budget | None:
-    """Spend ``points`` in every (window, key) or in none; the budget headers should report.
+def take_all(spends: Iterable[tuple[FixedWindow, str, int]], now: float) -> list[Budget]:
+    """Spend (window, key, points) in every window or, if one would refuse, in none.
 
-    That is the first refused window if any (nothing is spent then), else the one
-    with the fewest points left, as Mastodon and the atproto PDS report the limit
-    "you are closest to exceeding".
+    Returns each window's budget; all of them are allowed when the points were spent.
     """
-    pairs = list(windows)
-    budgets = [window.peek(key, now, points) for window, key in pairs]
-    for budget in budgets:
-        if not budget.allowed:
-            return budget
-    for window, key in pairs:
-        window.take(key, now, points)
-    return min(budgets, key=lambda b: b.remaining, default=None)
+    spends = list(spends)
+    budgets = [window.peek(key, now, points) for window, key, points in spends]
+    if all(b.allowed for b in budgets):
+        budgets = [window.take(key, now, points) for window, key, points in spends]
+    return budgets
+
+
+def tightest(budgets: Sequence[Budget]) -> Budget:
+    """The budget rate-limit headers report: a refused one, else the one with the fewest points left.
+
+    Mastodon and the atproto PDS both report the limit "you are closest to exceeding".
+    """
+    return next((b for b in budgets if not b.allowed), None) or min(budgets, key=lambda b: b.remaining)
 
 
 def bearer(request: web.Request) -> str | None:
@@ -189,6 +192,14 @@ class StandInServer:
 
     def add_routes(self, router: web.UrlDispatcher) -> None:
         raise NotImplementedError
+
+    def fail(self, status: int = 503, *, count: int = 1) -> None:
+        """Answer the next ``count`` writes with the server error ``status``."""
+        self.failures.add(Injected(status, count))
+
+    def throttle(self, *, count: int = 1) -> None:
+        """Answer the next ``count`` writes with 429, as if the budget were spent."""
+        self.failures.add(Injected(429, count))
 
     def provider_stats(self, since: int) -> dict[str, Any]:
         return {}

@@ -40,7 +40,7 @@ from typing import Any
 import regex
 from aiohttp import web
 
-from dispatcher.standins.base import Budget, FixedWindow, Injected, StandInServer, bearer, cli_main, take_all
+from dispatcher.standins.base import Budget, FixedWindow, StandInServer, bearer, cli_main, take_all, tightest
 from dispatcher.standins.lengths import find_urls, grapheme_count, replace_spans
 
 URL_CHARACTERS = 23
@@ -141,14 +141,6 @@ class MastodonStandIn(StandInServer):
     def revoke_token(self) -> None:
         """The access token was revoked: 401 from now on."""
         self.token_revoked = True
-
-    def fail(self, status: int = 503, *, count: int = 1) -> None:
-        """Answer the next ``count`` writes (create, edit, delete) with ``status``."""
-        self.failures.add(Injected(status, count))
-
-    def throttle(self, *, count: int = 1) -> None:
-        """Answer the next ``count`` writes with 429, as if the account's budget were spent."""
-        self.failures.add(Injected(429, count))
 
     def reset(self) -> None:
         super().reset()
@@ -272,8 +264,7 @@ class MastodonStandIn(StandInServer):
             windows = [(self._windows["token"], token), (self._windows["account"], self.username)]
             if request.method == "DELETE":
                 windows.append((self._windows["delete"], self.username))
-        budget = take_all(windows, self.clock())
-        assert budget is not None
+        budget = tightest(take_all(((window, key, 1) for window, key in windows), self.clock()))
         if not budget.allowed:
             self.rate_limited += 1
             return self._error(request, 429, "Too many requests", budget, f"{budget.name} spent")

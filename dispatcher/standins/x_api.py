@@ -56,7 +56,7 @@ from urllib.parse import parse_qsl, quote, unquote
 import regex
 from aiohttp import web
 
-from dispatcher.standins.base import FixedWindow, Injected, StandInServer, bearer, cli_main
+from dispatcher.standins.base import FixedWindow, StandInServer, bearer, cli_main, take_all
 from dispatcher.standins.lengths import find_urls, replace_spans
 
 MAX_WEIGHTED_LENGTH = 280
@@ -189,14 +189,6 @@ class XStandIn(StandInServer):
         """The user revoked the app: every credential is 401 from now on."""
         self.revoked = True
 
-    def fail(self, status: int = 503, *, count: int = 1) -> None:
-        """Answer the next ``count`` posts or deletions with ``status``."""
-        self.failures.add(Injected(status, count))
-
-    def throttle(self, *, count: int = 1) -> None:
-        """Answer the next ``count`` posts or deletions with 429."""
-        self.failures.add(Injected(429, count))
-
     def reset(self) -> None:
         super().reset()
         self.posts.clear()
@@ -304,10 +296,8 @@ class XStandIn(StandInServer):
         """Count the request in its windows; the headers to send, or the 429."""
         now = self.clock()
         keys = {"post": self.user_id, "app": "app", "delete": self.user_id}
-        budgets = [self._windows[n].peek(keys[n], now) for n in names]
+        budgets = take_all(((self._windows[n], keys[n], 1) for n in names), now)
         allowed = all(b.allowed for b in budgets)
-        if allowed:
-            budgets = [self._windows[n].take(keys[n], now) for n in names]
         headers = {}
         for name, budget in zip(names, budgets, strict=True):
             prefix = "x-app-limit-24hour" if name == "app" else "x-rate-limit"
