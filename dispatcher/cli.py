@@ -174,10 +174,19 @@ async def _demo(settings: Settings, args: argparse.Namespace) -> int:
     return await demo.run()
 
 
+async def _dsn(settings: Settings) -> str:
+    """The database the configuration names (or the embedded one, started if need be)."""
+    from dispatcher.store import db
+
+    return await db.resolve_dsn(
+        settings.database_url(), settings.service.state_dir, settings.database.embedded_database
+    )
+
+
 async def _connect(settings: Settings) -> Any:
     from dispatcher.store import db
 
-    dsn = await db.resolve_dsn(settings.database_url(), settings.service.state_dir, settings.database.embedded_database)
+    dsn = await _dsn(settings)
     conn = await db.connect(dsn)
     await db.migrate(conn)
     return conn
@@ -186,7 +195,7 @@ async def _connect(settings: Settings) -> Any:
 async def _migrate(settings: Settings, _args: argparse.Namespace) -> int:
     from dispatcher.store import db
 
-    dsn = await db.resolve_dsn(settings.database_url(), settings.service.state_dir, settings.database.embedded_database)
+    dsn = await _dsn(settings)
     conn = await db.connect(dsn)
     try:
         applied = await db.migrate(conn)
@@ -235,6 +244,7 @@ def _operator() -> str:
 async def _channel(settings: Settings, args: argparse.Namespace) -> int:
     from channels import REGISTRY
     from dispatcher import status
+    from dispatcher.model import JST
     from dispatcher.store import outbox
 
     if args.name not in REGISTRY:
@@ -250,7 +260,7 @@ async def _channel(settings: Settings, args: argparse.Namespace) -> int:
         if args.action == "pause":
             held = await outbox.hold_channel(conn, args.name, seconds=args.seconds, by=by, reason=args.reason)
             until = (
-                f"until {held.held_until.astimezone(status.JST):%Y-%m-%d %H:%M:%S} JST"
+                f"until {held.held_until.astimezone(JST):%Y-%m-%d %H:%M:%S} JST"
                 if held.held_until is not None
                 else "until resumed"
             )
@@ -367,7 +377,7 @@ async def _approve(settings: Settings, args: argparse.Namespace) -> int:
     from dispatcher.store import db
     from dispatcher.targeting import default_targeter
 
-    dsn = await db.resolve_dsn(settings.database_url(), settings.service.state_dir, settings.database.embedded_database)
+    dsn = await _dsn(settings)
     pool = await db.create_pool(dsn, min_size=1, max_size=2)
     try:
         per_person, broadcast = _channel_names(settings)
@@ -395,14 +405,13 @@ async def _ingest(settings: Settings, args: argparse.Namespace) -> int:
     import hashlib
     from pathlib import Path
 
-    from dispatcher.app import ServiceContext
+    from dispatcher.context import ServiceContext
     from dispatcher.pipeline import Pipeline
-    from dispatcher.store import alerts as alert_store
-    from dispatcher.store import db
+    from dispatcher.store import db, documents
     from dispatcher.targeting import default_targeter
     from sources.jma.feed import SOURCE, ingest_document
 
-    dsn = await db.resolve_dsn(settings.database_url(), settings.service.state_dir, settings.database.embedded_database)
+    dsn = await _dsn(settings)
     conn = await db.connect(dsn)
     try:
         await db.migrate(conn)
@@ -429,7 +438,7 @@ async def _ingest(settings: Settings, args: argparse.Namespace) -> int:
                 continue
             outcome = await ingest_document(ctx, doc_id, data, url)
             async with pool.acquire() as c:
-                row = await alert_store.document_alert(c, doc_id)
+                row = await documents.document_alert(c, doc_id)
             report: dict[str, Any] = {"file": name, "outcome": outcome, "document": url}
             if row is not None and row["id"] is not None:
                 report |= {"alert_id": row["id"], "public_id": row["public_id"], "state": row["state"]}

@@ -20,7 +20,7 @@ import asyncpg
 from dispatcher.folding import alert_level, issuance_key, place_levels
 from dispatcher.model import Alert, Area, Document, MsgType
 from dispatcher.store import alerts as alert_store
-from dispatcher.store import outbox
+from dispatcher.store import documents, locks, outbox
 from dispatcher.store.alerts import mint_public_id
 from dispatcher.validate import InvalidAlert, check_alert
 
@@ -213,11 +213,11 @@ class Pipeline:
         async with self.pool.acquire() as conn, conn.transaction():
             doc_id = None
             if document is not None:
-                doc_id = await alert_store.take_document(conn, document)
+                doc_id = await documents.take_document(conn, document)
                 if doc_id is None:
                     log.info("document already received", extra={**extra, "url": document.url})
                     return IngestResult(Outcome.REPLAY)
-                await alert_store.record_document(
+                await documents.record_document(
                     conn,
                     doc_id,
                     outcome="parsed",
@@ -243,14 +243,14 @@ class Pipeline:
             if issuance is not None:
                 # The parallel documents of one issuance decide one at a time, in
                 # whatever order they arrive and whichever daemon took them.
-                await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", "issuance:" + issuance)
+                await locks.serialise(conn, "issuance:" + issuance)
                 siblings = await alert_store.issuance_siblings(conn, issuance, alert_id)
                 if siblings:
                     await alert_store.add_details(conn, alert_id, {"issuance": issuance, "siblings": siblings})
             if alert.series_key:
                 # Telegrams of one series are fetched concurrently: decide "newest
                 # wins" one at a time per series.
-                await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", alert.series_key)
+                await locks.serialise(conn, alert.series_key)
             if alert.series_key and await alert_store.newer_in_series(conn, alert.series_key, alert.sent, alert_id):
                 await alert_store.mark_state(conn, alert_id, "stale")
                 log.info("older telegram of a series arrived late: stored, not sent", extra=extra)

@@ -66,6 +66,7 @@ from dispatcher.settings import ChannelSettings, DeliveryConfig
 from dispatcher.status import LONG_PAUSE
 from dispatcher.store import alerts as alert_store
 from dispatcher.store import outbox
+from dispatcher.store.db import DB_ERRORS
 from dispatcher.store.outbox import Claimed, Outcome
 
 Answer = SendResult | Outcome
@@ -94,18 +95,6 @@ RECORD_DELAY = 0.02
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-# What a database restart or pg_terminate_backend() looks like to a client:
-# OperatorInterventionError covers admin_shutdown and cannot_connect_now.
-DB_ERRORS = (
-    asyncpg.PostgresConnectionError,
-    asyncpg.exceptions.OperatorInterventionError,
-    asyncpg.InterfaceError,
-    # Seen on a pooled connection whose backend was terminated mid-operation.
-    asyncpg.InternalClientError,
-    OSError,
-    asyncio.TimeoutError,
-)
 
 
 def _now() -> datetime:
@@ -527,9 +516,7 @@ class OutboxWorker:
 
     async def _load_alerts(self, conn: asyncpg.Connection, ids: set[int]) -> None:
         # Only the body is cached; the alert's state comes with every claim.
-        rows = await conn.fetch("SELECT * FROM alerts WHERE id = ANY($1::bigint[])", list(ids))
-        for row in rows:
-            self._alerts[int(row["id"])] = alert_store.row_to_alert(row)
+        self._alerts.update(await alert_store.alerts_by_ids(conn, ids))
         if len(self._alerts) > 1000:
             for aid in list(self._alerts)[:500]:
                 self._alerts.pop(aid, None)

@@ -17,7 +17,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from dispatcher.app import ServiceContext
+from dispatcher.context import ServiceContext
 from dispatcher.pipeline import CodeTargeter, Pipeline
 from dispatcher.status import documents_summary, format_table, recent_alerts
 from dispatcher.store import db
