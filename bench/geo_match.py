@@ -39,10 +39,11 @@ import numpy as np
 from _common import scratch_database
 from numpy.typing import NDArray
 
+from dispatcher.locations import relocate_all
 from dispatcher.model import Alert, Area, Certainty, MsgType, Severity, Status, Urgency
 from dispatcher.store import alerts as alert_store
 from dispatcher.store import db, outbox
-from dispatcher.store.subscribers import AUDIENCE_SQL, relocate_all
+from dispatcher.store.subscribers import AUDIENCE_SQL
 from dispatcher.targeting import default_targeter
 from geo import GeoIndex, LocateResult, default_index
 

@@ -254,7 +254,7 @@ class Service:
 
     async def _relocate(self) -> None:
         """Residents' locations are matched to districts once; redo it if the layers changed."""
-        from dispatcher.store.subscribers import relocate_all
+        from dispatcher.locations import relocate_all
         from dispatcher.targeting import geo_index
 
         assert self.context is not None and self.pool is not None

@@ -283,7 +283,8 @@ async def _channel(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _subscribe(settings: Settings, args: argparse.Namespace) -> int:
-    from dispatcher.store.subscribers import subscribe, subscribe_location
+    from dispatcher.locations import subscribe_location
+    from dispatcher.store.subscribers import areas_of, subscribe
     from dispatcher.targeting import geo_index, resolve_choices
 
     located = args.lat is not None and args.lon is not None
@@ -313,7 +314,7 @@ async def _subscribe(settings: Settings, args: argparse.Namespace) -> int:
             sid = await subscribe_location(conn, lat=args.lat, lon=args.lon, index=index, **common)
         else:
             sid = await subscribe(conn, **common)
-        follows = await conn.fetchval("SELECT areas FROM subscriptions WHERE id = $1", sid)
+        follows = await areas_of(conn, sid)
     finally:
         await conn.close()
     print(f"subscription {sid}: {args.channel} {args.address} → {', '.join(follows)}")
@@ -345,7 +346,7 @@ async def _audience(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _relocate(settings: Settings, _args: argparse.Namespace) -> int:
-    from dispatcher.store.subscribers import relocate_all
+    from dispatcher.locations import relocate_all
     from dispatcher.targeting import geo_index
 
     index = geo_index(settings.geo)
