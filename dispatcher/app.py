@@ -34,8 +34,9 @@ from dispatcher.peers import Peers
 from dispatcher.pipeline import Pipeline
 from dispatcher.settings import ConfigError, Settings
 from dispatcher.store import db
+from dispatcher.store.wakeups import Wakeups
 from dispatcher.targeting import default_targeter
-from dispatcher.worker import OutboxWorker, Wakeups
+from dispatcher.worker import OutboxWorker
 from sources.base import PolledSource, PushedSource
 from sources.jma.feed import JmaSource
 

@@ -20,7 +20,7 @@ import asyncpg
 from dispatcher.folding import alert_level, issuance_key, place_levels
 from dispatcher.model import Alert, Area, Document, MsgType
 from dispatcher.store import alerts as alert_store
-from dispatcher.store import documents, locks, outbox
+from dispatcher.store import documents, fanout, locks
 from dispatcher.store.alerts import mint_public_id
 from dispatcher.validate import InvalidAlert, check_alert
 
@@ -265,7 +265,7 @@ class Pipeline:
                 )
             if replaced:
                 await alert_store.mark_replaced(conn, replaced, alert_id, alert.msg_type is MsgType.CANCEL)
-                n = await outbox.supersede_queued(conn, replaced, f"replaced by alert {alert_id}")
+                n = await fanout.supersede_queued(conn, replaced, f"replaced by alert {alert_id}")
                 log.info("alert replaces earlier ones", extra={**extra, "replaced": replaced, "superseded": n})
             result = IngestResult(
                 Outcome.HELD if hold else Outcome.QUEUED,
@@ -329,18 +329,18 @@ class Pipeline:
         priority = int(alert.priority)
         channels, broadcast_channels = self.channels_for(alert)
         places = self.targeter.places(alert)
-        to = outbox.Targets(
+        to = fanout.Targets(
             codes=list(targets),
             place_codes=places.codes,
             places=places.places,
             levels=place_levels(alert.areas),
             siblings=siblings,
         )
-        count = await outbox.fan_out(
+        count = await fanout.fan_out(
             conn, alert_id=alert_id, priority=priority, channels=channels, target_codes=to, public=alert.is_public
         )
         if alert.is_public and broadcast_channels:
-            count += await outbox.fan_out_broadcast(
+            count += await fanout.fan_out_broadcast(
                 conn,
                 alert_id=alert_id,
                 priority=priority,
@@ -349,7 +349,7 @@ class Pipeline:
                 siblings=siblings,
             )
         if replaced:
-            count += await outbox.fan_out_followers(
+            count += await fanout.fan_out_followers(
                 conn, alert_id=alert_id, priority=priority, replaced=replaced, public=alert.is_public, targets=to
             )
         return count

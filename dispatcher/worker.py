@@ -5,7 +5,7 @@ processes share the queue through ``FOR UPDATE SKIP LOCKED`` and the provider's
 limits through their :class:`~dispatcher.peers.Share` (an equal part of the
 global budget each; on a per-recipient-paced channel, a part of the
 recipients); they wake on
-``NOTIFY deliveries`` (see :class:`Wakeups`) and poll as a fallback. The
+``NOTIFY deliveries`` (see :class:`~dispatcher.store.wakeups.Wakeups`) and poll as a fallback. The
 channel makes one attempt; every retry decision is taken here and written to
 the database (``not_before``, ``channel_state``, ``recipient_pauses``), so a
 provider outage slows only its channel and survives restarts.
@@ -58,7 +58,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from channels.base import Channel, Delivered, Reject, Retry, SendResult
-from dispatcher.model import Alert, Message, Recipient
+from dispatcher.model import Alert, DeliveryState, Message, Recipient
 from dispatcher.peers import Share
 from dispatcher.privacy import redact_reason
 from dispatcher.ratelimit import RateLimiter, RecipientSpacing, backoff_delay
@@ -67,9 +67,9 @@ from dispatcher.status import LONG_PAUSE
 from dispatcher.store import alerts as alert_store
 from dispatcher.store import outbox
 from dispatcher.store.db import DB_ERRORS
-from dispatcher.store.outbox import Claimed, Outcome
+from dispatcher.store.outbox import Claimed, Completion
 
-Answer = SendResult | Outcome
+Answer = SendResult | Completion
 # Seconds between two reads of channel_state (pauses, backoff and holds set elsewhere)
 # while the worker has work in flight or is paused, and while it is idle.
 STATE_EVERY = 0.25
@@ -110,60 +110,6 @@ def _pauses(state: outbox.ChannelState, now: datetime) -> list[tuple[str, dateti
         if until is not None and until > now:
             found.append((why, until))
     return found
-
-
-class Wakeups:
-    """``LISTEN deliveries`` on a dedicated connection; one event per channel.
-
-    Reconnects after a database restart; meanwhile workers poll.
-    """
-
-    def __init__(self, dsn: str) -> None:
-        self.dsn = dsn
-        self.events: dict[str, asyncio.Event] = defaultdict(asyncio.Event)
-        self._task: asyncio.Task[None] | None = None
-        self.connected = asyncio.Event()
-
-    def event(self, channel: str) -> asyncio.Event:
-        return self.events[channel]
-
-    def _on_notify(self, _conn: Any, _pid: int, _name: str, payload: str) -> None:
-        self.events[payload].set()
-
-    async def _run(self) -> None:
-        delay = 0.5
-        while True:
-            try:
-                conn = await asyncpg.connect(self.dsn)
-            except Exception as exc:  # unreachable database: workers poll meanwhile
-                log.warning("LISTEN connection failed, retrying", extra={"error": str(exc), "retry_in": delay})
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
-                continue
-            delay = 0.5
-            lost = asyncio.Event()
-            conn.add_termination_listener(lambda _c, ev=lost: ev.set())
-            try:
-                await conn.add_listener(outbox.NOTIFY_CHANNEL, self._on_notify)
-                self.connected.set()
-                # Anything queued while we were not listening must be looked at.
-                for ev in self.events.values():
-                    ev.set()
-                await lost.wait()
-                log.warning("LISTEN connection lost; reconnecting")
-            finally:
-                self.connected.clear()
-                with contextlib.suppress(Exception):
-                    await conn.close(timeout=1)
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="listen-deliveries")
-
-    async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
 
 
 class OutboxWorker:
@@ -541,13 +487,16 @@ class OutboxWorker:
         for c in claimed:
             if c.alert_state in ("cancelled", "superseded"):
                 self._answer(
-                    c, Outcome(c.id, "superseded", error=f"alert {c.alert_state} before sending", claim=c.claim)
+                    c,
+                    Completion(
+                        c.id, DeliveryState.SUPERSEDED, error=f"alert {c.alert_state} before sending", claim=c.claim
+                    ),
                 )
             elif c.alert_expires is not None and c.alert_expires <= now:
                 error = f"alert expired at {c.alert_expires.isoformat()}"
-                self._answer(c, Outcome(c.id, "expired", error=error, claim=c.claim))
+                self._answer(c, Completion(c.id, DeliveryState.EXPIRED, error=error, claim=c.claim))
             elif c.alert_id not in self._alerts:
-                self._answer(c, Outcome(c.id, "failed", error="alert row not found", claim=c.claim))
+                self._answer(c, Completion(c.id, DeliveryState.FAILED, error="alert row not found", claim=c.claim))
             else:
                 sendable.append(c)
         groups: dict[tuple[int, str, int | None], list[Claimed]] = defaultdict(list)
@@ -572,7 +521,7 @@ class OutboxWorker:
         """Return unsent deliveries to the queue until ``until`` (monotonic, capped), no attempt spent."""
         not_before = _now() + timedelta(seconds=min(MAX_GIVE_BACK, max(0.0, until - time.monotonic())))
         for c in chunk:
-            self._answer(c, Outcome(c.id, "queued", error=reason, not_before=not_before, claim=c.claim))
+            self._answer(c, Completion(c.id, DeliveryState.QUEUED, error=reason, not_before=not_before, claim=c.claim))
 
     def _held_until(self, chunk: Sequence[Claimed]) -> float:
         """Monotonic time until which a pause holds this chunk back (0: not held)."""
@@ -701,12 +650,12 @@ class OutboxWorker:
         self._paused_until = max(self._paused_until, until)
         return extended
 
-    def _outcome(self, c: Claimed, result: SendResult) -> Outcome:
+    def _outcome(self, c: Claimed, result: SendResult) -> Completion:
         now = _now()
         if isinstance(result, Delivered):
-            return Outcome(c.id, "delivered", remote_id=result.remote_id, spent=True, claim=c.claim)
+            return Completion(c.id, DeliveryState.DELIVERED, remote_id=result.remote_id, spent=True, claim=c.claim)
         if isinstance(result, Reject):
-            return Outcome(c.id, "failed", error=result.reason, spent=True, claim=c.claim)
+            return Completion(c.id, DeliveryState.FAILED, error=result.reason, spent=True, claim=c.claim)
         if result.rate_limited:
             # Not the delivery's failure: no attempt spent, and exactly the wait asked for.
             error = f"rate limited: {result.reason}"
@@ -729,7 +678,7 @@ class OutboxWorker:
         deadline = self._deadline(c, now)
         if next_try > deadline:
             return self._too_late(c, error, deadline, spent)
-        return Outcome(c.id, "queued", error=error, not_before=next_try, spent=spent, claim=c.claim)
+        return Completion(c.id, DeliveryState.QUEUED, error=error, not_before=next_try, spent=spent, claim=c.claim)
 
     def _deadline(self, c: Claimed, now: datetime) -> datetime:
         """Until when ``c`` is worth trying: its alert's expiry, else ``max_age`` after the alert came."""
@@ -737,13 +686,13 @@ class OutboxWorker:
             return c.alert_expires
         return (c.alert_received or now) + timedelta(seconds=self.cfg.max_age)
 
-    def _too_late(self, c: Claimed, error: str, deadline: datetime, spent: bool) -> Outcome:
+    def _too_late(self, c: Claimed, error: str, deadline: datetime, spent: bool) -> Completion:
         """The next try would come after the deadline: end the delivery, saying why."""
         if c.alert_expires is not None:
-            state = "expired"
+            state = DeliveryState.EXPIRED
             why = f"alert expires at {deadline.isoformat()} before the next try"
         else:
-            state = "failed"
+            state = DeliveryState.FAILED
             why = f"gave up: the next try would come after [delivery] max_age ({self.cfg.max_age:g} s)"
         log.warning(
             "delivery ends: its deadline comes before the next try",
@@ -756,7 +705,7 @@ class OutboxWorker:
                 "reason": error,
             },
         )
-        return Outcome(c.id, state, error=f"{why}: {error}", spent=spent, claim=c.claim)
+        return Completion(c.id, state, error=f"{why}: {error}", spent=spent, claim=c.claim)
 
     def _emit(self, c: Claimed, result: SendResult, elapsed: float) -> None:
         if isinstance(result, Delivered):
@@ -806,13 +755,13 @@ class OutboxWorker:
                 await asyncio.sleep(1.0)
 
     async def _record(self, done: Sequence[tuple[Claimed, Answer, int]]) -> None:
-        outcomes: list[Outcome] = []
+        outcomes: list[Completion] = []
         unsubscribe: list[int] = []
         channel_pause: tuple[datetime, str, int] | None = None
         recipient_pauses: dict[str, datetime] = {}
-        sent = [r for _c, r, _g in done if not isinstance(r, Outcome)]
+        sent = [r for _c, r, _g in done if not isinstance(r, Completion)]
         for c, r, generation in done:
-            if isinstance(r, Outcome):
+            if isinstance(r, Completion):
                 outcomes.append(r)
                 continue
             o = self._outcome(c, r)

@@ -186,7 +186,7 @@ async def areas_of(conn: asyncpg.Connection, subscription_id: int) -> list[str]:
     return list(await conn.fetchval("SELECT areas FROM subscriptions WHERE id = $1", subscription_id) or [])
 
 
-# The audience predicate of dispatcher.store.outbox.fan_out, word for word; the
+# The audience predicate of dispatcher.store.fanout.fan_out, word for word; the
 # integration tests check that both count the same subscriptions.
 AUDIENCE_SQL = """
     SELECT s.channel, count(*) AS n
