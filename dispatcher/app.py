@@ -127,9 +127,8 @@ class Service:
             await self._start_web()
         # What exists now (modules, geo layers, templates, channels, pools) lives as long
         # as the daemon: take it out of the cyclic collector's sight. A full collection
-        # over it stalls the event loop for 30-60 ms, long enough for paced requests to
-        # bunch up at a provider beyond its per-second limit (bench/ratelimit.py saw
-        # Telegram 429s come from exactly that).
+        # over it stalls the event loop for tens of milliseconds, long enough for paced
+        # requests to bunch up at a provider beyond its per-second limit (a 429).
         gc.collect()
         gc.freeze()
         sd_notify("READY=1")

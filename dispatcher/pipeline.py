@@ -100,12 +100,16 @@ def replace_areas(alert: Alert, *areas: Area) -> Alert:
 
 
 class Expander(Protocol):
+    """One way of finding the codes an alert reaches (JMA tables, geo layers)."""
+
     def expand(self, alert: Alert, *, report: bool = True) -> tuple[set[str], set[str]]:
         """Return (extra target codes, the alert codes this expander recognised); ``report``: log problems."""
         ...
 
 
 class Outcome(enum.StrEnum):
+    """What :meth:`Pipeline.ingest` did with an alert."""
+
     QUEUED = "queued"
     # The alert (sender, identifier) is stored already.
     DUPLICATE = "duplicate"
@@ -117,6 +121,8 @@ class Outcome(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class IngestResult:
+    """An ingest's outcome, the stored alert's id and public id, and what its fan-out did."""
+
     outcome: Outcome
     alert_id: int | None = None
     deliveries: int = 0

@@ -38,7 +38,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen (but never changed), as Decision: one per delivery.
+@dataclass(slots=True)
 class Answer:
     """What became of one claimed delivery, waiting for the recorder.
 

@@ -165,7 +165,7 @@ async def lock_alert(conn: asyncpg.Connection, alert_id: int) -> asyncpg.Record 
 
 
 async def public_alert(conn: asyncpg.Connection, key: str) -> asyncpg.Record | None:
-    """The alert whose public page is ``key``: its public id, or a link sent before public ids existed."""
+    """The alert whose public page is ``key``: its public id, or an identifier ``alert_links`` keeps working."""
     row: asyncpg.Record | None = await conn.fetchrow("SELECT * FROM alerts WHERE public_id = $1", key)
     if row is None:
         row = await conn.fetchrow(

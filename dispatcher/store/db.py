@@ -51,6 +51,8 @@ _MIGRATION_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 @dataclass(frozen=True, slots=True)
 class Migration:
+    """One numbered file of ``migrations/``."""
+
     version: int
     name: str
     sql: str

@@ -186,10 +186,10 @@ async def fan_out_followers(
 
     Deliveries still "sending" are followed too: the worker's completion of one may be
     committing at this very moment, invisible to this transaction, and its own
-    follow-up (in :func:`complete`) cannot see the replacing alert that this
-    transaction has not committed yet; between the two it would be lost. Following a
-    delivery that then fails costs its recipient the update of something they did not
-    receive, which is the news they need anyway.
+    follow-up (in :func:`dispatcher.store.outbox.complete`) cannot see the replacing
+    alert that this transaction has not committed yet; between the two it would be
+    lost. Following a delivery that then fails costs its recipient the update of
+    something they did not receive, which is the news they need anyway.
     """
     t = targets or Targets(())
     result = await conn.execute(
