@@ -14,7 +14,7 @@ and drops it at the end. It subscribes ``--subscribers`` random locations in Num
 (``subscribe_location``'s storage, computed in bulk by ``relocate_all``), then times, best
 of 5, for one alert naming 2 districts: the audience ``SELECT count`` (the fan-out's
 predicate, ``subscriptions.areas && alerts.target_codes`` under the GIN index) and the
-real ``INSERT … SELECT`` of ``dispatcher.store.outbox.fan_out`` (rolled back each time).
+real ``INSERT … SELECT`` of ``dispatcher.store.fanout.fan_out`` (rolled back each time).
 
 Run: ``.venv/bin/python bench/geo_match.py [--points N] [--repeat R] [--seed S]
 [--subscribers N] [--skip-points]``
@@ -39,10 +39,11 @@ import numpy as np
 from _common import scratch_database
 from numpy.typing import NDArray
 
+from dispatcher.locations import relocate_all
 from dispatcher.model import Alert, Area, Certainty, MsgType, Severity, Status, Urgency
 from dispatcher.store import alerts as alert_store
-from dispatcher.store import db, outbox
-from dispatcher.store.subscribers import AUDIENCE_SQL, relocate_all
+from dispatcher.store import db, fanout
+from dispatcher.store.subscribers import AUDIENCE_SQL
 from dispatcher.targeting import default_targeter
 from geo import GeoIndex, LocateResult, default_index
 
@@ -205,7 +206,7 @@ async def _audience(index: GeoIndex, n: int, seed: int) -> list[Row]:
             tr = conn.transaction()
             await tr.start()
             try:
-                return await outbox.fan_out(
+                return await fanout.fan_out(
                     conn, alert_id=alert_id, priority=0, channels=list(CHANNELS), target_codes=targets, public=True
                 )
             finally:

@@ -1,7 +1,7 @@
 """Bench: the outbox alone, no provider.
 
 1. Enqueue: one alert fanned out to 100,000 recipients by the pipeline's
-   ``INSERT … SELECT`` (``dispatcher.store.outbox.fan_out``), timed alone.
+   ``INSERT … SELECT`` (``dispatcher.store.fanout.fan_out``), timed alone.
    Goal: < 1.5 s.
 2. Claim-and-complete: workers (one connection each) loop ``claim`` (``FOR UPDATE
    SKIP LOCKED``) → ``complete`` (one ``UPDATE … FROM unnest``) until the queue is
@@ -19,7 +19,7 @@ import time
 from _common import NUMAZU, add_subscriptions, make_alert, scratch_database, table
 
 from dispatcher.store import alerts as alert_store
-from dispatcher.store import db, outbox
+from dispatcher.store import db, fanout, outbox
 
 CHANNEL = "telegram"
 
@@ -37,7 +37,7 @@ async def enqueue(dsn: str, recipients: int) -> tuple[float, float, int]:
         async with conn.transaction():
             alert_id = await alert_store.insert_alert(conn, alert, target_codes=[NUMAZU], document_id=None)
             assert alert_id is not None
-            rows = await outbox.fan_out(
+            rows = await fanout.fan_out(
                 conn,
                 alert_id=alert_id,
                 priority=int(alert.priority),
@@ -67,7 +67,7 @@ async def drain(dsn: str, claim_size: int, workers: int) -> tuple[int, float, in
                 await outbox.complete(
                     conn,
                     [
-                        outbox.Outcome(c.id, "delivered", remote_id=str(c.id), spent=True, claim=c.claim)
+                        outbox.Completion(c.id, "delivered", remote_id=str(c.id), spent=True, claim=c.claim)
                         for c in claimed
                     ],
                 )

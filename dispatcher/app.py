@@ -17,9 +17,7 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import aiohttp
 import asyncpg
@@ -33,136 +31,19 @@ from channels import REGISTRY, load_channel_class
 from channels.base import Channel, ChannelContext, http_session
 from channels.templates import Templates, local_codes_for
 from dispatcher.config import ConfigError
-from dispatcher.model import Alert, Document
+from dispatcher.context import ServiceContext
 from dispatcher.peers import Peers
-from dispatcher.pipeline import IngestResult, Pipeline
+from dispatcher.pipeline import Pipeline
 from dispatcher.settings import Settings
-from dispatcher.store import alerts as alert_store
 from dispatcher.store import db
+from dispatcher.store.wakeups import Wakeups
 from dispatcher.targeting import default_targeter
 from dispatcher.web.context import WebContext
-from dispatcher.worker import DB_ERRORS, OutboxWorker, Wakeups
+from dispatcher.worker import OutboxWorker
 from sources.base import PolledSource, PushedSource, SourceSetup
 from sources.registry import REGISTRY as SOURCES
 
 log = logging.getLogger(__name__)
-
-
-# About two minutes of waiting for the database before a source sees the error
-# (and, for JMA, leaves the telegram to be fetched again on a later poll).
-EMIT_ATTEMPTS = 16
-# A request handler's caller is waiting: about a second, then 503.
-IMPATIENT_ATTEMPTS = 3
-
-
-class ServiceContext:
-    """The :class:`sources.base.SourceContext` the sources get."""
-
-    def __init__(self, pool: asyncpg.Pool, pipeline: Pipeline) -> None:
-        self.pool = pool
-        self.pipeline = pipeline
-
-    async def emit(
-        self, alert: Alert, *, document: Document | None = None, hold: bool = False, patient: bool = True
-    ) -> IngestResult:
-        """Hand ``alert`` to the pipeline; wait out a database outage rather than drop it.
-
-        ``ingest`` is one transaction and deduplicates by (sender, identifier) and,
-        for a pushed ``document``, by (source, url), so trying again after a lost
-        connection is safe. ``patient`` sources (pollers) wait about two minutes;
-        a request handler passes ``patient=False`` and answers 503 after a few
-        seconds, so that its caller retries instead of waiting on an open request.
-        """
-        delay = 0.2
-        attempts = EMIT_ATTEMPTS if patient else IMPATIENT_ATTEMPTS
-        for attempt in range(1, attempts + 1):
-            try:
-                return await self.pipeline.ingest(alert, document=document, hold=hold)
-            except DB_ERRORS as exc:
-                if attempt == attempts:
-                    raise
-                log.warning(
-                    "database unavailable while storing an alert; retrying",
-                    extra={"alert": alert.identifier, "attempt": attempt, "error": str(exc), "retry_in": delay},
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
-        raise AssertionError("unreachable")
-
-    async def claim_document(self, source: str, url: str) -> int | None:
-        async with self.pool.acquire() as conn:
-            return await alert_store.claim_document(conn, source, url) or await alert_store.reclaim_failed_document(
-                conn, source, url, max_attempts=5
-            )
-
-    async def record_document(
-        self,
-        doc_id: int,
-        *,
-        outcome: str,
-        content: bytes | None = None,
-        kind: str | None = None,
-        title: str | None = None,
-        error: str | None = None,
-    ) -> None:
-        async with self.pool.acquire() as conn:
-            await alert_store.record_document(
-                conn, doc_id, outcome=outcome, content=content, kind=kind, title=title, error=error
-            )
-
-    async def known_documents(self, source: str, urls: list[str]) -> set[str]:
-        async with self.pool.acquire() as conn:
-            return await alert_store.known_documents(conn, source, urls)
-
-    async def failed_fetches(self, source: str, urls: list[str]) -> Mapping[str, int]:
-        async with self.pool.acquire() as conn:
-            return await alert_store.failed_fetches(conn, source, urls)
-
-    async def feed_state(self, url: str) -> Mapping[str, Any]:
-        async with self.pool.acquire() as conn:
-            row = await conn.fetchrow("SELECT * FROM feed_state WHERE url = $1", url)
-        return dict(row) if row else {}
-
-    async def save_feed_state(
-        self, url: str, *, status: int | None, etag: str | None, last_modified: str | None, error: str | None
-    ) -> int:
-        async with self.pool.acquire() as conn:
-            return int(
-                await conn.fetchval(
-                    """
-                    INSERT INTO feed_state (url, etag, last_modified, last_polled, last_status, last_error,
-                                            consecutive_failures)
-                    VALUES ($1, $2, $3, now(), $4, $5, CASE WHEN $5::text IS NULL THEN 0 ELSE 1 END)
-                    ON CONFLICT (url) DO UPDATE SET etag = EXCLUDED.etag, last_modified = EXCLUDED.last_modified,
-                        last_polled = now(), last_status = EXCLUDED.last_status, last_error = EXCLUDED.last_error,
-                        consecutive_failures = CASE WHEN $5::text IS NULL THEN 0
-                                                    ELSE feed_state.consecutive_failures + 1 END
-                    RETURNING consecutive_failures
-                    """,
-                    url,
-                    etag,
-                    last_modified,
-                    status,
-                    error,
-                )
-            )
-
-    @contextlib.asynccontextmanager
-    async def exclusive(self, name: str) -> AsyncIterator[bool]:
-        key = int.from_bytes(name.encode()[:8].ljust(8, b"\0"), "big", signed=True)
-        async with self.pool.acquire() as conn:
-            got = bool(await conn.fetchval("SELECT pg_try_advisory_lock($1)", key))
-            try:
-                yield got
-            finally:
-                if got:
-                    try:
-                        await conn.execute("SELECT pg_advisory_unlock($1)", key)
-                    except BaseException:
-                        # The pool does not reset connections (db.create_pool): a lock
-                        # that could not be released goes away with its session.
-                        conn.terminate()
-                        raise
 
 
 def sd_notify(state: str) -> None:
@@ -251,9 +132,8 @@ class Service:
             await self._start_web()
         # What exists now (modules, geo layers, templates, channels, pools) lives as long
         # as the daemon: take it out of the cyclic collector's sight. A full collection
-        # over it stalls the event loop for 30-60 ms, long enough for paced requests to
-        # bunch up at a provider beyond its per-second limit (bench/ratelimit.py saw
-        # Telegram 429s come from exactly that).
+        # over it stalls the event loop for tens of milliseconds, long enough for paced
+        # requests to bunch up at a provider beyond its per-second limit (a 429).
         gc.collect()
         gc.freeze()
         sd_notify("READY=1")
@@ -360,7 +240,7 @@ class Service:
 
     async def _relocate(self) -> None:
         """Residents' locations are matched to districts once; redo it if the layers changed."""
-        from dispatcher.store.subscribers import relocate_all
+        from dispatcher.locations import relocate_all
         from dispatcher.targeting import geo_index
 
         assert self.context is not None and self.pool is not None
@@ -385,7 +265,7 @@ class Service:
             assert self.pool is not None
             try:
                 async with self.pool.acquire(timeout=5) as conn:
-                    await conn.fetchval("SELECT 1")
+                    await db.ping(conn)
             except Exception as exc:
                 # Not kicking the watchdog lets systemd restart a wedged daemon;
                 # a database outage alone is survivable, so keep kicking then.

@@ -175,10 +175,19 @@ async def _demo(settings: Settings, args: argparse.Namespace) -> int:
     return await demo.run()
 
 
+async def _dsn(settings: Settings) -> str:
+    """The database the configuration names (or the embedded one, started if need be)."""
+    from dispatcher.store import db
+
+    return await db.resolve_dsn(
+        settings.database_url(), settings.service.state_dir, settings.database.embedded_database
+    )
+
+
 async def _connect(settings: Settings) -> Any:
     from dispatcher.store import db
 
-    dsn = await db.resolve_dsn(settings.database_url(), settings.service.state_dir, settings.database.embedded_database)
+    dsn = await _dsn(settings)
     conn = await db.connect(dsn)
     await db.migrate(conn)
     return conn
@@ -187,7 +196,7 @@ async def _connect(settings: Settings) -> Any:
 async def _migrate(settings: Settings, _args: argparse.Namespace) -> int:
     from dispatcher.store import db
 
-    dsn = await db.resolve_dsn(settings.database_url(), settings.service.state_dir, settings.database.embedded_database)
+    dsn = await _dsn(settings)
     conn = await db.connect(dsn)
     try:
         applied = await db.migrate(conn)
@@ -237,6 +246,7 @@ def _operator() -> str:
 async def _channel(settings: Settings, args: argparse.Namespace) -> int:
     from channels import REGISTRY
     from dispatcher import status
+    from dispatcher.model import JST
     from dispatcher.store import outbox, reports
 
     if args.name not in REGISTRY:
@@ -252,7 +262,7 @@ async def _channel(settings: Settings, args: argparse.Namespace) -> int:
         if args.action == "pause":
             held = await outbox.hold_channel(conn, args.name, seconds=args.seconds, by=by, reason=args.reason)
             until = (
-                f"until {held.held_until.astimezone(status.JST):%Y-%m-%d %H:%M:%S} JST"
+                f"until {held.held_until.astimezone(JST):%Y-%m-%d %H:%M:%S} JST"
                 if held.held_until is not None
                 else "until resumed"
             )
@@ -275,7 +285,8 @@ async def _channel(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _subscribe(settings: Settings, args: argparse.Namespace) -> int:
-    from dispatcher.store.subscribers import subscribe, subscribe_location
+    from dispatcher.locations import subscribe_location
+    from dispatcher.store.subscribers import areas_of, subscribe
     from dispatcher.targeting import geo_index, resolve_choices
 
     located = args.lat is not None and args.lon is not None
@@ -305,7 +316,7 @@ async def _subscribe(settings: Settings, args: argparse.Namespace) -> int:
             sid = await subscribe_location(conn, lat=args.lat, lon=args.lon, index=index, **common)
         else:
             sid = await subscribe(conn, **common)
-        follows = await conn.fetchval("SELECT areas FROM subscriptions WHERE id = $1", sid)
+        follows = await areas_of(conn, sid)
     finally:
         await conn.close()
     print(f"subscription {sid}: {args.channel} {args.address} → {', '.join(follows)}")
@@ -337,7 +348,7 @@ async def _audience(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _relocate(settings: Settings, _args: argparse.Namespace) -> int:
-    from dispatcher.store.subscribers import relocate_all
+    from dispatcher.locations import relocate_all
     from dispatcher.targeting import geo_index
 
     index = geo_index(settings.geo)
@@ -369,7 +380,7 @@ async def _approve(settings: Settings, args: argparse.Namespace) -> int:
     from dispatcher.store import db
     from dispatcher.targeting import default_targeter
 
-    dsn = await db.resolve_dsn(settings.database_url(), settings.service.state_dir, settings.database.embedded_database)
+    dsn = await _dsn(settings)
     pool = await db.create_pool(dsn, min_size=1, max_size=2)
     try:
         per_person, broadcast = _channel_names(settings)
@@ -397,14 +408,13 @@ async def _ingest(settings: Settings, args: argparse.Namespace) -> int:
     import hashlib
     from pathlib import Path
 
-    from dispatcher.app import ServiceContext
+    from dispatcher.context import ServiceContext
     from dispatcher.pipeline import Pipeline
-    from dispatcher.store import alerts as alert_store
-    from dispatcher.store import db
+    from dispatcher.store import db, documents
     from dispatcher.targeting import default_targeter
     from sources.jma.feed import SOURCE, ingest_document
 
-    dsn = await db.resolve_dsn(settings.database_url(), settings.service.state_dir, settings.database.embedded_database)
+    dsn = await _dsn(settings)
     conn = await db.connect(dsn)
     try:
         await db.migrate(conn)
@@ -431,7 +441,7 @@ async def _ingest(settings: Settings, args: argparse.Namespace) -> int:
                 continue
             outcome = await ingest_document(ctx, doc_id, data, url)
             async with pool.acquire() as c:
-                row = await alert_store.document_alert(c, doc_id)
+                row = await documents.document_alert(c, doc_id)
             report: dict[str, Any] = {"file": name, "outcome": outcome, "document": url}
             if row is not None and row["id"] is not None:
                 report |= {"alert_id": row["id"], "public_id": row["public_id"], "state": row["state"]}

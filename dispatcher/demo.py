@@ -101,8 +101,7 @@ async def _fresh_database(settings: Settings) -> str:
     base = await db.resolve_dsn(settings.database_url(), settings.service.state_dir, "postgres")
     conn = await db.connect(base)
     try:
-        await conn.execute(f"DROP DATABASE IF EXISTS {DEMO_DATABASE} WITH (FORCE)")
-        await conn.execute(f"CREATE DATABASE {DEMO_DATABASE}")
+        await db.recreate_database(conn, DEMO_DATABASE)
     finally:
         await conn.close()
     return with_database(base, DEMO_DATABASE)

@@ -13,8 +13,11 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any
+
+# Japan Standard Time, the time residents and operators read (Japan keeps no summer time).
+JST = timezone(timedelta(hours=9), "JST")
 
 
 class Status(enum.StrEnum):
@@ -79,7 +82,11 @@ class Priority(enum.IntEnum):
 
 
 class DeliveryState(enum.StrEnum):
-    """Life of one delivery row (see ``dispatcher/store/schema.sql``)."""
+    """Life of one delivery row: ``queued → sending → delivered | failed | superseded | expired``.
+
+    The one list of the states in Python; ``delivery_state`` in ``dispatcher/store/schema.sql``
+    is the same in the database.
+    """
 
     QUEUED = "queued"
     SENDING = "sending"

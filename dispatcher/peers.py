@@ -28,9 +28,13 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from dispatcher.store import daemons
+from dispatcher.store.db import DB_ERRORS
+
 log = logging.getLogger(__name__)
 
-_DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError, OSError, TimeoutError)
+# The heartbeat is best effort: whatever the database answers, the last share is kept.
+_BEAT_ERRORS = (*DB_ERRORS, asyncpg.PostgresError)
 
 # Seconds between two heartbeats, and after which a silent daemon no longer counts.
 HEARTBEAT = 2.0
@@ -72,7 +76,7 @@ class Peers:
 
     async def start(self) -> None:
         """Forget this host's dead daemons, register, read the first share (best effort: the loop retries)."""
-        with contextlib.suppress(*_DB_ERRORS):
+        with contextlib.suppress(*_BEAT_ERRORS):
             await self.forget_dead_local()
             await self.beat()
         self._task = asyncio.create_task(self._run(), name="peers-heartbeat")
@@ -84,9 +88,9 @@ class Peers:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         if self.id is not None:
-            with contextlib.suppress(*_DB_ERRORS):
+            with contextlib.suppress(*_BEAT_ERRORS):
                 async with self.pool.acquire() as conn:
-                    await conn.execute("DELETE FROM daemons WHERE id = $1", self.id)
+                    await daemons.forget(conn, [self.id])
 
     async def forget_dead_local(self) -> int:
         """Delete the rows of daemons on this host whose process is gone.
@@ -96,51 +100,25 @@ class Peers:
         """
         host = socket.gethostname()
         async with self.pool.acquire() as conn:
-            rows = await conn.fetch("SELECT id, pid FROM daemons WHERE host = $1", host)
-            dead = [int(r["id"]) for r in rows if not _running(int(r["pid"]))]
+            dead = [daemon_id for daemon_id, pid in (await daemons.on_host(conn, host)).items() if not _running(pid)]
             if dead:
-                await conn.execute("DELETE FROM daemons WHERE id = ANY($1::bigint[])", dead)
+                await daemons.forget(conn, dead)
                 log.info("forgot daemons of this host that are gone", extra={"count": len(dead)})
         return len(dead)
 
     async def beat(self) -> dict[str, Share]:
         """One heartbeat: refresh our row (re-register if it is gone), read every channel's share."""
         async with self.pool.acquire() as conn:
-            if self.id is None or not await conn.fetchval(
-                "UPDATE daemons SET seen_at = now(), channels = $2 WHERE id = $1 RETURNING true",
-                self.id,
-                self.channels,
-            ):
-                self.id = await conn.fetchval(
-                    "INSERT INTO daemons (host, pid, channels) VALUES ($1, $2, $3) RETURNING id",
-                    socket.gethostname(),
-                    os.getpid(),
-                    self.channels,
-                )
+            if self.id is None or not await daemons.beat(conn, self.id, self.channels):
+                self.id = await daemons.register(conn, socket.gethostname(), os.getpid(), self.channels)
                 log.info("daemon registered", extra={"daemon_id": self.id, "channels": ",".join(self.channels)})
-            rows = await conn.fetch(
-                """
-                WITH gone AS (
-                    DELETE FROM daemons WHERE seen_at < now() - make_interval(secs => $3)
-                )
-                SELECT c AS channel, count(*) AS live, count(*) FILTER (WHERE d.id < $1) AS rank
-                FROM unnest($4::text[]) AS c
-                JOIN daemons d ON c = ANY (d.channels)
-                WHERE d.seen_at >= now() - make_interval(secs => $2)
-                GROUP BY c
-                """,
-                self.id,
-                self.ttl,
-                FORGET_AFTER,
-                self.channels,
-            )
-        for row in rows:
-            share = self.shares[row["channel"]]
-            live, rank = max(1, int(row["live"])), min(int(row["rank"]), max(1, int(row["live"])) - 1)
+            found = await daemons.peers(conn, self.id, self.channels, ttl=self.ttl, forget_after=FORGET_AFTER)
+        for peer in found:
+            share = self.shares[peer.channel]
+            live, rank = max(1, peer.live), min(peer.rank, max(1, peer.live) - 1)
             if (live, rank) != (share.live, share.rank):
                 log.info(
-                    "daemons sharing a channel changed",
-                    extra={"channel": row["channel"], "live": live, "rank": rank},
+                    "daemons sharing a channel changed", extra={"channel": peer.channel, "live": live, "rank": rank}
                 )
                 share.live, share.rank = live, rank
         return self.shares
@@ -150,7 +128,7 @@ class Peers:
             await asyncio.sleep(self.heartbeat)
             try:
                 await self.beat()
-            except _DB_ERRORS as exc:
+            except _BEAT_ERRORS as exc:
                 log.warning("heartbeat failed; keeping the last share", extra={"error": str(exc)})
 
 

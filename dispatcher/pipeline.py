@@ -20,7 +20,7 @@ import asyncpg
 from dispatcher.folding import alert_level, issuance_key, place_levels
 from dispatcher.model import Alert, Area, Document, MsgType
 from dispatcher.store import alerts as alert_store
-from dispatcher.store import outbox
+from dispatcher.store import documents, fanout, locks
 from dispatcher.store.alerts import mint_public_id
 from dispatcher.validate import InvalidAlert, check_alert
 
@@ -100,12 +100,16 @@ def replace_areas(alert: Alert, *areas: Area) -> Alert:
 
 
 class Expander(Protocol):
+    """One way of finding the codes an alert reaches (JMA tables, geo layers)."""
+
     def expand(self, alert: Alert, *, report: bool = True) -> tuple[set[str], set[str]]:
         """Return (extra target codes, the alert codes this expander recognised); ``report``: log problems."""
         ...
 
 
 class Outcome(enum.StrEnum):
+    """What :meth:`Pipeline.ingest` did with an alert."""
+
     QUEUED = "queued"
     # The alert (sender, identifier) is stored already.
     DUPLICATE = "duplicate"
@@ -117,6 +121,8 @@ class Outcome(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class IngestResult:
+    """An ingest's outcome, the stored alert's id and public id, and what its fan-out did."""
+
     outcome: Outcome
     alert_id: int | None = None
     deliveries: int = 0
@@ -213,11 +219,11 @@ class Pipeline:
         async with self.pool.acquire() as conn, conn.transaction():
             doc_id = None
             if document is not None:
-                doc_id = await alert_store.take_document(conn, document)
+                doc_id = await documents.take_document(conn, document)
                 if doc_id is None:
                     log.info("document already received", extra={**extra, "url": document.url})
                     return IngestResult(Outcome.REPLAY)
-                await alert_store.record_document(
+                await documents.record_document(
                     conn,
                     doc_id,
                     outcome="parsed",
@@ -243,14 +249,14 @@ class Pipeline:
             if issuance is not None:
                 # The parallel documents of one issuance decide one at a time, in
                 # whatever order they arrive and whichever daemon took them.
-                await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", "issuance:" + issuance)
+                await locks.serialise(conn, "issuance:" + issuance)
                 siblings = await alert_store.issuance_siblings(conn, issuance, alert_id)
                 if siblings:
                     await alert_store.add_details(conn, alert_id, {"issuance": issuance, "siblings": siblings})
             if alert.series_key:
                 # Telegrams of one series are fetched concurrently: decide "newest
                 # wins" one at a time per series.
-                await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1))", alert.series_key)
+                await locks.serialise(conn, alert.series_key)
             if alert.series_key and await alert_store.newer_in_series(conn, alert.series_key, alert.sent, alert_id):
                 await alert_store.mark_state(conn, alert_id, "stale")
                 log.info("older telegram of a series arrived late: stored, not sent", extra=extra)
@@ -265,7 +271,7 @@ class Pipeline:
                 )
             if replaced:
                 await alert_store.mark_replaced(conn, replaced, alert_id, alert.msg_type is MsgType.CANCEL)
-                n = await outbox.supersede_queued(conn, replaced, f"replaced by alert {alert_id}")
+                n = await fanout.supersede_queued(conn, replaced, f"replaced by alert {alert_id}")
                 log.info("alert replaces earlier ones", extra={**extra, "replaced": replaced, "superseded": n})
             result = IngestResult(
                 Outcome.HELD if hold else Outcome.QUEUED,
@@ -329,18 +335,18 @@ class Pipeline:
         priority = int(alert.priority)
         channels, broadcast_channels = self.channels_for(alert)
         places = self.targeter.places(alert)
-        to = outbox.Targets(
+        to = fanout.Targets(
             codes=list(targets),
             place_codes=places.codes,
             places=places.places,
             levels=place_levels(alert.areas),
             siblings=siblings,
         )
-        count = await outbox.fan_out(
+        count = await fanout.fan_out(
             conn, alert_id=alert_id, priority=priority, channels=channels, target_codes=to, public=alert.is_public
         )
         if alert.is_public and broadcast_channels:
-            count += await outbox.fan_out_broadcast(
+            count += await fanout.fan_out_broadcast(
                 conn,
                 alert_id=alert_id,
                 priority=priority,
@@ -349,7 +355,7 @@ class Pipeline:
                 siblings=siblings,
             )
         if replaced:
-            count += await outbox.fan_out_followers(
+            count += await fanout.fan_out_followers(
                 conn, alert_id=alert_id, priority=priority, replaced=replaced, public=alert.is_public, targets=to
             )
         return count

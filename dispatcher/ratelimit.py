@@ -1,4 +1,4 @@
-"""Rate limits and backoff used by the outbox workers.
+"""Rate limits used by the outbox workers' send gate (:mod:`dispatcher.gate`).
 
 A :class:`RateLimiter` paces a channel's requests globally (Telegram: about 30
 messages/s): a :class:`TokenBucket` smooths them, and a :class:`SlidingWindow`
@@ -6,16 +6,15 @@ guarantees what providers actually count, no more than N requests in any one
 second, with a small margin for network jitter (requests leave 1/30 s apart
 but do not arrive so). :class:`RecipientSpacing` keeps the minimum interval
 between two messages to the same recipient (Telegram: 1 message/s per chat),
-with the same margin. Pauses a
-provider asks for (HTTP 429) are not kept here but in the database
-(``channel_state``, ``recipient_pauses``) so that every worker and every
-restart honours them.
+with the same margin. Pauses a provider asks for (HTTP 429) are not kept here
+but in the gate and the database (``channel_state``, ``recipient_pauses``), so
+that every worker and every restart honours them; backoff after failures is
+:mod:`dispatcher.retry`'s.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
@@ -227,10 +226,3 @@ class RecipientSpacing:
             # Later than its slot: the next reservations count from now.
             self._remember(self._last, address, now)
         return 0.0
-
-
-def backoff_delay(attempt: int, base: float, cap: float, rng: random.Random | None = None) -> float:
-    """Jittered exponential backoff ("full jitter"), capped: uniform in [base, min(cap, base·2^n)]."""
-    r = rng or random
-    ceiling = min(cap, base * (2 ** max(0, attempt - 1)))
-    return r.uniform(min(base, ceiling), ceiling)

@@ -1,24 +1,23 @@
-"""Alert and document persistence: dedup by identifier, series resolution, public ids.
+"""Alerts in PostgreSQL: dedup by identifier, series resolution, replacement, public ids.
 
-"Have we seen this?" is answered by unique constraints, never by memory:
-``documents (source, url)`` for fetched and pushed documents and ``alerts
-(sender, identifier)`` for alerts. An alert's public page is addressed by a
-``public_id`` minted here, never by a string its sender chose.
+"Have we seen this?" is answered by the unique constraint ``alerts (sender,
+identifier)``, never by memory (documents have theirs: :mod:`dispatcher.store.documents`).
+An alert's public page is addressed by a ``public_id`` minted here, never by a
+string its sender chose.
 """
 
 from __future__ import annotations
 
 import json
 import secrets
-import zlib
-from datetime import UTC, datetime, timedelta, timezone
+from collections.abc import Collection
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
-from dispatcher.model import Alert, Area, Certainty, Document, MsgType, Priority, Severity, Status, Urgency
+from dispatcher.model import JST, Alert, Area, Certainty, MsgType, Priority, Severity, Status, Urgency
 
-JST = timezone(timedelta(hours=9))
 # Public ids are read aloud and typed from paper: no l/1, o/0.
 _PUBLIC_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"
 
@@ -27,107 +26,6 @@ def mint_public_id(now: datetime | None = None) -> str:
     """A new public id: the day in JST and 40 random bits, e.g. ``20261204-k3x9q2mt``."""
     day = (now or datetime.now(UTC)).astimezone(JST).strftime("%Y%m%d")
     return day + "-" + "".join(secrets.choice(_PUBLIC_ALPHABET) for _ in range(8))
-
-
-def compress(data: bytes) -> bytes:
-    return zlib.compress(data, 6)
-
-
-def decompress(data: bytes) -> bytes:
-    return zlib.decompress(data)
-
-
-async def claim_document(conn: asyncpg.Connection, source: str, url: str) -> int | None:
-    """Record that ``url`` is about to be fetched; None if it already was (or is being)."""
-    row = await conn.fetchrow(
-        "INSERT INTO documents (source, url) VALUES ($1, $2) ON CONFLICT (source, url) DO NOTHING RETURNING id",
-        source,
-        url,
-    )
-    return None if row is None else int(row["id"])
-
-
-async def known_documents(conn: asyncpg.Connection, source: str, urls: list[str]) -> set[str]:
-    rows = await conn.fetch(
-        "SELECT url FROM documents WHERE source = $1 AND url = ANY($2::text[]) AND outcome <> 'fetch_failed'",
-        source,
-        urls,
-    )
-    return {r["url"] for r in rows}
-
-
-async def failed_fetches(conn: asyncpg.Connection, source: str, urls: list[str]) -> dict[str, int]:
-    """Those of ``urls`` whose last fetch failed, with the attempts spent on them."""
-    rows = await conn.fetch(
-        "SELECT url, attempts FROM documents WHERE source = $1 AND url = ANY($2::text[]) AND outcome = 'fetch_failed'",
-        source,
-        urls,
-    )
-    return {r["url"]: int(r["attempts"]) for r in rows}
-
-
-async def reclaim_failed_document(conn: asyncpg.Connection, source: str, url: str, max_attempts: int) -> int | None:
-    """A document whose fetch failed may be tried again, a bounded number of times.
-
-    So may one left ``pending`` for over five minutes: its claimer died between
-    claiming and recording it (the fetch itself has a timeout far below that).
-    """
-    row = await conn.fetchrow(
-        "UPDATE documents SET outcome = 'pending', received_at = now(),"
-        " attempts = attempts + CASE WHEN outcome = 'pending' THEN 1 ELSE 0 END"
-        " WHERE source = $1 AND url = $2 AND attempts < $3"
-        " AND (outcome = 'fetch_failed' OR (outcome = 'pending' AND received_at < now() - interval '5 minutes'))"
-        " RETURNING id",
-        source,
-        url,
-        max_attempts,
-    )
-    return None if row is None else int(row["id"])
-
-
-async def take_document(conn: asyncpg.Connection, doc: Document) -> int | None:
-    """The documents row ``doc`` is recorded in: its claimed id, or a claim made now.
-
-    A pushed document is claimed inside the transaction that stores its alert, so a
-    failure anywhere releases the claim with everything else. A row left by an
-    earlier attempt that stored no alert (its outcome is not ``parsed``) is taken
-    over; a ``parsed`` one means the document was already received: None.
-    """
-    if doc.id is not None:
-        return doc.id
-    row = await conn.fetchrow(
-        "INSERT INTO documents (source, url) VALUES ($1, $2)"
-        " ON CONFLICT (source, url) DO UPDATE SET received_at = now(), outcome = 'pending', error = NULL"
-        " WHERE documents.outcome <> 'parsed'"
-        " RETURNING id",
-        doc.source,
-        doc.url,
-    )
-    return None if row is None else int(row["id"])
-
-
-async def record_document(
-    conn: asyncpg.Connection,
-    doc_id: int,
-    *,
-    outcome: str,
-    content: bytes | None = None,
-    kind: str | None = None,
-    title: str | None = None,
-    error: str | None = None,
-) -> None:
-    await conn.execute(
-        "UPDATE documents SET outcome = $2, content = COALESCE($3, content), size = COALESCE($4, size),"
-        " kind = COALESCE($5, kind), title = COALESCE($6, title), error = $7,"
-        " attempts = attempts + CASE WHEN $2 = 'fetch_failed' THEN 1 ELSE 0 END WHERE id = $1",
-        doc_id,
-        outcome,
-        compress(content) if content is not None else None,
-        len(content) if content is not None else None,
-        kind,
-        title,
-        error,
-    )
 
 
 def _areas_json(alert: Alert) -> list[dict[str, Any]]:
@@ -267,7 +165,7 @@ async def lock_alert(conn: asyncpg.Connection, alert_id: int) -> asyncpg.Record 
 
 
 async def public_alert(conn: asyncpg.Connection, key: str) -> asyncpg.Record | None:
-    """The alert whose public page is ``key``: its public id, or a link sent before public ids existed."""
+    """The alert whose public page is ``key``: its public id, or an identifier ``alert_links`` keeps working."""
     row: asyncpg.Record | None = await conn.fetchrow("SELECT * FROM alerts WHERE public_id = $1", key)
     if row is None:
         row = await conn.fetchrow(
@@ -276,15 +174,10 @@ async def public_alert(conn: asyncpg.Connection, key: str) -> asyncpg.Record | N
     return row
 
 
-async def document_alert(conn: asyncpg.Connection, doc_id: int) -> asyncpg.Record | None:
-    """What became of a document: its alert (id, public id, state, deliveries so far) or its error."""
-    row: asyncpg.Record | None = await conn.fetchrow(
-        "SELECT a.id, a.public_id, a.state::text AS state, d.error,"
-        " (SELECT count(*) FROM deliveries WHERE alert_id = a.id) AS deliveries"
-        " FROM documents d LEFT JOIN alerts a ON a.document_id = d.id WHERE d.id = $1",
-        doc_id,
-    )
-    return row
+async def alerts_by_ids(conn: asyncpg.Connection, ids: Collection[int]) -> dict[int, Alert]:
+    """The alerts ``ids`` as model objects, by id (those that exist)."""
+    rows = await conn.fetch("SELECT * FROM alerts WHERE id = ANY($1::bigint[])", list(ids))
+    return {int(row["id"]): row_to_alert(row) for row in rows}
 
 
 async def alert_by_id(conn: asyncpg.Connection, alert_id: int) -> asyncpg.Record | None:

@@ -33,12 +33,26 @@ import asyncpg
 
 log = logging.getLogger(__name__)
 
+# What a database restart or pg_terminate_backend() looks like to a client:
+# OperatorInterventionError covers admin_shutdown and cannot_connect_now.
+DB_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.InterfaceError,
+    # Seen on a pooled connection whose backend was terminated mid-operation.
+    asyncpg.InternalClientError,
+    OSError,
+    asyncio.TimeoutError,
+)
+
 MIGRATION_LOCK = 0x6E756D617A75  # advisory lock key: "numazu"
 _MIGRATION_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 
 @dataclass(frozen=True, slots=True)
 class Migration:
+    """One numbered file of ``migrations/``."""
+
     version: int
     name: str
     sql: str
@@ -135,17 +149,29 @@ async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 10) -> asy
     Pooled connections carry no session state: nothing LISTENs on them (the
     outbox wake-ups have their own connection), nothing SETs a session
     variable (``dispatcher.quiet_update`` is set for one transaction only),
-    and the one session advisory lock taken on them (``ServiceContext.exclusive``)
-    is released by its holder, which terminates the connection when it cannot. So a released connection skips asyncpg's
-    reset query (``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL``),
-    a round trip on every use that cost the outbox workers about a tenth of
-    their database time. asyncpg still rolls back a transaction left open.
+    and the one session advisory lock taken on them (:func:`dispatcher.store.locks.exclusive`)
+    is released by its holder, which terminates the connection when it cannot. So a
+    released connection skips asyncpg's reset query (``pg_advisory_unlock_all();
+    CLOSE ALL; UNLISTEN *; RESET ALL``): a round trip on every use, paid mostly by
+    the outbox workers, which take a connection for every claim and every
+    completion. asyncpg still rolls back a transaction left open.
     """
     pool = await asyncpg.create_pool(
         dsn, min_size=min_size, max_size=max_size, init=_init_connection, reset=_keep_session
     )
     assert pool is not None
     return pool
+
+
+async def ping(conn: asyncpg.Connection) -> None:
+    """One round trip: the database answers (the systemd watchdog's check)."""
+    await conn.fetchval("SELECT 1")
+
+
+async def recreate_database(conn: asyncpg.Connection, name: str) -> None:
+    """Drop database ``name`` (disconnecting its sessions) and create it empty."""
+    await conn.execute(f'DROP DATABASE IF EXISTS "{_ident(name)}" WITH (FORCE)')
+    await conn.execute(f'CREATE DATABASE "{_ident(name)}"')
 
 
 async def migrate(conn: asyncpg.Connection) -> list[str]:

@@ -1,10 +1,13 @@
-"""The delivery outbox in PostgreSQL: fan-out, claiming, completion.
+"""The delivery outbox in PostgreSQL: claiming, leases, completion, and each channel's state.
 
-Fan-out writes all deliveries of an alert in one ``INSERT … SELECT`` under the
-``(alert_id, channel, address)`` unique constraint, so re-running it is
-harmless. Workers claim with ``FOR UPDATE SKIP LOCKED`` ordered by priority then
-age, and every state change is logged to ``delivery_events`` by triggers (see
-``schema.sql``), which also ``NOTIFY deliveries`` with the channel name.
+Deliveries are written by the fan-out (:mod:`dispatcher.store.fanout`). Workers claim
+them with ``FOR UPDATE SKIP LOCKED`` ordered by priority then age, renew the leases
+of what they hold, and write what became of a batch in one statement
+(:func:`complete`); every state change is logged to ``delivery_events`` by triggers
+(see ``schema.sql``), which also ``NOTIFY deliveries`` with the channel name
+(:mod:`dispatcher.store.wakeups`). ``channel_state`` and ``recipient_pauses`` hold
+the pauses every worker and every restart honours: the provider's, the backoff after
+failures, an operator's hold.
 """
 
 from __future__ import annotations
@@ -16,227 +19,7 @@ from datetime import datetime
 
 import asyncpg
 
-NOTIFY_CHANNEL = "deliveries"
-
-
-_FAN_OUT = """
-    INSERT INTO deliveries (alert_id, channel, subscription_id, address, language, priority, place, level)
-    SELECT $1, s.channel, s.id, s.address, sub.language, $2, $6, $7
-    FROM subscriptions s JOIN subscribers sub ON sub.id = s.subscriber_id
-    WHERE s.active AND s.channel = ANY($3::text[]) AND s.areas && $4::text[]
-      AND ($5 OR s.test_recipient)
-"""
-
-# Each subscription gets the most specific of the alert's areas among the codes it
-# follows ($6/$7: code → area index, -1 for none; none found: no place), that area's
-# level ($8), and nothing when a sibling document of the same issuance ($9) already
-# reached it at that level or higher (dispatcher/folding.py). Unnesting each
-# subscription's few codes and hash-joining them with the alert's code table keeps
-# this linear in subscribers.
-_FAN_OUT_PLACES = """
-    WITH t AS (SELECT * FROM unnest($6::text[], $7::int[]) AS t(code, place)),
-    m AS (
-        SELECT s.id, min(t.place) AS place
-        FROM subscriptions s CROSS JOIN LATERAL unnest(s.areas) AS a(code) JOIN t ON t.code = a.code
-        WHERE s.active AND s.channel = ANY($3::text[]) AND s.areas && $4::text[] AND ($5 OR s.test_recipient)
-        GROUP BY s.id
-    )
-    INSERT INTO deliveries (alert_id, channel, subscription_id, address, language, priority, place, level)
-    SELECT $1, s.channel, s.id, s.address, sub.language, $2, NULLIF(m.place, -1), ($8::int[])[m.place + 1]
-    FROM subscriptions s JOIN subscribers sub ON sub.id = s.subscriber_id LEFT JOIN m ON m.id = s.id
-    WHERE s.active AND s.channel = ANY($3::text[]) AND s.areas && $4::text[] AND ($5 OR s.test_recipient)
-      AND (cardinality($9::bigint[]) = 0 OR NOT EXISTS (
-        SELECT 1 FROM deliveries d
-        WHERE d.alert_id = ANY($9::bigint[]) AND d.channel = s.channel AND d.address = s.address
-          AND d.state IN ('queued', 'sending', 'delivered')
-          AND COALESCE(d.level, 0) >= COALESCE(($8::int[])[m.place + 1], 0)
-      ))
-"""
-
-# Deliveries that reached someone: what a sibling document of an issuance counts against.
-_REACHED = "('queued', 'sending', 'delivered')"
-
-
-@dataclass(frozen=True, slots=True)
-class Targets:
-    """Who an alert reaches and what each recipient's place is (see :data:`_FAN_OUT_PLACES`).
-
-    ``codes`` are what subscriptions may name; ``place_codes``/``places`` map each of
-    them to the index of the alert area that concerns its follower, ``levels`` give
-    each area's 警戒レベル, ``siblings`` the alerts of the same issuance already stored.
-    """
-
-    codes: Sequence[str]
-    place_codes: Sequence[str] = ()
-    places: Sequence[int] = ()
-    levels: Sequence[int | None] = ()
-    siblings: Sequence[int] = ()
-
-    @property
-    def uniform_place(self) -> int | None:
-        """The single place of every recipient, when there is one and no folding to decide."""
-        if self.siblings:
-            return None
-        distinct = set(self.places)
-        if len(distinct) > 1:
-            return None
-        return next(iter(distinct), -1)
-
-    def level_of(self, place: int | None) -> int | None:
-        if place is None or not 0 <= place < len(self.levels):
-            return None
-        return self.levels[place]
-
-
-async def _insert_once(conn: asyncpg.Connection, sql: str, args: Sequence[object]) -> int:
-    """Run a fan-out insert without ``ON CONFLICT``, redoing it with one should a delivery exist already.
-
-    These are an alert's first deliveries (the pipeline runs this right after storing
-    the alert, or on releasing a held one, before anything else can queue for it) and
-    subscriptions are unique per (channel, address), so the insert goes without
-    ``ON CONFLICT``, whose speculative insertion costs about a fifth of a large
-    fan-out. Should a delivery exist anyway (the statement run twice), the attempt is
-    rolled back to a savepoint and redone skipping the existing rows: re-running it
-    stays harmless.
-    """
-    try:
-        async with conn.transaction():  # a savepoint inside the caller's transaction
-            result = await conn.execute(sql, *args)
-    except asyncpg.UniqueViolationError:
-        result = await conn.execute(sql + "ON CONFLICT (alert_id, channel, address) DO NOTHING", *args)
-    return int(result.split()[-1])
-
-
-async def fan_out(
-    conn: asyncpg.Connection,
-    *,
-    alert_id: int,
-    priority: int,
-    channels: Sequence[str],
-    target_codes: Sequence[str] | Targets,
-    public: bool,
-) -> int:
-    """Queue one delivery per active matching subscription; return rows written.
-
-    Exercise and test alerts (``public`` false) reach only test recipients.
-    ``target_codes`` given as :class:`Targets` also records each recipient's place and
-    level and folds an issuance's later documents; the common case (one place for
-    everyone, nothing to fold) takes the plain statement.
-    """
-    targets = target_codes if isinstance(target_codes, Targets) else Targets(target_codes)
-    head: tuple[object, ...] = (alert_id, priority, list(channels), list(targets.codes), public)
-    uniform = targets.uniform_place
-    if uniform is not None:
-        place = None if uniform < 0 else uniform
-        return await _insert_once(conn, _FAN_OUT, (*head, place, targets.level_of(place)))
-    args = (*head, list(targets.place_codes), list(targets.places), list(targets.levels), list(targets.siblings))
-    return await _insert_once(conn, _FAN_OUT_PLACES, args)
-
-
-async def fan_out_broadcast(
-    conn: asyncpg.Connection,
-    *,
-    alert_id: int,
-    priority: int,
-    channels: Sequence[str],
-    language: str = "ja",
-    level: int | None = None,
-    siblings: Sequence[int] = (),
-) -> int:
-    """One delivery per broadcast channel (a post, not a message per person).
-
-    A channel that already posted a sibling document of the same issuance at this
-    level or higher does not post again.
-    """
-    if not channels:
-        return 0
-    result = await conn.execute(
-        f"""
-        INSERT INTO deliveries (alert_id, channel, address, language, priority, level)
-        SELECT $1, c, '*', $3, $2, $5::smallint FROM unnest($4::text[]) AS c
-        WHERE NOT EXISTS (
-            SELECT 1 FROM deliveries d
-            WHERE d.alert_id = ANY($6::bigint[]) AND d.channel = c AND d.address = '*'
-              AND d.state IN {_REACHED} AND COALESCE(d.level, 0) >= COALESCE($5::smallint, 0)
-        )
-        ON CONFLICT (alert_id, channel, address) DO NOTHING
-        """,  # noqa: S608 (a constant)
-        alert_id,
-        priority,
-        language,
-        list(channels),
-        level,
-        list(siblings),
-    )
-    return int(result.split()[-1])
-
-
-async def fan_out_followers(
-    conn: asyncpg.Connection,
-    *,
-    alert_id: int,
-    priority: int,
-    replaced: Sequence[int],
-    public: bool,
-    targets: Targets | None = None,
-) -> int:
-    """An update or cancel also reaches everyone who received what it replaces.
-
-    It keeps the fence of the alert it is: one that is not public (exercise, test)
-    reaches only test recipients among them, never a public channel's post. With
-    ``targets``, each follower gets its place and level, and one whom a sibling of the
-    same issuance already reached at that level is not followed again.
-
-    Deliveries still "sending" are followed too: the worker's completion of one may be
-    committing at this very moment, invisible to this transaction, and its own
-    follow-up (in :func:`complete`) cannot see the replacing alert that this
-    transaction has not committed yet; between the two it would be lost. Following a
-    delivery that then fails costs its recipient the update of something they did not
-    receive, which is the news they need anyway.
-    """
-    t = targets or Targets(())
-    result = await conn.execute(
-        f"""
-        WITH t AS (SELECT * FROM unnest($5::text[], $6::int[]) AS t(code, place))
-        INSERT INTO deliveries (alert_id, channel, subscription_id, address, language, priority, place, level)
-        SELECT DISTINCT ON (d.channel, d.address) $1, d.channel, d.subscription_id, d.address, d.language, $2,
-               NULLIF(p.place, -1), ($7::int[])[p.place + 1]
-        FROM deliveries d
-        LEFT JOIN subscriptions s ON s.id = d.subscription_id
-        LEFT JOIN LATERAL (
-            SELECT min(t.place) AS place FROM unnest(s.areas) AS a(code) JOIN t ON t.code = a.code
-        ) p ON true
-        WHERE d.alert_id = ANY($3::bigint[]) AND d.state IN ('delivered', 'sending')
-          AND (d.subscription_id IS NULL OR s.active)
-          AND ($4 OR s.test_recipient)
-          AND NOT EXISTS (
-              SELECT 1 FROM deliveries x
-              WHERE x.alert_id = ANY($8::bigint[]) AND x.channel = d.channel AND x.address = d.address
-                AND x.state IN {_REACHED} AND COALESCE(x.level, 0) >= COALESCE(($7::int[])[p.place + 1], 0)
-          )
-        ON CONFLICT (alert_id, channel, address) DO NOTHING
-        """,  # noqa: S608 (a constant)
-        alert_id,
-        priority,
-        list(replaced),
-        public,
-        list(t.place_codes),
-        list(t.places),
-        list(t.levels),
-        list(t.siblings),
-    )
-    return int(result.split()[-1])
-
-
-async def supersede_queued(conn: asyncpg.Connection, alert_ids: Sequence[int], reason: str) -> int:
-    """What is still queued for replaced alerts will not be sent."""
-    result = await conn.execute(
-        "UPDATE deliveries SET state = 'superseded', last_error = $2, updated_at = now()"
-        " WHERE alert_id = ANY($1::bigint[]) AND state = 'queued'",
-        list(alert_ids),
-        reason,
-    )
-    return int(result.split()[-1])
+from dispatcher.model import DeliveryState
 
 
 @dataclass(frozen=True, slots=True)
@@ -358,7 +141,7 @@ async def renew_leases(
     """
     if not ids:
         return 0
-    # Not a transition: no delivery event (see migration 0005).
+    # Not a transition: dispatcher.quiet_update tells the trigger to log no delivery event.
     result = await conn.execute(
         """
         WITH quiet AS (SELECT set_config('dispatcher.quiet_update', 'on', true))
@@ -374,11 +157,11 @@ async def renew_leases(
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
-    """What to write back for one delivery."""
+class Completion:
+    """What :func:`complete` writes back for one claimed delivery: its next state and why."""
 
     id: int
-    state: str  # delivered | failed | queued | superseded | expired
+    state: DeliveryState
     remote_id: str | None = None
     error: str | None = None
     not_before: datetime | None = None
@@ -388,7 +171,7 @@ class Outcome:
     claim: int | None = None
 
 
-async def complete(conn: asyncpg.Connection, outcomes: Sequence[Outcome]) -> int:
+async def complete(conn: asyncpg.Connection, outcomes: Sequence[Completion]) -> int:
     """Write all outcomes of a batch in one statement (one round trip); return rows written.
 
     Only rows still "sending" under the same claim (``claim``) are written.
@@ -438,7 +221,7 @@ async def complete(conn: asyncpg.Connection, outcomes: Sequence[Outcome]) -> int
         SELECT count(*) FROM upd
         """,
         [o.id for o in outcomes],
-        [o.state for o in outcomes],
+        [str(o.state) for o in outcomes],
         [o.remote_id for o in outcomes],
         [o.error for o in outcomes],
         [o.not_before for o in outcomes],

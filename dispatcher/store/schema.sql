@@ -132,12 +132,13 @@ CREATE INDEX subscriptions_areas ON subscriptions USING gin (areas) WHERE active
 CREATE INDEX subscriptions_located ON subscriptions (id) WHERE latitude IS NOT NULL;
 
 -- The outbox: one row per (alert, channel, recipient address).
--- 0002: no foreign keys. On a 100,000-recipient alert their per-row triggers cost
--- as much as the insert itself; the insert trigger below checks and locks the
--- alerts referenced once per statement instead (FOR KEY SHARE, as the key did), and
--- subscriptions_after_delete does what ON DELETE SET NULL did. subscription_id is a
--- soft reference, only used to deactivate the subscription (0005: not checked on
--- insert; every insert takes it from subscriptions or from earlier deliveries).
+-- 0002: no foreign keys, whose per-row checks would weigh on a large fan-out: the
+-- insert trigger below checks and locks (FOR KEY SHARE) the alerts referenced once
+-- per statement, and subscriptions_after_delete sets subscription_id to NULL when
+-- a subscription is deleted.
+-- subscription_id is a soft reference, only used to deactivate the subscription
+-- (0005: not checked on insert; every insert takes it from subscriptions or from
+-- earlier deliveries).
 -- Every lookup by alert uses the unique (alert_id, channel, address) index.
 CREATE TABLE deliveries (
     id              bigserial PRIMARY KEY,

@@ -1,24 +1,20 @@
-"""Subscribers and their subscriptions (one per channel address).
+"""Subscribers and their subscriptions (one per channel address) in PostgreSQL.
 
 A subscription follows the codes in ``areas``: what the subscriber chose (JMA
 municipality codes, district codes, zone ids) and, when they shared a location, the
-district codes and hazard-zone ids found there. The location is matched against the geo
-layers once, here, not when an alert is sent: :func:`subscribe_location` on subscribing,
-:func:`relocate_all` after a layer changed (``GeoIndex.version`` differs from the
-subscription's ``layers_version``). ``located_areas`` holds the codes the location added,
-so ``areas - located_areas`` is always what the subscriber chose.
+district codes and hazard-zone ids found there. ``located_areas`` holds the codes the
+location added, so ``areas - located_areas`` is always what the subscriber chose, and
+``layers_version`` the geo layers they were found with. The matching itself is
+:mod:`dispatcher.locations`' (with :mod:`geo`), once on subscribing and again after a
+layer changed; this module stores what it found.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
 
 import asyncpg
-import numpy as np
-
-if TYPE_CHECKING:
-    from geo import GeoIndex, LocateResult
 
 # Separates codes inside one text value when whole batches of arrays are passed to
 # PostgreSQL (ragged arrays cannot be a 2-D parameter). No code contains it.
@@ -39,7 +35,7 @@ async def subscribe(
     """Create or update the subscription of ``address`` on ``channel``; return its id.
 
     Re-subscribing reactivates a subscription a provider had deactivated and replaces
-    what it follows, dropping a location it had (see :func:`subscribe_location`).
+    what it follows, dropping a location it had (see :func:`subscribe_located`).
     """
     async with conn.transaction():
         existing = await conn.fetchrow(
@@ -80,45 +76,30 @@ async def subscribe(
         )
 
 
-def _located(result: LocateResult) -> list[list[str]]:
-    """Per point, its district codes then its zone ids (layer order)."""
-    codes: list[list[str]] = [[] for _ in range(result.n)]
-    for hits in (result.districts, *result.zones):
-        names = hits.layer.codes
-        for point, feature in zip(hits.points.tolist(), hits.features.tolist(), strict=True):
-            codes[point].append(names[feature])
-    return codes
-
-
-def _merge(chosen: Sequence[str], located: Sequence[str]) -> tuple[list[str], list[str]]:
+def merge_areas(chosen: Sequence[str], located: Sequence[str]) -> tuple[list[str], list[str]]:
     """(areas, located_areas): the chosen codes, then the located ones not chosen."""
     areas = list(dict.fromkeys(chosen))
     added = [c for c in dict.fromkeys(located) if c not in set(areas)]
     return areas + added, added
 
 
-async def subscribe_location(
+async def subscribe_located(
     conn: asyncpg.Connection,
     *,
     channel: str,
     address: str,
     lat: float,
     lon: float,
-    index: GeoIndex,
+    located: Sequence[str],
+    layers_version: str,
     areas: Sequence[str] = (),
     language: str = "ja",
     display_name: str = "",
     test_recipient: bool = False,
     subscriber_id: int | None = None,
 ) -> int:
-    """Subscribe ``address`` to the districts and zones at (lat, lon), plus ``areas``.
-
-    The point is matched once, here; the result is stored with ``index.version``. A point
-    outside every district (another municipality) follows only ``areas``. Raises
-    ValueError for a non-finite or out-of-range coordinate.
-    """
-    location = index.locate(lat, lon)
-    all_areas, added = _merge(areas, [*location.district_codes, *location.zone_ids])
+    """Subscribe ``address`` to ``areas`` plus the codes ``located`` at (lat, lon) by layers ``layers_version``."""
+    all_areas, added = merge_areas(areas, located)
     async with conn.transaction():
         sid = await subscribe(
             conn,
@@ -137,59 +118,75 @@ async def subscribe_location(
             lat,
             lon,
             added,
-            index.version,
+            layers_version,
         )
     return sid
 
 
-async def relocate_all(conn: asyncpg.Connection, index: GeoIndex, *, batch_size: int = 10_000) -> int:
-    """Recompute the located areas of subscriptions located with other layers; return how many.
+@dataclass(frozen=True, slots=True)
+class LocatedBatch:
+    """Located subscriptions whose codes came from other layers: ids, points, and what each subscriber chose."""
 
-    Works in batches of ``batch_size`` (one transaction each, rows locked), matching a
-    whole batch with one vectorised ``GeoIndex.locate_many``. What the subscriber chose
-    (``areas - located_areas``) is kept. Safe to interrupt and re-run.
+    ids: list[int]
+    lats: list[float]
+    lons: list[float]
+    chosen: list[list[str]]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+async def located_elsewhere(
+    conn: asyncpg.Connection, layers_version: str, *, after_id: int, limit: int
+) -> LocatedBatch:
+    """Up to ``limit`` located subscriptions after ``after_id`` not matched with ``layers_version``, by id.
+
+    The rows stay locked until the caller's transaction ends.
     """
-    version = index.version
-    total = 0
-    last_id = 0
-    while True:
-        async with conn.transaction():
-            rows = await conn.fetch(
-                "SELECT id, latitude, longitude, areas, located_areas FROM subscriptions"
-                " WHERE latitude IS NOT NULL AND id > $1 AND layers_version IS DISTINCT FROM $2"
-                " ORDER BY id LIMIT $3 FOR UPDATE",
-                last_id,
-                version,
-                batch_size,
-            )
-            if not rows:
-                return total
-            lats = np.fromiter((r["latitude"] for r in rows), dtype=np.float64, count=len(rows))
-            lons = np.fromiter((r["longitude"] for r in rows), dtype=np.float64, count=len(rows))
-            located = _located(index.locate_many(lats, lons, municipalities=False))
-            ids, new_areas, new_located = [], [], []
-            for row, codes in zip(rows, located, strict=True):
-                old_added = set(row["located_areas"])
-                chosen = [a for a in row["areas"] if a not in old_added]
-                areas, added = _merge(chosen, codes)
-                ids.append(row["id"])
-                new_areas.append(_SEP.join(areas))
-                new_located.append(_SEP.join(added))
-            await conn.execute(
-                "UPDATE subscriptions s SET areas = string_to_array(u.areas, $4),"
-                " located_areas = string_to_array(u.located, $4), layers_version = $5"
-                " FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u(id, areas, located) WHERE s.id = u.id",
-                ids,
-                new_areas,
-                new_located,
-                _SEP,
-                version,
-            )
-            total += len(rows)
-            last_id = rows[-1]["id"]
+    rows = await conn.fetch(
+        "SELECT id, latitude, longitude, areas, located_areas FROM subscriptions"
+        " WHERE latitude IS NOT NULL AND id > $1 AND layers_version IS DISTINCT FROM $2"
+        " ORDER BY id LIMIT $3 FOR UPDATE",
+        after_id,
+        layers_version,
+        limit,
+    )
+    chosen = []
+    for row in rows:
+        old_added = set(row["located_areas"])
+        chosen.append([a for a in row["areas"] if a not in old_added])
+    return LocatedBatch(
+        [int(r["id"]) for r in rows], [r["latitude"] for r in rows], [r["longitude"] for r in rows], chosen
+    )
 
 
-# The audience predicate of dispatcher.store.outbox.fan_out, word for word; the
+async def save_located(
+    conn: asyncpg.Connection, batch: LocatedBatch, located: Sequence[Sequence[str]], layers_version: str
+) -> None:
+    """Store what each subscription of ``batch`` follows now: its chosen codes, then ``located``."""
+    new_areas, new_located = [], []
+    for chosen, codes in zip(batch.chosen, located, strict=True):
+        areas, added = merge_areas(chosen, codes)
+        new_areas.append(_SEP.join(areas))
+        new_located.append(_SEP.join(added))
+    await conn.execute(
+        "UPDATE subscriptions s SET areas = string_to_array(u.areas, $4),"
+        " located_areas = string_to_array(u.located, $4), layers_version = $5"
+        " FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u(id, areas, located) WHERE s.id = u.id",
+        batch.ids,
+        new_areas,
+        new_located,
+        _SEP,
+        layers_version,
+    )
+
+
+async def areas_of(conn: asyncpg.Connection, subscription_id: int) -> list[str]:
+    """The codes a subscription follows."""
+    return list(await conn.fetchval("SELECT areas FROM subscriptions WHERE id = $1", subscription_id) or [])
+
+
+# The audience predicate of dispatcher.store.fanout.fan_out, word for word; the
 # integration tests check that both count the same subscriptions.
 AUDIENCE_SQL = """
     SELECT s.channel, count(*) AS n

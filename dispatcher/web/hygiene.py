@@ -4,7 +4,7 @@
 another control character) is a 404 before any handler runs. A handler's unexpected
 exception is logged once (method, path, traceback) and answered with a plain
 ``500 Internal Server Error`` that shows nothing of it; a database that cannot be
-reached (asyncpg connection errors, OSError, timeouts: :data:`dispatcher.worker.DB_ERRORS`)
+reached (asyncpg connection errors, OSError, timeouts: :data:`dispatcher.store.db.DB_ERRORS`)
 is a ``503`` JSON ``{"status": "error", "error": "unavailable", …}``, the webhook's
 documented answer. Validation in the handlers makes both unreachable by a caller's
 mistake; this is the net under it.
@@ -43,8 +43,8 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from dispatcher.limits import name_problem
+from dispatcher.store.db import DB_ERRORS
 from dispatcher.web.config import WebConfig
-from dispatcher.worker import DB_ERRORS
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ from dispatcher.demo import with_database
 from dispatcher.settings import load
 from dispatcher.standins.smtp import SmtpStandIn
 from dispatcher.standins.telegram_api import TelegramStandIn
-from dispatcher.store.alerts import decompress
+from dispatcher.store.documents import decompress
 from dispatcher.store.subscribers import subscribe
 from sources.broadcast.examples import cap_body, json_body, signed_headers
 from tests.integration.test_path import wait_settled

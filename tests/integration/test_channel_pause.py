@@ -238,7 +238,7 @@ async def test_a_pause_in_memory_outlives_a_stale_read_but_not_a_newer_resume(da
             )
             await worker.follow_state()
             assert worker.paused_seconds == 0
-            worker._pause_for(FLOOD_WAIT)  # what a 429's answer does, before the recorder writes it
+            worker.gate.pause_for(FLOOD_WAIT)  # what a 429's answer does, before the recorder writes it
             await worker.follow_state()
             assert worker.paused_seconds > FLOOD_WAIT - 10, "a read that predates the write keeps the pause"
             until = datetime.now(UTC) + timedelta(seconds=FLOOD_WAIT)

@@ -1,7 +1,7 @@
 """The delivery engine against real local providers: rate limits, outages, reconnects, cancels, priority.
 
 Real PostgreSQL (the ``database`` fixture), the real :class:`~dispatcher.pipeline.Pipeline`,
-:class:`~dispatcher.worker.OutboxWorker` and :class:`~dispatcher.worker.Wakeups`, the real
+:class:`~dispatcher.worker.OutboxWorker` and :class:`~dispatcher.store.wakeups.Wakeups`, the real
 webhook and Telegram channels talking HTTP to servers on 127.0.0.1: a partner webhook
 receiver written here and :class:`~dispatcher.standins.telegram_api.TelegramStandIn`.
 Every assertion is on what the providers themselves logged as accepted, and on the
@@ -36,7 +36,8 @@ from dispatcher.pipeline import CodeTargeter, Pipeline
 from dispatcher.settings import ChannelSettings
 from dispatcher.standins.telegram_api import TelegramStandIn
 from dispatcher.store import db
-from dispatcher.worker import OutboxWorker, Wakeups
+from dispatcher.store.wakeups import Wakeups
+from dispatcher.worker import OutboxWorker
 from tests.samples import add_subscribers, make_alert
 
 NUMAZU = "2220300"

@@ -19,10 +19,11 @@ import asyncpg
 import pytest
 from shapely.geometry import box
 
+from dispatcher.locations import relocate_all, subscribe_location
 from dispatcher.model import Alert, Area, Status
 from dispatcher.pipeline import Outcome, Pipeline
 from dispatcher.store import db
-from dispatcher.store.subscribers import audience, relocate_all, subscribe, subscribe_location
+from dispatcher.store.subscribers import audience, subscribe
 from dispatcher.targeting import default_targeter, resolve_choices
 from geo import Feature, GeoIndex, Layer, default_index
 from sources.jma.codes import CITY_CODE_TYPE, FORECAST_CODE_TYPE

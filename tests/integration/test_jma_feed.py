@@ -20,7 +20,7 @@ import aiohttp
 import asyncpg
 import pytest
 
-from dispatcher.app import ServiceContext
+from dispatcher.context import ServiceContext
 from dispatcher.pipeline import Pipeline
 from dispatcher.standins.jma_feed import JmaFeedStandIn
 from dispatcher.store import db

@@ -17,7 +17,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from dispatcher.app import ServiceContext
+from dispatcher.context import ServiceContext
 from dispatcher.pipeline import Pipeline
 from dispatcher.status import format_table
 from dispatcher.store import db

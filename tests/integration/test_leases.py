@@ -23,7 +23,8 @@ from dispatcher.pipeline import CodeTargeter, Pipeline
 from dispatcher.settings import ChannelSettings
 from dispatcher.standins.telegram_api import TelegramStandIn
 from dispatcher.store import db
-from dispatcher.worker import OutboxWorker, Wakeups
+from dispatcher.store.wakeups import Wakeups
+from dispatcher.worker import OutboxWorker
 from tests.integration.test_delivery import alert, states, telegram, telegram_standin, wait_until
 from tests.samples import add_subscribers
 

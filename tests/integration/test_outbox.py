@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncpg
 
 from dispatcher.store import alerts as alert_store
-from dispatcher.store import db, outbox
+from dispatcher.store import db, fanout, outbox
 from tests.samples import make_alert
 
 NUMAZU = "2220300"
@@ -21,7 +21,7 @@ async def test_running_the_fan_out_twice_queues_each_delivery_once(database: str
         )
 
         async def fan_out(alert_id: int) -> int:
-            return await outbox.fan_out(
+            return await fanout.fan_out(
                 conn, alert_id=alert_id, priority=3, channels=["webhook"], target_codes=[NUMAZU], public=True
             )
 
@@ -71,15 +71,15 @@ async def test_complete_after_many_claims_still_finds_its_rows(database: str) ->
         )
         alert_id = await alert_store.insert_alert(conn, make_alert("complete"), target_codes=[NUMAZU], document_id=None)
         assert alert_id is not None
-        await outbox.fan_out(
+        await fanout.fan_out(
             conn, alert_id=alert_id, priority=3, channels=["webhook"], target_codes=[NUMAZU], public=True
         )
         written = 0
         while claimed := await outbox.claim(conn, "webhook", 50, 60):
-            stale = outbox.Outcome(claimed[0].id, "failed", error="late answer", claim=claimed[0].claim - 1)
+            stale = outbox.Completion(claimed[0].id, "failed", error="late answer", claim=claimed[0].claim - 1)
             assert await outbox.complete(conn, [stale]) == 0, "an answer from an earlier claim must not be written"
             written += await outbox.complete(
-                conn, [outbox.Outcome(c.id, "delivered", spent=True, claim=c.claim) for c in claimed]
+                conn, [outbox.Completion(c.id, "delivered", spent=True, claim=c.claim) for c in claimed]
             )
         assert written == 300
         assert await conn.fetchval("SELECT count(*) FROM deliveries WHERE state = 'delivered'") == 300
@@ -103,7 +103,7 @@ async def test_every_transition_is_logged_and_nothing_else(database: str) -> Non
         )
         alert_id = await alert_store.insert_alert(conn, make_alert("log"), target_codes=[NUMAZU], document_id=None)
         assert alert_id is not None
-        await outbox.fan_out(
+        await fanout.fan_out(
             conn, alert_id=alert_id, priority=3, channels=["webhook"], target_codes=[NUMAZU], public=True
         )
 
@@ -119,11 +119,11 @@ async def test_every_transition_is_logged_and_nothing_else(database: str) -> Non
         async with conn.transaction():
             # Quiet, and only for itself: the completion in the same transaction is logged.
             assert await outbox.renew_leases(conn, [first.id], [first.claim], 60) == 1
-            await outbox.complete(conn, [outbox.Outcome(first.id, "queued", error="HTTP 503", spent=True, claim=1)])
+            await outbox.complete(conn, [outbox.Completion(first.id, "queued", error="HTTP 503", spent=True, claim=1)])
         # Not "sending" any more: touches nothing, logs nothing.
         await outbox.renew_leases(conn, [first.id], [first.claim], 60)
         (second,) = await outbox.claim(conn, "webhook", 10, 60)
-        await outbox.complete(conn, [outbox.Outcome(second.id, "delivered", remote_id="r-1", spent=True, claim=2)])
+        await outbox.complete(conn, [outbox.Completion(second.id, "delivered", remote_id="r-1", spent=True, claim=2)])
         await conn.execute("DELETE FROM subscriptions WHERE id = $1", sid)
         assert await conn.fetchval("SELECT subscription_id FROM deliveries WHERE id = $1", first.id) is None
         assert await states() == [("queued", 0), ("sending", 1), ("queued", 1), ("sending", 2), ("delivered", 2)]

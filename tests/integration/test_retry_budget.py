@@ -27,7 +27,8 @@ from dispatcher.pipeline import CodeTargeter, Pipeline
 from dispatcher.settings import ChannelSettings
 from dispatcher.standins.smtp import SmtpStandIn
 from dispatcher.store import db, outbox
-from dispatcher.worker import OutboxWorker, Wakeups
+from dispatcher.store.wakeups import Wakeups
+from dispatcher.worker import OutboxWorker
 from tests.integration.test_delivery import context, wait_until
 from tests.samples import add_subscribers, make_alert
 
@@ -148,7 +149,7 @@ async def test_a_lease_expiry_spends_no_attempt_and_the_dead_workers_late_answer
 
             await wait_until(recorded, 10, "delivered by the next worker")
         async with pool.acquire() as conn:
-            late = outbox.Outcome(
+            late = outbox.Completion(
                 dead.id, "failed", error="the dead worker's late answer", spent=True, claim=dead.claim
             )
             assert await outbox.complete(conn, [late]) == 0, "an earlier claim's answer must not be written"

@@ -1,9 +1,8 @@
-"""Rate limiting and backoff: pure timing logic, measured on the event loop's clock."""
+"""Rate limiting: pure timing logic, measured on the event loop's clock."""
 
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 
 import pytest
@@ -13,7 +12,6 @@ from dispatcher.ratelimit import (
     RateLimiter,
     RecipientSpacing,
     SlidingWindow,
-    backoff_delay,
 )
 
 
@@ -73,14 +71,6 @@ def test_recipient_spacing_counts_from_when_a_late_request_left() -> None:
     assert spacing.sending("chat") == 0.0
     now[0] = 3.6
     assert spacing.reserve("chat") == pytest.approx(0.9)
-
-
-def test_backoff_is_jittered_exponential_and_capped() -> None:
-    rng = random.Random(7)
-    for attempt in range(1, 12):
-        d = backoff_delay(attempt, 2.0, 600.0, rng)
-        assert 2.0 <= d <= min(600.0, 2.0 * 2 ** (attempt - 1))
-    assert max(backoff_delay(30, 2.0, 600.0, rng) for _ in range(100)) <= 600.0
 
 
 async def test_share_halves_the_pace_when_a_second_daemon_joins() -> None:
