@@ -35,8 +35,8 @@ from datetime import UTC, datetime, timedelta
 
 from dispatcher.ratelimit import RateLimiter, RecipientSpacing
 from dispatcher.retry import Held, Pause
-from dispatcher.store.reports import LONG_PAUSE
 from dispatcher.store.outbox import ChannelState, Claimed
+from dispatcher.store.reports import LONG_PAUSE
 
 # An operator's hold without an end, as an in-memory pause: a resume ends it.
 HOLD_FOREVER = 10 * 365 * 86400.0

@@ -40,6 +40,7 @@ from typing import Any
 import asyncpg
 
 from channels.base import Channel, Delivered, Reject, Retry, SendResult
+from dispatcher.delivery_config import DeliveryConfig
 from dispatcher.gate import SendGate
 from dispatcher.leases import Leases
 from dispatcher.model import Alert, Message, Recipient
@@ -47,7 +48,6 @@ from dispatcher.peers import Share
 from dispatcher.privacy import redact_reason
 from dispatcher.recorder import Answer, Recorder
 from dispatcher.retry import Decision, RetryPolicy, decide, unsendable
-from dispatcher.delivery_config import DeliveryConfig
 from dispatcher.settings import ChannelSettings
 from dispatcher.store import alerts as alert_store
 from dispatcher.store import outbox
