@@ -129,13 +129,12 @@ async def record_failure(
         """
         INSERT INTO login_throttle AS t (key, failures, first_failed) VALUES ($1, 1, now())
         ON CONFLICT (key) DO UPDATE SET
-            failures = CASE WHEN t.first_failed < now() - make_interval(secs => $3) THEN 1 ELSE t.failures + 1 END,
-            first_failed = CASE WHEN t.first_failed < now() - make_interval(secs => $3) THEN now()
+            failures = CASE WHEN t.first_failed < now() - make_interval(secs => $2) THEN 1 ELSE t.failures + 1 END,
+            first_failed = CASE WHEN t.first_failed < now() - make_interval(secs => $2) THEN now()
                                 ELSE t.first_failed END
         RETURNING failures
         """,
         key,
-        limit,
         window_seconds,
     )
     assert row is not None

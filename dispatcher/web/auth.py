@@ -180,10 +180,6 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     """See the module docstring: a session for every route but the public ones, the role, the CSRF token."""
     needed = _requirement(request)
     if needed is None:
-        if request.path == "/login":
-            found = await _session(request)
-            if found is not None:
-                request["staff"] = found
         return await handler(request)
     found = await _session(request)
     if found is None:
@@ -218,9 +214,7 @@ def _login_page(request: web.Request, *, error: str = "", status: int = 200, nex
 
 @public
 async def login_form(request: web.Request) -> web.StreamResponse:
-    """``GET /login``: the form (username, password, csrf_token)."""
-    if current(request) is not None:
-        raise web.HTTPSeeOther(_next(request.query.get("next", "")))
+    """``GET /login``: the form (username, password, csrf_token), also to someone logged in (to switch)."""
     return _login_page(request)
 
 
