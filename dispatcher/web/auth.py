@@ -86,10 +86,12 @@ def requires(role: Role) -> Callable[[H], H]:
     return mark
 
 
+STAFF: web.RequestKey[Staff] = web.RequestKey("staff", Staff)
+
+
 def current(request: web.Request) -> Staff | None:
     """The logged-in staff member, or None."""
-    found = request.get("staff")
-    return found if isinstance(found, Staff) else None
+    return request.get(STAFF)
 
 
 def staff_of(request: web.Request) -> Staff:
@@ -187,7 +189,7 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
             return web.json_response({"error": "unauthenticated", "login": "/login"}, status=401)
         target = request.path_qs if request.method == "GET" else "/console"
         raise web.HTTPSeeOther(f"/login?next={quote(target, safe='')}")
-    request["staff"] = found
+    request[STAFF] = found
     if not found.role.allows(needed):
         return forbidden(request, f"this needs the {needed.value} role; you are {found.role.value}")
     if request.method in UNSAFE and not await _csrf_ok(request, found.csrf_token):

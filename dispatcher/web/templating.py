@@ -82,7 +82,9 @@ def page(request: web.Request, template: str, title: str, values: Mapping[str, A
     """``template`` rendered with ``values``, the page ``title`` and the site's name."""
     # The logged-in staff member (dispatcher.web.auth) and their form token, for the header's
     # logout button and every form; ``exercise`` colours the page as the exercise console.
-    staff = request.get("staff")
+    from dispatcher.web.auth import current  # auth renders pages too: imported when first used
+
+    staff = current(request)
     context = {
         "site_name": request.app[WEB].site_name,
         "title": title,

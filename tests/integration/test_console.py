@@ -552,10 +552,12 @@ async def test_every_action_is_in_the_append_only_audit_log(stack: Stack) -> Non
         with pytest.raises(asyncpg.InsufficientPrivilegeError, match="append-only"):
             await stack.fetch(statement)
     # Admins export it.
-    async with staff_session(stack.base, stack.dsn, "admin2", "admin") as admin:
-        async with admin.get(f"{stack.base}/audit.csv") as resp:
-            assert resp.status == 200 and resp.content_type == "text/csv"
-            text = await resp.text()
+    async with (
+        staff_session(stack.base, stack.dsn, "admin2", "admin") as admin,
+        admin.get(f"{stack.base}/audit.csv") as resp,
+    ):
+        assert resp.status == 200 and resp.content_type == "text/csv"
+        text = await resp.text()
     assert text.splitlines()[0] == "id,at,actor,role,action,target,address,before,after"
     assert "alert.cancel" in text and "author10" in text
 
