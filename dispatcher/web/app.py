@@ -36,7 +36,7 @@ from dispatcher.web.health import healthz
 from dispatcher.web.public import alert_page
 
 # Open to anyone: what residents read, the liveness probe, the stylesheet and script.
-PUBLIC = (alert_page, healthz, templating.stylesheet, templating.static_file)
+PUBLIC = (alert_page, healthz, templating.stylesheet, templating.static_file, templating.favicon)
 
 
 def create_app(context: WebContext) -> web.Application:
@@ -50,6 +50,7 @@ def create_app(context: WebContext) -> web.Application:
         auth.public(handler)
     app.router.add_get("/style.css", templating.stylesheet)
     app.router.add_get("/static/{name}", templating.static_file)
+    app.router.add_get("/favicon.ico", templating.favicon)
     app.router.add_get("/login", auth.login_form)
     app.router.add_post("/login", auth.login)
     app.router.add_post("/logout", auth.logout)

@@ -111,3 +111,8 @@ async def static_file(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(
         STATIC / name, headers={"Cache-Control": "public, max-age=3600", "Content-Type": content_type}
     )
+
+
+async def favicon(_request: web.Request) -> web.StreamResponse:
+    """``/favicon.ico``: nothing (204), rather than a 404 in every browser's console."""
+    return web.Response(status=204, headers={"Cache-Control": "public, max-age=86400"})
