@@ -210,7 +210,7 @@ async def new_post(request: web.Request) -> web.StreamResponse:
     return await _post_form(request, None)
 
 
-def _message_id(request: web.Request) -> int:
+def message_number(request: web.Request) -> int:
     raw = request.match_info["id"]
     if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
         raise web.HTTPNotFound(text=f"no message {raw[:40]!r}")
@@ -222,7 +222,7 @@ async def edit_form(request: web.Request) -> web.StreamResponse:
     """The form of a draft or returned message."""
     setup = setup_of(request)
     exercise, prefix = mode(request)
-    message_id = _message_id(request)
+    message_id = message_number(request)
     async with request.app[WEB].pool.acquire() as conn:
         row = await store.message(conn, message_id)
     if row is None or row["exercise"] != exercise:
@@ -241,7 +241,7 @@ async def edit_form(request: web.Request) -> web.StreamResponse:
 
 @requires(Role.AUTHOR)
 async def edit_post(request: web.Request) -> web.StreamResponse:
-    return await _post_form(request, _message_id(request))
+    return await _post_form(request, message_number(request))
 
 
 @requires(Role.AUTHOR)

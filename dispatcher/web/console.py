@@ -29,7 +29,7 @@ from dispatcher.model import LANGUAGES
 from dispatcher.store import audit
 from dispatcher.store import console as store
 from dispatcher.web.auth import requires, staff_of
-from dispatcher.web.compose import _message_id, mode, preview_values, setup_of
+from dispatcher.web.compose import message_number, mode, preview_values, setup_of
 from dispatcher.web.context import WEB
 from dispatcher.web.districtmap import district_map
 from dispatcher.web.templating import page
@@ -82,7 +82,7 @@ async def message_page(request: web.Request) -> web.StreamResponse:
     """One message: state, words per language, where, until when, who did what, the previews, the actions."""
     setup = setup_of(request)
     exercise, prefix = mode(request)
-    message_id = _message_id(request)
+    message_id = message_number(request)
     me = staff_of(request)
     async with request.app[WEB].pool.acquire() as conn:
         row = await store.message(conn, message_id)
@@ -134,7 +134,7 @@ def _back(prefix: str, message_id: int, error: str = "") -> web.HTTPSeeOther:
 async def submit_action(request: web.Request) -> web.StreamResponse:
     setup = setup_of(request)
     exercise, prefix = mode(request)
-    message_id = _message_id(request)
+    message_id = message_number(request)
     try:
         await submit(setup.console, staff_of(request).actor(request), message_id, exercise=exercise)
     except WorkflowError as exc:
@@ -147,7 +147,7 @@ async def approve_action(request: web.Request) -> web.StreamResponse:
     """Approve and send: the one click after which residents' phones ring."""
     setup = setup_of(request)
     exercise, prefix = mode(request)
-    message_id = _message_id(request)
+    message_id = message_number(request)
     try:
         await approve(setup.console, staff_of(request).actor(request), message_id, exercise=exercise)
     except WorkflowError as exc:
@@ -158,7 +158,7 @@ async def approve_action(request: web.Request) -> web.StreamResponse:
 async def _decide(request: web.Request, outcome: str) -> web.StreamResponse:
     setup = setup_of(request)
     exercise, prefix = mode(request)
-    message_id = _message_id(request)
+    message_id = message_number(request)
     form = await request.post()
     reason = form.get("reason", "")
     try:
@@ -190,7 +190,7 @@ async def cancel_action(request: web.Request) -> web.StreamResponse:
     """Send the retraction (取消 or 誤報, its words as prepared or edited) to every channel."""
     setup = setup_of(request)
     exercise, prefix = mode(request)
-    message_id = _message_id(request)
+    message_id = message_number(request)
     form = await request.post()
     reason = str(form.get("reason", ""))
     texts = {lang: (str(form.get(f"headline_{lang}", "")), str(form.get(f"text_{lang}", ""))) for lang in LANGUAGES}

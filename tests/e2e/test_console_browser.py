@@ -77,7 +77,7 @@ async def log_in(page: Any, base: str, username: str) -> None:
 
 
 async def click_district(page: Any, code: str, *, touch: bool = False) -> None:
-    """A real click (or tap) where the district's label is drawn (inside the district; the label lets clicks through)."""
+    """A real click (or tap) on the district's label (drawn inside it; the label lets clicks through)."""
     label = page.locator(f'g[data-code="{code}"] text')
     # In the middle of the screen: not under the form's sticky button bar.
     await label.evaluate("e => e.scrollIntoView({block: 'center'})")
