@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 
 import aiohttp
 
+from channels.lengths import characters
 from channels.templates import Templates, render_message
 from dispatcher.model import Alert, Area, Message, Recipient
 
@@ -185,6 +186,14 @@ class Channel:
             public_url=self.context.public_url,
             place=place,
         )
+
+    def measure(self, text: str) -> int:
+        """The length of ``text`` as the provider counts it, against ``max_text_length``.
+
+        Code points by default (Telegram's count); a provider counting otherwise uses its
+        rule from :mod:`channels.lengths` (LINE: ``utf16_units``, X: ``x_weighted``…).
+        """
+        return characters(text)
 
     async def send(self, message: Message, recipients: Sequence[Recipient]) -> Mapping[int, SendResult]:
         """One attempt; the answer maps each recipient's ``delivery_id`` to a result.

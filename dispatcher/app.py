@@ -216,6 +216,11 @@ class Service:
         s = self.settings
         # Pushed sources (webhooks) bring their own routes.
         routes = [r for source in self.pushed for r in source.routes(self.context)] if self.context else []
+        from dispatcher.console.wiring import console_setup
+
+        console = None
+        if self.context is not None and self.pipeline is not None:
+            console = console_setup(s, self.pool, self.context, self.pipeline, self.channels)
         return WebContext(
             pool=self.pool,
             site_name=s.service.name,
@@ -224,6 +229,9 @@ class Service:
             known_channels=tuple(sorted(REGISTRY)),
             peers=self.peers,
             routes=routes,
+            accounts=s.console,
+            secure_cookies=s.service.public_url.startswith("https://"),
+            console=console,
         )
 
     async def _start_web(self) -> None:
@@ -336,6 +344,12 @@ def preflight(settings: Settings) -> None:
         default_targeter(settings.geo)
     except (ValueError, OSError) as exc:
         raise ConfigError(f"{where}: [geo] cannot load the layers: {exc}") from None
+    from dispatcher.console.messages import MessagesError, load_messages
+
+    try:
+        load_messages(settings.console.messages or None)
+    except MessagesError as exc:
+        raise ConfigError(f"{where}: [console] messages: {exc}") from None
     try:
         service._build_sources()
         for _source, every, offset in service.polled:

@@ -15,6 +15,9 @@ Commands:
     relocate        recompute subscribers' districts and zones after a layer change
     approve         release an alert held for approval
     ingest          store and fan out JMA telegrams from files, as if they came from the feed
+    user            staff accounts of the console: ``add NAME --role ROLE``, ``passwd``, ``disable``,
+                    ``enable``, ``list`` (dispatcher/accounts_cli.py)
+    audit           the audit log of staff actions (``--csv [--since ISO]``)
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from dispatcher import logs
+from dispatcher import accounts_cli, logs
 from dispatcher.config import ConfigError
 from dispatcher.settings import Settings, load
 
@@ -84,6 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     au = sub.add_parser("audience", help="districts an alert (JMA or CAP XML) covers and subscribers it reaches")
     au.add_argument("file")
     sub.add_parser("relocate", help="recompute subscribers' districts and zones after a geo layer change")
+    accounts_cli.add_parsers(sub)
     return p
 
 
@@ -112,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         "ingest": _ingest,
         "audience": _audience,
         "relocate": _relocate,
+        "user": accounts_cli.user,
+        "audit": accounts_cli.audit,
     }
     try:
         return asyncio.run(commands[args.command](settings, args))
@@ -247,7 +253,7 @@ async def _channel(settings: Settings, args: argparse.Namespace) -> int:
     from channels import REGISTRY
     from dispatcher import status
     from dispatcher.model import JST
-    from dispatcher.store import outbox, reports
+    from dispatcher.store import audit, outbox, reports
 
     if args.name not in REGISTRY:
         known = ", ".join(sorted(REGISTRY))
@@ -278,6 +284,16 @@ async def _channel(settings: Settings, args: argparse.Namespace) -> int:
             for p in before:
                 print(f"  ended: {status.describe_pause(p)}")
             log.info("channel resumed by an operator", extra={"channel": args.name, "by": by, "reason": args.reason})
+        # The staff console's audit log records it too, beside its own pauses and resumes.
+        await audit.append(
+            conn,
+            actor=f"cli:{by}",
+            role="cli",
+            action=f"channel.{args.action}",
+            target=f"channel:{args.name}",
+            address="cli",
+            after={"reason": args.reason, "seconds": getattr(args, "seconds", None)},
+        )
     finally:
         await conn.close()
     print("every daemon follows within seconds")
@@ -392,6 +408,18 @@ async def _approve(settings: Settings, args: argparse.Namespace) -> int:
         except (LookupError, ValueError) as exc:
             print(f"dispatcher: {exc}", file=sys.stderr)
             return 1
+        from dispatcher.store import audit
+
+        async with pool.acquire() as conn:
+            await audit.append(
+                conn,
+                actor=f"cli:{_operator()}",
+                role="cli",
+                action="held.release",
+                target=f"alert:{args.alert_id}",
+                address="cli",
+                after={"deliveries": result.deliveries},
+            )
     finally:
         await pool.close()
     print(f"alert {args.alert_id} released: {result.deliveries} deliveries queued")

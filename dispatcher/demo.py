@@ -26,6 +26,8 @@ from channels.email import EmailConfig
 from channels.telegram import TelegramConfig
 from dispatcher import status
 from dispatcher.app import Service
+from dispatcher.console.demo_accounts import create_demo_accounts
+from dispatcher.console.demo_accounts import describe as describe_accounts
 from dispatcher.settings import ChannelSettings, Settings
 from dispatcher.standins.jma_feed import JmaFeedStandIn
 from dispatcher.standins.smtp import SmtpStandIn
@@ -171,11 +173,13 @@ class Demo:
                     display_name=s.name,
                     test_recipient=s.test_recipient,
                 )
+            staff = await create_demo_accounts(conn)
         finally:
             await conn.close()
         log.info("demo: %d subscribers in 沼津市 (%s)", len(SUBSCRIBERS), NUMAZU)
         self.service = Service(settings, dsn=dsn)
         await self.service.start()
+        print(describe_accounts(staff, self.service.web_url), flush=True)
         log.info("demo: dashboard at %s  (Ctrl-C to stop)", self.service.web_url)
         publisher = asyncio.create_task(self._publish())
         try:

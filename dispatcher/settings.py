@@ -9,6 +9,7 @@ dataclass beside what it configures:
 * ``[web]``: :class:`dispatcher.web.config.WebConfig`;
 * ``[delivery]``: :class:`dispatcher.delivery_config.DeliveryConfig` (the outbox workers);
 * ``[geo]``: :class:`dispatcher.targeting.GeoConfig`;
+* ``[console]``: :class:`dispatcher.console.config.ConsoleConfig` (the staff console);
 * one section per source, named by the source registry (:data:`sources.registry.REGISTRY`):
   ``[jma]`` (:class:`sources.jma.config.JmaConfig`), ``[broadcast]``
   (:class:`sources.broadcast.config.BroadcastConfig`), in :attr:`Settings.sources`;
@@ -37,6 +38,7 @@ from dispatcher.config import (
     replaced_tables,
     suggest,
 )
+from dispatcher.console.config import ConsoleConfig
 from dispatcher.constraints import at_least, http_url, one_of, shaped_name
 from dispatcher.delivery_config import DeliveryConfig
 from dispatcher.targeting import GeoConfig
@@ -98,6 +100,7 @@ class Settings:
     web: WebConfig = field(default_factory=WebConfig)
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     geo: GeoConfig = field(default_factory=GeoConfig)
+    console: ConsoleConfig = field(default_factory=ConsoleConfig)
     sources: Mapping[str, Any] = field(default_factory=lambda: {n: cls.config_class() for n, cls in SOURCES.items()})
     channels: Mapping[str, ChannelSettings] = field(default_factory=dict)
     files: tuple[str, ...] = ()
@@ -117,6 +120,7 @@ _CORE: dict[str, type[Any]] = {
     "web": WebConfig,
     "delivery": DeliveryConfig,
     "geo": GeoConfig,
+    "console": ConsoleConfig,
 }
 _CHANNEL_GENERIC = {
     "enabled",

@@ -18,6 +18,11 @@ place (not a river). ``{place}``, ``{place_level}``, ``{place_warnings}``,
 ``{place_lifted}`` describe it, and ``{others}`` ("ほか8地域") counts the other areas,
 so every template says first what applies to the reader's place, then what to do,
 then how many others and the link.
+
+**Messages their author wrote.** An alert whose ``details["texts"]`` holds its own
+headline and text per language (the staff console's) is read in the reader's language
+from there (``{headline}``, ``{description}``), and ``details["template"]`` names the
+template that frames it (``console``: the text, the time, the link).
 """
 
 from __future__ import annotations
@@ -158,6 +163,11 @@ class Templates:
         pack = self.pack(language)
         keys = pack.templates
         event = alert.event.strip()
+        # A source that writes the whole message itself (the staff console) names the
+        # template that only frames it: the marker, the time, the link.
+        chosen = alert.details.get("template")
+        if isinstance(chosen, str) and chosen in keys:
+            return chosen
         if alert.msg_type is MsgType.CANCEL and "取消" in keys:
             return "取消"
         for name in dict.fromkeys((event, _LEVEL_PREFIX.sub("", event, count=1))):
@@ -247,7 +257,8 @@ class Templates:
         ]
         event_name = self._event_name(pack, alert.event)
         values.update(self._place_values(pack, place, list(dict.fromkeys(n for n in places if n)), event_name))
-        headline, description = alert.headline.strip(), alert.description.strip()
+        headline, description = _own_wording(alert, pack.language) or (alert.headline, alert.description)
+        headline, description = headline.strip(), description.strip()
         # JMA's body text often repeats the headline first; say it once.
         if headline and description.startswith(headline):
             description = description[len(headline) :].lstrip()
@@ -388,6 +399,19 @@ class Templates:
             lines[:1] = [(f"{marker}{note}", False), first] if note else [(f"{marker}{first[0]}", first[1])]
         tail = render(meta["link_line"], Blank(link=link)) if link else ""
         return subject, shorten(lines, max_length, tail=tail, ellipsis=meta["ellipsis"])
+
+
+def _own_wording(alert: Alert, language: str) -> tuple[str, str] | None:
+    """The (headline, text) the alert's author wrote in ``language`` (``details["texts"]``), if any.
+
+    The staff console writes each message in Japanese, やさしい日本語 and English, never by
+    machine translation: ``{"ja-easy": {"headline": …, "text": …}, …}``.
+    """
+    texts = alert.details.get("texts")
+    own = texts.get(language) if isinstance(texts, Mapping) else None
+    if not isinstance(own, Mapping) or not str(own.get("headline", "")).strip():
+        return None
+    return str(own.get("headline", "")), str(own.get("text", ""))
 
 
 def alert_link(public_url: str, alert: Alert) -> str:

@@ -9,11 +9,16 @@ may import the web without the web importing the daemon back.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
 
 import asyncpg
 from aiohttp import web
+
+from dispatcher.console.config import ConsoleConfig
+
+if TYPE_CHECKING:
+    from dispatcher.console.wiring import ConsoleSetup
 
 
 class ShareView(Protocol):
@@ -44,7 +49,10 @@ class WebContext:
     ``channels`` are the enabled channels (the dashboard names them) and
     ``known_channels`` every registered one (what the deliveries pages may filter by);
     ``peers`` (live-updated) gives ``/healthz`` this daemon's shares; ``routes`` are
-    the pushed sources' own (the broadcast webhook).
+    the pushed sources' own (the broadcast webhook). ``accounts`` is ``[console]``
+    (sessions and logins); ``secure_cookies`` is whether ``[service] public_url`` is
+    https (cookies are then ``Secure`` and ``__Host-``); ``console`` is the staff
+    console (None: its pages answer 404, the login still guards the rest).
     """
 
     pool: asyncpg.Pool
@@ -54,6 +62,9 @@ class WebContext:
     known_channels: tuple[str, ...] = ()
     peers: PeersView | None = None
     routes: Sequence[web.AbstractRouteDef] = ()
+    accounts: ConsoleConfig = field(default_factory=ConsoleConfig)
+    secure_cookies: bool = False
+    console: ConsoleSetup | None = None
 
 
 WEB: web.AppKey[WebContext] = web.AppKey("web", WebContext)

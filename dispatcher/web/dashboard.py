@@ -27,6 +27,7 @@ async def dashboard(request: web.Request) -> web.Response:
         "pauses": pauses,
         "degraded": reports.health(pauses) == "degraded",
         "channels": ", ".join(ctx.channels) or "none enabled",
+        "channel_names": ctx.channels,
         "documents": ", ".join(f"{n} {k}" for k, n in sorted(docs.items())) or "none yet",
         "refresh": 3,
     }

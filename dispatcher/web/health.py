@@ -7,12 +7,15 @@ when the database does not answer within two seconds.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from aiohttp import web
 
 from dispatcher.store import reports
 from dispatcher.web.context import WEB
+
+log = logging.getLogger(__name__)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -22,7 +25,9 @@ async def healthz(request: web.Request) -> web.Response:
         async with ctx.pool.acquire(timeout=2) as conn:
             pauses = await reports.channel_pauses(conn)
     except Exception as exc:
-        return web.json_response({"ok": False, "error": str(exc)}, status=503)
+        # Anyone may ask: say that it is down, not why (the log has the error text).
+        log.warning("healthz: database unavailable", extra={"error": str(exc)})
+        return web.json_response({"ok": False, "error": "unavailable"}, status=503)
     # Still 200 when degraded: the daemon is alive; a paused channel is for people to act on.
     body: dict[str, Any] = {"ok": True, "status": reports.health(pauses), "paused": pauses}
     if ctx.peers is not None:

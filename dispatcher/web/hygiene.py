@@ -25,8 +25,10 @@ would read for up to 10 s, i.e. all of a 50 MB body on a fast link).
 the client's mistake, so :class:`_ClientErrorsInOneLine` makes it one WARNING line.
 
 **Headers on every answer.** A Content-Security-Policy that allows nothing but the
-stylesheet from ``/style.css`` (no scripts, no frames, no inline styles, no foreign
-form targets), ``X-Content-Type-Options: nosniff``, ``Referrer-Policy: no-referrer``,
+stylesheet from ``/style.css`` and scripts of our own origin (the console's
+``/static/console.js``, which may fetch its previews from us: ``connect-src 'self'``;
+no inline script or style, no frames, no foreign form targets),
+``X-Content-Type-Options: nosniff``, ``Referrer-Policy: no-referrer``,
 ``X-Frame-Options: DENY`` (what CSP's ``frame-ancestors`` says, for older browsers),
 ``Cache-Control: no-store`` except on the public pages (``no-cache``: always
 revalidated, as an alert can be cancelled), and ``Server`` without a version.
@@ -52,7 +54,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 SERVER = "numazu-dispatcher"
 CSP = (
-    "default-src 'none'; style-src 'self'; img-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    "default-src 'none'; style-src 'self'; img-src 'self'; script-src 'self'; connect-src 'self';"
+    " frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
 )
 SECURITY_HEADERS = {
     "Content-Security-Policy": CSP,

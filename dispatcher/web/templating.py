@@ -10,7 +10,8 @@ Every value printed goes through :func:`html.escape` first (:func:`_escape`, Jin
 and markupsafe, seeing Markup, does not escape it twice; ``None`` prints as nothing.
 
 The stylesheet is ``static/style.css``, served at ``/style.css`` as a file: with
-``ETag`` and ``Last-Modified`` (a revalidation is a 304) and an hour of caching.
+``ETag`` and ``Last-Modified`` (a revalidation is a 304) and an hour of caching; the
+console's script is ``static/console.js`` at ``/static/console.js``, served the same way.
 """
 
 from __future__ import annotations
@@ -30,8 +31,11 @@ from dispatcher.privacy import mask
 from dispatcher.status import JST, describe_pause
 from dispatcher.web.context import WEB
 
-STYLESHEET = Path(__file__).parent / "static" / "style.css"
+STATIC = Path(__file__).parent / "static"
+STYLESHEET = STATIC / "style.css"
 CSS_HEADERS = {"Cache-Control": "public, max-age=3600", "Content-Type": "text/css; charset=utf-8"}
+# The files under /static/: our own scripts only (the CSP allows scripts from 'self', none inline).
+STATIC_FILES = {"console.js": "text/javascript; charset=utf-8"}
 
 
 def _escape(value: Any) -> Any:
@@ -76,10 +80,39 @@ def setup(app: web.Application) -> None:
 
 def page(request: web.Request, template: str, title: str, values: Mapping[str, Any]) -> web.Response:
     """``template`` rendered with ``values``, the page ``title`` and the site's name."""
-    context = {"site_name": request.app[WEB].site_name, "title": title, "refresh": None, **values}
+    # The logged-in staff member (dispatcher.web.auth) and their form token, for the header's
+    # logout button and every form; ``exercise`` colours the page as the exercise console.
+    from dispatcher.web.auth import current  # auth renders pages too: imported when first used
+
+    staff = current(request)
+    context = {
+        "site_name": request.app[WEB].site_name,
+        "title": title,
+        "refresh": None,
+        "staff": staff,
+        "csrf_token": getattr(staff, "csrf_token", ""),
+        "exercise": False,
+        **values,
+    }
     return aiohttp_jinja2.render_template(template, request, context)
 
 
 async def stylesheet(_request: web.Request) -> web.StreamResponse:
     """The pages' CSS, from our own origin: the CSP allows no inline style."""
     return web.FileResponse(STYLESHEET, headers=CSS_HEADERS)
+
+
+async def static_file(request: web.Request) -> web.StreamResponse:
+    """``/static/{name}``: one of :data:`STATIC_FILES`, with validators and an hour of caching."""
+    name = request.match_info["name"]
+    content_type = STATIC_FILES.get(name)
+    if content_type is None:
+        raise web.HTTPNotFound(text="no such file")
+    return web.FileResponse(
+        STATIC / name, headers={"Cache-Control": "public, max-age=3600", "Content-Type": content_type}
+    )
+
+
+async def favicon(_request: web.Request) -> web.StreamResponse:
+    """``/favicon.ico``: nothing (204), rather than a 404 in every browser's console."""
+    return web.Response(status=204, headers={"Cache-Control": "public, max-age=86400"})

@@ -36,6 +36,7 @@ from dispatcher.store.documents import decompress
 from dispatcher.store.subscribers import subscribe
 from sources.broadcast.examples import cap_body, json_body, signed_headers
 from tests.integration.test_path import wait_settled
+from tests.staffing import staff_session
 
 SECRET = "broadcast-test-secret-6f1c-0123456789"
 JST = timezone(timedelta(hours=9))
@@ -325,7 +326,7 @@ async def test_unknown_group_is_reported_and_known_districts_still_get_it(
     [alert] = await stack.fetch("SELECT id, details FROM alerts")
     assert json.loads(alert["details"])["unknown_groups"] == ["atlantis"]
     # Operators see the problem on the alert's deliveries page; residents' page does not show it.
-    async with aiohttp.ClientSession() as http:
+    async with staff_session(stack.service.web_url, stack.dsn) as http:
         async with http.get(f"{stack.service.web_url}/alerts/{alert['id']}/deliveries") as r:
             page = await r.text()
         async with http.get(f"{stack.service.web_url}/alerts/{alert['id']}") as r:
@@ -463,7 +464,7 @@ async def test_an_exercise_cannot_cancel_a_real_jma_alert_and_is_reported(
     problems = json.loads(drill_row["details"])["problems"]
     assert any("not replaced" in p and "status actual, not exercise" in p for p in problems), problems
     assert any(r.getMessage().startswith("reference not honoured") for r in caplog.records)
-    async with aiohttp.ClientSession() as http:
+    async with staff_session(stack.service.web_url, stack.dsn) as http:
         async with http.get(f"{stack.service.web_url}/alerts/{real['public_id']}") as r:
             public = await r.text()
         async with http.get(f"{stack.service.web_url}/alerts/{drill_row['id']}/deliveries") as r:
@@ -620,7 +621,7 @@ async def test_public_links_are_minted_by_the_service_and_cannot_be_taken_over(
         status, answer = await stack.post(body, "application/json")
         assert status == 202 and answer["deliveries"] == 1, answer
     await wait_settled(stack.dsn, expected=5)
-    async with aiohttp.ClientSession() as http:
+    async with staff_session(stack.service.web_url, stack.dsn) as http:
         async with http.get(stack.service.web_url + path) as r:
             assert r.status == 200 and "偽の情報" not in await r.text() and "避難指示" in await r.text()
         async with http.get(f"{stack.service.web_url}/alerts/{first['alert_id']}/deliveries") as r:

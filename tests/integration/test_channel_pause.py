@@ -38,6 +38,7 @@ from dispatcher.store import db, outbox
 from dispatcher.worker import OutboxWorker
 from tests.integration.test_delivery import alert, telegram, telegram_standin, wait_until
 from tests.samples import add_subscribers
+from tests.staffing import staff_session
 
 REPO = Path(__file__).resolve().parents[2]
 CHATS = [str(840_000 + i) for i in range(5)]
@@ -155,7 +156,7 @@ async def test_a_flood_wait_of_hours_is_visible_and_a_resume_ends_it_without_a_r
     assert report["status"] == "degraded"
     assert [(p["channel"], p["why"]) for p in report["paused"]] == [("telegram", "provider")]
     # And on the dashboard, as a banner.
-    async with aiohttp.ClientSession() as http, http.get(f"{stack.url}/") as resp:
+    async with staff_session(stack.url, stack.dsn) as http, http.get(f"{stack.url}/") as resp:
         page = await resp.text()
     assert 'class="banner"' in page and "telegram" in page and "dispatcher channel resume telegram" in page
 
@@ -201,7 +202,7 @@ async def test_an_operator_pause_stops_a_running_daemon_within_seconds(stack: St
     assert {(r["state"], r["claims"]) for r in claims} == {("queued", 0)}
     text = await stack.cli("status")
     assert "paused by" in text and "relay maintenance" in text, text
-    async with aiohttp.ClientSession() as http, http.get(f"{stack.url}/") as resp:
+    async with staff_session(stack.url, stack.dsn) as http, http.get(f"{stack.url}/") as resp:
         page = await resp.text()
     assert 'class="banner"' in page and "relay maintenance" in page
 

@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 import asyncpg
 import pytest
 
@@ -27,6 +26,7 @@ from dispatcher.standins.jma_feed import JmaFeedStandIn
 from dispatcher.standins.smtp import SmtpStandIn
 from dispatcher.standins.telegram_api import TelegramStandIn
 from dispatcher.store.subscribers import subscribe
+from tests.staffing import staff_session
 
 NUMAZU = "2220300"
 NOTO_VXSE53 = "jma/live_noto2024/WInfoL.xml"  # 震源・震度情報 listing 沼津市 (intensity 3)
@@ -192,7 +192,8 @@ async def test_blocked_bot_fails_delivery_with_reason_and_unsubscribes(stack: St
     assert sub["active"] is False and sub["deactivated_reason"]
     # Operators see why: the reason, counted per channel, and the delivery's transitions.
     base = stack.service.web_url
-    async with aiohttp.ClientSession() as http:
+    assert base is not None
+    async with staff_session(base, stack.dsn) as http:
         async with http.get(f"{base}/api/alerts/{by_addr['100002']['alert_id']}/deliveries") as resp:
             listed = await resp.json()
         [reason] = listed["reasons"]
@@ -218,7 +219,8 @@ async def test_dashboard_and_alert_page_show_every_delivery(stack: Stack, shared
     await wait_settled(stack.dsn, expected=3)
     base = stack.service.web_url
     assert base is not None
-    async with aiohttp.ClientSession() as http:
+    # Operators log in (the staff console); residents' page and /healthz stay public.
+    async with staff_session(base, stack.dsn) as http:
         async with http.get(f"{base}/") as resp:
             assert resp.status == 200
             page = await resp.text()

@@ -31,9 +31,11 @@ from dispatcher.standins.smtp import SmtpStandIn
 from dispatcher.standins.telegram_api import TelegramStandIn
 from dispatcher.store.subscribers import subscribe
 from dispatcher.web.app import create_app
+from dispatcher.web.auth import public
 from dispatcher.web.hygiene import server_options
 from sources.broadcast.examples import cap_body, json_body, signed_headers
 from tests.integration.test_path import wait_settled
+from tests.staffing import staff_session
 
 SECRET = "web-hygiene-test-secret-0123456789abcdef"
 JST = timezone(timedelta(hours=9))
@@ -187,7 +189,7 @@ async def test_bad_paths_and_query_strings_are_4xx_with_a_reason(stack: Stack) -
         "/api/alerts?limit=-1": 400,
         "/api/alerts?limit=99999999999999999999999": 400,
     }
-    async with aiohttp.ClientSession() as http:
+    async with staff_session(stack.base, stack.dsn) as http:
         for path, expected in bad.items():
             async with http.get(yarl_raw(stack.base + path)) as resp:
                 text = await resp.text()
@@ -255,7 +257,7 @@ async def test_an_unexpected_exception_is_a_plain_500_logged_once(
 
     caplog.set_level(logging.INFO)
     async with (
-        served(stack, web.get("/broken", broken)) as (host, port),
+        served(stack, web.get("/broken", public(broken))) as (host, port),
         aiohttp.ClientSession() as http,
         http.get(f"http://{host}:{port}/broken", headers={"Accept": "text/html"}) as resp,
     ):
@@ -286,7 +288,7 @@ async def test_security_headers_on_every_page_and_no_store_for_operators(stack: 
         "/no/such/page",
         "/alerts/%00",
     ]
-    async with aiohttp.ClientSession() as http:
+    async with staff_session(stack.base, stack.dsn) as http:
         for path in [*operator, f"/alerts/{public_id}"]:
             async with http.get(yarl_raw(stack.base + path)) as resp:
                 h = resp.headers
@@ -406,7 +408,7 @@ async def test_a_body_over_the_limit_gets_413_and_the_server_stops_reading(stack
     # The webhook refuses a declared length over max_body_bytes before reading; a handler
     # reading with aiohttp's read() stops at client_max_size (2 MB) in a chunked body.
     if chunked:
-        async with served(stack, web.post("/upload", read_all)) as address:
+        async with served(stack, web.post("/upload", public(read_all))) as address:
             answer, sent, elapsed = await _greedy_post(address, "/upload", chunked=True)
     else:
         answer, sent, elapsed = await _greedy_post(stack.address, "/hooks/broadcast", chunked=False)
@@ -419,7 +421,7 @@ async def test_a_body_over_the_limit_gets_413_and_the_server_stops_reading(stack
 
 
 async def test_a_body_trickled_slower_than_the_body_timeout_is_cut_off(stack: Stack) -> None:
-    async with served(stack, web.post("/upload", read_all)) as address:
+    async with served(stack, web.post("/upload", public(read_all))) as address:
         answer, elapsed = await _trickle_body(address)
     assert answer.startswith(b"HTTP/1.1 408"), answer[:200]
     assert BODY_TIMEOUT <= elapsed < BODY_TIMEOUT + 1.5, elapsed
@@ -469,7 +471,7 @@ async def test_provider_errors_are_stored_with_addresses_masked(stack: Stack) ->
     assert any("new_chat_id=…7890" in e for e in stored), stored
     for text in stored:
         assert "yamada.hanako" not in text and "1001234567890" not in text and "200001" not in text, text
-    async with aiohttp.ClientSession() as http:
+    async with staff_session(stack.base, stack.dsn) as http:
         pages = []
         for path in (f"/alerts/{alert_id}/deliveries", f"/api/alerts/{alert_id}/deliveries", "/api/alerts"):
             async with http.get(stack.base + path) as resp:
@@ -502,7 +504,7 @@ async def test_database_unavailable_is_a_503_json_on_operator_pages_and_the_webh
         await service.start()
         try:
             assert service.web_url is not None
-            async with aiohttp.ClientSession() as http:
+            async with staff_session(service.web_url, with_database(base, "outage_test")) as http:
                 async with http.get(service.web_url + "/api/alerts") as resp:
                     assert resp.status == 200
                 await server.stop()
