@@ -37,11 +37,32 @@ def _webhook() -> ChannelClass:
     return WebhookChannel
 
 
+def _mastodon() -> ChannelClass:
+    from channels.mastodon import MastodonChannel
+
+    return MastodonChannel
+
+
+def _x() -> ChannelClass:
+    from channels.x import XChannel
+
+    return XChannel
+
+
+def _bluesky() -> ChannelClass:
+    from channels.bluesky import BlueskyChannel
+
+    return BlueskyChannel
+
+
 # Channel name (also the configuration section [channels.<name>]) -> its class's loader.
 REGISTRY: dict[str, Callable[[], ChannelClass]] = {
     "telegram": _telegram,
     "email": _email,
     "webhook": _webhook,
+    "mastodon": _mastodon,
+    "x": _x,
+    "bluesky": _bluesky,
 }
 
 

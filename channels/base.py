@@ -20,11 +20,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import aiohttp
 
 from channels.lengths import characters
+from channels.posts import PostLog
 from channels.templates import Templates, render_message
 from dispatcher.model import Alert, Area, Message, Recipient
 
@@ -94,6 +95,22 @@ def http_session() -> aiohttp.ClientSession:
     )
 
 
+class SubscriberLinks(Protocol):
+    """Signed links a message to one subscriber carries (``dispatcher.publication.tokens``).
+
+    Unguessable and needing no account: whoever holds the mail may change what it
+    follows or unsubscribe, nobody else.
+    """
+
+    def unsubscribe_url(self, subscription_id: int) -> str:
+        """The one-click unsubscribe address (RFC 8058: POSTed to by the mail client)."""
+        ...
+
+    def manage_url(self, subscription_id: int) -> str:
+        """The page where places, language and level are changed."""
+        ...
+
+
 @dataclass(frozen=True, slots=True)
 class ChannelContext:
     """What every channel gets besides its own config section.
@@ -102,12 +119,16 @@ class ChannelContext:
     the city's own area codes (``[service] area_codes``) that pick a reader's default
     place; ``public_url`` is the base URL of the service's public site, for links to an
     alert's page; ``session`` is the service's shared HTTP session (None: each channel
-    that needs one makes its own).
+    that needs one makes its own); ``posts`` is where broadcast channels remember their
+    posts (None: in memory, per channel); ``links`` signs subscribers' own links (None:
+    messages carry none).
     """
 
     templates: Templates
     public_url: str = "http://127.0.0.1:8080"
     session: aiohttp.ClientSession | None = None
+    posts: PostLog | None = None
+    links: SubscriberLinks | None = None
 
 
 class Channel:

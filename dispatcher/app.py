@@ -34,8 +34,11 @@ from dispatcher.config import ConfigError
 from dispatcher.context import ServiceContext
 from dispatcher.peers import Peers
 from dispatcher.pipeline import Pipeline
+from dispatcher.publication.tokens import Links
+from dispatcher.publication.wiring import Publication, links_for, start_for
 from dispatcher.settings import Settings
 from dispatcher.store import db
+from dispatcher.store.posts import StorePostLog
 from dispatcher.store.wakeups import Wakeups
 from dispatcher.targeting import default_targeter
 from dispatcher.web.context import WebContext
@@ -82,6 +85,9 @@ class Service:
         self.web_url: str | None = None
         self._watchdog: asyncio.Task[None] | None = None
         self._relocation: asyncio.Task[None] | None = None
+        # The public site, feeds and subscription forms ([publication]), and the signed links mails carry.
+        self.links: Links | None = None
+        self.publication: Publication | None = None
 
     @property
     def dsn(self) -> str:
@@ -101,6 +107,8 @@ class Service:
         if applied:
             log.info("database migrated", extra={"applied": ",".join(applied)})
         self.pool = await db.create_pool(self.dsn, min_size=s.database.pool_min, max_size=s.database.pool_max)
+        if s.publication.enabled:
+            self.links = await links_for(self.pool, s.publication, s.service.public_url)
         await self._open_channels()
         if not self.channels:
             log.warning("no channel is enabled: alerts are stored but reach nobody (see [channels.*])")
@@ -128,6 +136,8 @@ class Service:
             self._worker_tasks.append(asyncio.create_task(worker.run(), name=f"worker-{name}"))
         self._relocation = asyncio.create_task(self._relocate(), name="relocate")
         self._start_sources()
+        if self.links is not None:  # the public site, in memory and its static copy; the forms' needs
+            self.publication = await start_for(s, self.pool, self.dsn, self.links, self.channels)
         if s.web.enabled:
             await self._start_web()
         # What exists now (modules, geo layers, templates, channels, pools) lives as long
@@ -151,7 +161,10 @@ class Service:
         """The enabled channels, built but not opened (no I/O), sharing ``session``."""
         s = self.settings.service
         templates = Templates.load(local_area_codes=local_codes_for(s.area_codes))
-        context = ChannelContext(templates=templates, public_url=s.public_url, session=session)
+        posts = StorePostLog(self.pool) if self.pool is not None else None
+        context = ChannelContext(
+            templates=templates, public_url=s.public_url, session=session, posts=posts, links=self.links
+        )
         return {cs.name: load_channel_class(cs.name)(cs.options, context) for cs in self.settings.enabled_channels()}
 
     async def _open_channels(self) -> None:
@@ -232,6 +245,7 @@ class Service:
             accounts=s.console,
             secure_cookies=s.service.public_url.startswith("https://"),
             console=console,
+            publication=self.publication,
         )
 
     async def _start_web(self) -> None:
@@ -299,6 +313,8 @@ class Service:
                 log.warning("shutdown grace expired; unsent work stays queued", extra={"workers": len(pending)})
         if self.runner is not None:
             await self.runner.cleanup()
+        if self.publication is not None:
+            await self.publication.site.stop()
         if self.peers is not None:
             # Leave once the workers are done, so the others take over this share at once.
             await self.peers.stop()

@@ -18,6 +18,7 @@ Commands:
     user            staff accounts of the console: ``add NAME --role ROLE``, ``passwd``, ``disable``,
                     ``enable``, ``list`` (dispatcher/accounts_cli.py)
     audit           the audit log of staff actions (``--csv [--since ISO]``)
+    x-cost          what posting an alert (a file or a stored alert's public id) on X costs, with and without the link
 """
 
 from __future__ import annotations
@@ -88,6 +89,9 @@ def _parser() -> argparse.ArgumentParser:
     au.add_argument("file")
     sub.add_parser("relocate", help="recompute subscribers' districts and zones after a geo layer change")
     accounts_cli.add_parsers(sub)
+    xc = sub.add_parser("x-cost", help="the price of an alert's X post, with and without the link (JSON)")
+    xc.add_argument("alert", help="a JMA or CAP file, or a stored alert's public id")
+    xc.add_argument("--language", default="ja")
     return p
 
 
@@ -118,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         "relocate": _relocate,
         "user": accounts_cli.user,
         "audit": accounts_cli.audit,
+        "x-cost": _x_cost,
     }
     try:
         return asyncio.run(commands[args.command](settings, args))
@@ -361,6 +366,12 @@ async def _audience(settings: Settings, args: argparse.Namespace) -> int:
     report |= {"subscribers": sum(per_channel.values()), "by_channel": dict(per_channel)}
     print(json.dumps(report, ensure_ascii=False, indent=2))
     return 0
+
+
+async def _x_cost(settings: Settings, args: argparse.Namespace) -> int:
+    from dispatcher.publication.xcost import x_cost
+
+    return await x_cost(settings, args.alert, args.language, _connect)
 
 
 async def _relocate(settings: Settings, _args: argparse.Namespace) -> int:

@@ -22,16 +22,22 @@ from datetime import UTC, datetime
 from importlib import resources
 from urllib.parse import urlsplit, urlunsplit
 
+from channels.bluesky import BlueskyConfig
 from channels.email import EmailConfig
+from channels.mastodon import MastodonConfig
 from channels.telegram import TelegramConfig
+from channels.x import XConfig
 from dispatcher import status
 from dispatcher.app import Service
 from dispatcher.console.demo_accounts import create_demo_accounts
 from dispatcher.console.demo_accounts import describe as describe_accounts
 from dispatcher.settings import ChannelSettings, Settings
+from dispatcher.standins.bluesky import BlueskyStandIn
 from dispatcher.standins.jma_feed import JmaFeedStandIn
+from dispatcher.standins.mastodon import MastodonStandIn
 from dispatcher.standins.smtp import SmtpStandIn
 from dispatcher.standins.telegram_api import TelegramStandIn
+from dispatcher.standins.x_api import OAuth1Credentials, XStandIn
 from dispatcher.store import db, reports
 from dispatcher.store.subscribers import subscribe
 
@@ -93,6 +99,17 @@ def expected_messages() -> Counter[tuple[str, str]]:
     return want
 
 
+_X_DEMO = ("demo-consumer-key", "demo-consumer-secret", "demo-access-token", "demo-access-secret")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 def with_database(dsn: str, name: str) -> str:
     """``dsn`` pointing at database ``name`` instead."""
     parts = urlsplit(dsn)
@@ -113,11 +130,16 @@ class Demo:
     def __init__(self, settings: Settings, *, once: bool, port: int, interval: float) -> None:
         self.base_settings = settings
         self.once = once
-        self.port = port
+        # Links in messages must lead to the port actually served: with 0, pick it now.
+        self.port = port or _free_port()
         self.interval = interval
         self.feed = JmaFeedStandIn()
         self.telegram = TelegramStandIn()
         self.smtp = SmtpStandIn()
+        # The city's social media accounts (broadcast channels: one post per public alert).
+        self.mastodon = MastodonStandIn()
+        self.x = XStandIn(OAuth1Credentials(*_X_DEMO))
+        self.bluesky = BlueskyStandIn("numazu-bousai.bsky.social", "demo-app-password")
         self.service: Service | None = None
         self.started = time.monotonic()
 
@@ -138,6 +160,17 @@ class Demo:
                 enabled=True,
                 options=EmailConfig(host=host, port=port, sender="沼津市 防災情報 <bousai@city.numazu.example>"),
             ),
+            "mastodon": ChannelSettings(
+                "mastodon",
+                enabled=True,
+                options=MastodonConfig(base_url=self.mastodon.base_url, token="demo"),  # noqa: S106 (any token)
+            ),
+            "x": ChannelSettings("x", enabled=True, options=XConfig(self.x.base_url, *_X_DEMO)),
+            "bluesky": ChannelSettings(
+                "bluesky",
+                enabled=True,
+                options=BlueskyConfig(self.bluesky.base_url, "numazu-bousai.bsky.social", "demo-app-password"),
+            ),
         }
         return dataclasses.replace(
             s,
@@ -150,6 +183,7 @@ class Demo:
                 ),
             },
             web=dataclasses.replace(s.web, port=self.port),
+            service=dataclasses.replace(s.service, public_url=f"http://{s.web.host}:{self.port}"),
             delivery=dataclasses.replace(s.delivery, poll_interval=0.5),
             channels=channels,
         )
@@ -158,6 +192,8 @@ class Demo:
         await self.feed.start()
         await self.telegram.start()
         await self.smtp.start()
+        for social in (self.mastodon, self.x, self.bluesky):
+            await social.start()
         settings = self._settings()
         dsn = await _fresh_database(settings)
         conn = await db.connect(dsn)
@@ -180,7 +216,7 @@ class Demo:
         self.service = Service(settings, dsn=dsn)
         await self.service.start()
         print(describe_accounts(staff, self.service.web_url), flush=True)
-        log.info("demo: dashboard at %s  (Ctrl-C to stop)", self.service.web_url)
+        log.info("demo: dashboard at %s, public site at %s/public/  (Ctrl-C to stop)", *[self.service.web_url] * 2)
         publisher = asyncio.create_task(self._publish())
         try:
             if self.once:
@@ -194,6 +230,8 @@ class Demo:
             await self.service.stop()
             await self.telegram.stop()
             await self.smtp.stop()
+            for social in (self.mastodon, self.x, self.bluesky):
+                await social.stop()
             await self.feed.stop()
         return 0 if ok else 1
 
@@ -265,6 +303,10 @@ class Demo:
             lines.append(
                 f"  {ch:<10} {t['queued']:>7} {t['sending']:>8} {t['delivered']:>10} {t['failed']:>7} {exp:>9} {rec:>9}"
             )
+        lines.append(
+            f"  posts: mastodon {len(self.mastodon.posted)}, x {len(self.x.live)} (cost {self.x.cost} USD),"
+            f" bluesky {len(self.bluesky.posts)}"
+        )
         lines.append("")
         lines.append(status.format_table(alerts))
         if first is not None:

@@ -10,6 +10,7 @@ dataclass beside what it configures:
 * ``[delivery]``: :class:`dispatcher.delivery_config.DeliveryConfig` (the outbox workers);
 * ``[geo]``: :class:`dispatcher.targeting.GeoConfig`;
 * ``[console]``: :class:`dispatcher.console.config.ConsoleConfig` (the staff console);
+* ``[publication]``: :class:`dispatcher.publication.config.PublicationConfig`;
 * one section per source, named by the source registry (:data:`sources.registry.REGISTRY`):
   ``[jma]`` (:class:`sources.jma.config.JmaConfig`), ``[broadcast]``
   (:class:`sources.broadcast.config.BroadcastConfig`), in :attr:`Settings.sources`;
@@ -41,6 +42,7 @@ from dispatcher.config import (
 from dispatcher.console.config import ConsoleConfig
 from dispatcher.constraints import at_least, http_url, one_of, shaped_name
 from dispatcher.delivery_config import DeliveryConfig
+from dispatcher.publication.config import PublicationConfig
 from dispatcher.targeting import GeoConfig
 from dispatcher.web.config import WebConfig
 from sources.registry import REGISTRY as SOURCES
@@ -101,6 +103,7 @@ class Settings:
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     geo: GeoConfig = field(default_factory=GeoConfig)
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
+    publication: PublicationConfig = field(default_factory=PublicationConfig)
     sources: Mapping[str, Any] = field(default_factory=lambda: {n: cls.config_class() for n, cls in SOURCES.items()})
     channels: Mapping[str, ChannelSettings] = field(default_factory=dict)
     files: tuple[str, ...] = ()
@@ -121,6 +124,7 @@ _CORE: dict[str, type[Any]] = {
     "delivery": DeliveryConfig,
     "geo": GeoConfig,
     "console": ConsoleConfig,
+    "publication": PublicationConfig,
 }
 _CHANNEL_GENERIC = {
     "enabled",

@@ -197,6 +197,10 @@ class Templates:
                 return rank
         return None
 
+    def concerns_city(self, alert: Alert) -> bool:
+        """Whether ``alert`` names the city (its code or what JMA files it under); the city's own sources always do."""
+        return alert.source != "jma" or any(self._local_rank(a) is not None for a in alert.areas)
+
     def place_for(self, alert: Alert) -> Area | None:
         """The default reader's place: the area best matching the local codes, else the first place.
 

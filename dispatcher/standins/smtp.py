@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 import threading
 from dataclasses import dataclass, field
 from email import policy
@@ -21,6 +22,7 @@ from email.parser import BytesParser
 from typing import Any
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,14 +87,37 @@ def _free_port(host: str) -> int:
         return port
 
 
+class _Authenticator:
+    """AUTH PLAIN/LOGIN against one user and password (aiosmtpd's authenticator hook)."""
+
+    def __init__(self, username: str, password: str) -> None:
+        self.username, self.password = username.encode(), password.encode()
+        self.logins = 0
+
+    def __call__(self, server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
+        ok = isinstance(auth_data, LoginPassword) and (auth_data.login, auth_data.password) == (
+            self.username,
+            self.password,
+        )
+        self.logins += ok
+        return AuthResult(success=ok, handled=False)
+
+
 class SmtpStandIn:
     """An SMTP server on 127.0.0.1 recording what it receives.
 
     ``refuse(address)`` answers RCPT with ``550 5.1.1 user unknown`` (or another
     5xx); ``defer(address, count=K)`` answers ``451`` for the next K attempts.
+    With ``tls_context`` it offers STARTTLS and requires it before MAIL; with
+    ``credentials`` (user, password) it requires AUTH (only over TLS when it has TLS),
+    as a city's submission relay does.
     """
 
-    def __init__(self) -> None:
+    def __init__(
+        self, *, tls_context: ssl.SSLContext | None = None, credentials: tuple[str, str] | None = None
+    ) -> None:
+        self.tls_context = tls_context
+        self.authenticator = _Authenticator(*credentials) if credentials else None
         self._handler = _Handler()
         self._controller: Controller | None = None
         self.host = "127.0.0.1"
@@ -130,7 +155,16 @@ class SmtpStandIn:
         """Start listening (``port=0``: a free port); return ``(host, port)``."""
         self.host = host
         self.port = port or _free_port(host)
-        self._controller = Controller(self._handler, hostname=host, port=self.port)
+        extra: dict[str, Any] = {}
+        if self.tls_context is not None:
+            extra |= {"tls_context": self.tls_context, "require_starttls": True}
+        if self.authenticator is not None:
+            extra |= {
+                "authenticator": self.authenticator,
+                "auth_required": True,
+                "auth_require_tls": self.tls_context is not None,
+            }
+        self._controller = Controller(self._handler, hostname=host, port=self.port, **extra)
         await asyncio.to_thread(self._controller.start)
         return self.host, self.port
 

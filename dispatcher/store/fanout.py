@@ -22,8 +22,11 @@ _FAN_OUT = """
     FROM subscriptions s JOIN subscribers sub ON sub.id = s.subscriber_id
     WHERE s.active AND s.channel = ANY($3::text[]) AND s.areas && $4::text[]
       AND ($5 OR s.test_recipient)
+      AND (s.min_level IS NULL OR $7::smallint IS NULL OR $7::smallint >= s.min_level)
 """
 
+# A subscription with a min_level (0011, chosen on the subscriber's own page) skips an
+# alert whose level for its place is lower; one without a level reaches everyone.
 # Each subscription gets the most specific of the alert's areas among the codes it
 # follows ($6/$7: code → area index, -1 for none; none found: no place), that area's
 # level ($8), and nothing when a sibling document of the same issuance ($9) already
@@ -42,6 +45,7 @@ _FAN_OUT_PLACES = """
     SELECT $1, s.channel, s.id, s.address, sub.language, $2, NULLIF(m.place, -1), ($8::int[])[m.place + 1]
     FROM subscriptions s JOIN subscribers sub ON sub.id = s.subscriber_id LEFT JOIN m ON m.id = s.id
     WHERE s.active AND s.channel = ANY($3::text[]) AND s.areas && $4::text[] AND ($5 OR s.test_recipient)
+      AND (s.min_level IS NULL OR ($8::int[])[m.place + 1] IS NULL OR ($8::int[])[m.place + 1] >= s.min_level)
       AND (cardinality($9::bigint[]) = 0 OR NOT EXISTS (
         SELECT 1 FROM deliveries d
         WHERE d.alert_id = ANY($9::bigint[]) AND d.channel = s.channel AND d.address = s.address

@@ -17,6 +17,9 @@ public; roles in brackets, viewer by default: :mod:`dispatcher.web.auth`):
                                    [approver] (admin)
     GET /style.css, /static/{name} public: the stylesheet and the console's script (templating)
     POST /hooks/broadcast …        the pushed sources' own routes (``WebContext.routes``), public: signed
+    GET /public/ … /feeds/ … /open-data/ …   public: the public site and open feeds (site)
+    GET|POST /subscribe …          public: e-mail subscriptions: opt-in, own page, one-click unsubscribe
+                                   (subscribe; its forms carry their own signed CSRF token)
 
 Pages are Jinja2 templates (:mod:`dispatcher.web.templating`); their data comes from
 :mod:`dispatcher.store.reports` and :mod:`dispatcher.store.alerts`. Path ids and query
@@ -28,7 +31,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from dispatcher.web import admin, auth, console, hygiene, templating
+from dispatcher.web import admin, auth, console, hygiene, site, subscribe, templating
 from dispatcher.web.context import WEB, WebContext
 from dispatcher.web.dashboard import api_alerts, dashboard
 from dispatcher.web.deliveries import api_deliveries, api_delivery, deliveries_page, delivery_page
@@ -36,14 +39,14 @@ from dispatcher.web.health import healthz
 from dispatcher.web.public import alert_page
 
 # Open to anyone: what residents read, the liveness probe, the stylesheet and script.
-PUBLIC = (alert_page, healthz, templating.stylesheet, templating.static_file, templating.favicon)
+PUBLIC = (alert_page, site.alert, healthz, templating.stylesheet, templating.static_file, templating.favicon)
 
 
 def create_app(context: WebContext) -> web.Application:
     """The application serving ``context``: every route above, the templates, the hygiene, the login."""
     app = web.Application(client_max_size=2 * 1024 * 1024)
     app[WEB] = context
-    hygiene.install(app, body_timeout=context.body_timeout, public=(alert_page, templating.stylesheet))
+    hygiene.install(app, body_timeout=context.body_timeout, public=(alert_page, site.alert, templating.stylesheet))
     auth.install(app)
     templating.setup(app)
     for handler in PUBLIC:
@@ -55,7 +58,7 @@ def create_app(context: WebContext) -> web.Application:
     app.router.add_post("/login", auth.login)
     app.router.add_post("/logout", auth.logout)
     app.router.add_get("/", dashboard)
-    app.router.add_get("/alerts/{id}", alert_page)
+    app.router.add_get("/alerts/{id}", site.alert)
     app.router.add_get("/alerts/{id}/deliveries", deliveries_page)
     app.router.add_get("/deliveries/{id}", delivery_page)
     app.router.add_get("/api/alerts", api_alerts)
@@ -65,4 +68,8 @@ def create_app(context: WebContext) -> web.Application:
     console.add_routes(app)
     admin.add_routes(app)
     app.router.add_routes(context.routes)
+    # The public site, its feeds and residents' own subscription pages need no login.
+    for route in (*site.routes(), *subscribe.routes()):
+        auth.public(route.handler)
+        app.router.add_route(route.method, route.path, route.handler)
     return app

@@ -19,6 +19,8 @@ from dispatcher.console.config import ConsoleConfig
 
 if TYPE_CHECKING:
     from dispatcher.console.wiring import ConsoleSetup
+if TYPE_CHECKING:
+    from dispatcher.publication.wiring import Publication
 
 
 class ShareView(Protocol):
@@ -52,7 +54,9 @@ class WebContext:
     the pushed sources' own (the broadcast webhook). ``accounts`` is ``[console]``
     (sessions and logins); ``secure_cookies`` is whether ``[service] public_url`` is
     https (cookies are then ``Secure`` and ``__Host-``); ``console`` is the staff
-    console (None: its pages answer 404, the login still guards the rest).
+    console (None: its pages answer 404, the login still guards the rest);
+    ``publication`` the public site, its feeds and the subscription forms (None: only
+    the plain alert page).
     """
 
     pool: asyncpg.Pool
@@ -65,6 +69,7 @@ class WebContext:
     accounts: ConsoleConfig = field(default_factory=ConsoleConfig)
     secure_cookies: bool = False
     console: ConsoleSetup | None = None
+    publication: Publication | None = None
 
 
 WEB: web.AppKey[WebContext] = web.AppKey("web", WebContext)

@@ -236,7 +236,7 @@ async def test_signed_cap_and_json_reach_only_mapped_districts_verbatim(start: C
     assert MISSING in by_chat["200002"] and "大岡" in by_chat["200002"]
     assert f"{aired.hour}時{aired.minute:02d}分" in by_chat["200001"], "the time it was aired"
     [mail] = stack.smtp.messages
-    assert list(mail.rcpt_tos) == ["heda@example.jp"] and EVACUATE in mail.message.get_content()
+    assert list(mail.rcpt_tos) == ["heda@example.jp"] and EVACUATE in mail.message.get_body(("plain",)).get_content()
 
     alerts = await stack.fetch("SELECT * FROM alerts ORDER BY id")
     evac, missing = alerts

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
@@ -180,3 +182,37 @@ def test_classify_refusal(code: int, text: str, unsubscribe: bool) -> None:
     assert isinstance(result, Reject)
     assert result.unsubscribe is unsubscribe
     assert isinstance(classify_refusal(452, "4.2.2 Over quota"), Retry)
+
+
+async def test_starttls_and_auth_against_a_submission_relay(tmp_path: Path) -> None:
+    """The relay requires STARTTLS before MAIL and AUTH over TLS; the channel does both and verifies the certificate."""
+    import ssl
+    import subprocess
+
+    cert, key = tmp_path / "relay.pem", tmp_path / "relay.key"
+    await asyncio.to_thread(
+        subprocess.run,
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls.load_cert_chain(cert, key)
+    relay = SmtpStandIn(tls_context=tls, credentials=("bousai", "relay-password"))
+    host, port = await relay.start()
+    try:
+        plain = EmailChannel(EmailConfig(host=host, port=port), ChannelContext(templates=Templates.load()))
+        refused = (await plain.send(plain.render(heavy_rain_warning(), "ja"), [to("taro@example.jp")]))[1]
+        assert isinstance(refused, Retry)  # no STARTTLS: the relay will not take MAIL
+        await plain.close()
+        cfg = EmailConfig(
+            host=host, port=port, starttls=True, username="bousai", password="relay-password", cert_bundle=str(cert)
+        )
+        channel = EmailChannel(cfg, ChannelContext(templates=Templates.load()))
+        result = (await channel.send(channel.render(heavy_rain_warning(), "ja"), [to("taro@example.jp")]))[1]
+        assert isinstance(result, Delivered), result
+        assert relay.authenticator is not None and relay.authenticator.logins == 1
+        assert [m.rcpt_tos for m in relay.messages] == [("taro@example.jp",)]
+        await channel.close()
+    finally:
+        await relay.stop()

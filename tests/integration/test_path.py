@@ -126,7 +126,8 @@ async def test_real_telegram_reaches_numazu_subscribers_on_telegram_and_email(st
     assert tg_rows["100001"]["remote_id"] == str(by_chat["100001"].message_id)
     [mail] = stack.smtp.messages
     assert list(mail.rcpt_tos) == ["resident@example.jp"]
-    assert "じしん" in mail.message.get_content() or "地震" in mail.message.get_content()
+    text = mail.message.get_body(("plain",)).get_content()  # text and HTML parts since [publication]
+    assert "じしん" in text or "地震" in text
 
     conn = await asyncpg.connect(stack.dsn)
     try:

@@ -78,7 +78,9 @@ async def test_concurrent_migrations_apply_once(empty_database: str) -> None:
 
 def test_migrations_are_numbered_in_order() -> None:
     migs = db.migrations()
-    assert [m.version for m in migs] == list(range(1, len(migs) + 1))
+    versions = [m.version for m in migs]
+    # Unique and increasing from 1; branches take their numbers in advance, so a gap may wait for its merge.
+    assert versions[0] == 1 and versions == sorted(set(versions))
     assert all(m.sql.strip() for m in migs)
 
 
