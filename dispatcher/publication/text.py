@@ -219,6 +219,12 @@ TSUNAMI_ADVISORY_ACTION: Final = {
     "en": "If you are in the sea, get out at once and move away from the shore.",
     "ja-easy": "うみに いる ひとは すぐに うみから でて、うみから はなれてください。",
 }
+# 津波予報（若干の海面変動）: JMA's wording for a place with only a slight sea-level change.
+TSUNAMI_FORECAST_ACTION: Final = {
+    "ja": "海に入っての作業や釣り、海水浴などに際しては十分な注意をしてください。",
+    "en": "Take care when working, fishing or swimming in the sea.",
+    "ja-easy": "うみで しごとや つり、およぐ ときは きを つけてください。",
+}
 QUAKE_ACTION: Final = {
     "ja": "強い揺れに備え、身の安全を確保してください。余震や津波の情報に注意してください。",
     "en": "Protect yourself from strong shaking, and watch for aftershock and tsunami information.",

@@ -10,6 +10,7 @@ on request. The facts come from the same templates the messages are written with
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 from urllib.parse import quote
 
@@ -50,9 +51,17 @@ def url(language: str, page: str, key: str = "") -> str:
     raise ValueError(page)
 
 
-def grade(alert: Alert, level: int | None) -> str:
-    """Which JMA colour the alert wears."""
-    event = alert.event
+def tsunami_grade(place: Area | None) -> str:
+    """The tsunami grade in force at ``place`` (大津波警報, 津波警報, 津波注意報, 津波予報), or ""."""
+    category = place.details.get("category", "") if place is not None else ""
+    return category if category.startswith(("大津波", "津波")) and "解除" not in category else ""
+
+
+def grade(alert: Alert, level: int | None, place: Area | None = None) -> str:
+    """Which JMA colour the alert wears for a reader at ``place`` (a tsunami: the place's own grade)."""
+    event = tsunami_grade(place) or alert.event
+    if event == "津波予報":
+        return "info"
     if "大津波警報" in event or "特別警報" in event or level == 5:
         return "special"
     if "危険警報" in event or level == 4:
@@ -73,8 +82,20 @@ def place_of(alert: Alert, templates: Templates, district: str | None) -> Area |
     return templates.place_for(alert)
 
 
-def action(alert: Alert, language: str, level: int | None) -> str:
-    """What to do: the alert's own instruction, else the standard action for its kind or level."""
+def action(alert: Alert, language: str, level: int | None, place: Area | None = None) -> str:
+    """What to do at ``place``: for a tsunami the action of the place's own grade (a 津波予報 here
+    asks less than the 津波注意報 elsewhere), else the alert's own instruction, else the
+    standard action for its kind or level."""
+    own = tsunami_grade(place)
+    if own and alert.msg_type is not MsgType.CANCEL:
+        table = (
+            T.TSUNAMI_FORECAST_ACTION
+            if own == "津波予報"
+            else T.TSUNAMI_ADVISORY_ACTION
+            if "注意報" in own
+            else T.TSUNAMI_ACTION
+        )
+        return table.get(language, table["ja"])
     if alert.instruction.strip():
         return alert.instruction.strip()
     if alert.msg_type is MsgType.CANCEL:
@@ -104,7 +125,7 @@ def alert_view(
     place = place_of(alert, templates, district[0] if district else None)
     values = templates.values(alert, pack_language, place)
     level = (area_level(place) if place is not None else None) or alert_level(alert)
-    colour = grade(alert, level)
+    colour = grade(alert, level, place)
     facts: list[tuple[str, str]] = []
     if values.get("place"):
         facts.append((w["place"], values["place"]))
@@ -123,7 +144,10 @@ def alert_view(
     ):
         if values.get(key) and values[key].lower() not in ("nan", "none"):
             facts.append((w[label], values[key]))
-    _subject, summary = templates.compose(alert, pack_language, max_length=4000, link=None, place=place)
+    # What it means here, in the message's own words, without the source's free text: the
+    # page shows that once, under its own heading.
+    brief = replace(alert, headline="", description="")
+    _subject, summary = templates.compose(brief, pack_language, max_length=4000, link=None, place=place)
     names = [templates.pack(pack_language).places.get(a.description, a.description) for a in alert.areas]
     own = values.get("place", "")
     others = list(dict.fromkeys(n for n in names if n and n != own))
@@ -134,6 +158,10 @@ def alert_view(
         "public_id": alert.public_id,
         "url": url(language, "alert", alert.public_id),
         "event": values.get("event_name") or alert.event,
+        # The badge's colour and name are the reader's place's (a tsunami's own grade there).
+        "badge_event": (values.get("place_tsunami") if tsunami_grade(place) else "")
+        or values.get("event_name")
+        or alert.event,
         "headline": alert.headline,
         "summary": summary,
         "heading": heading,
@@ -142,7 +170,7 @@ def alert_view(
         "grade": colour,
         "badge": f"{w['level']}{level} " if level is not None and language != "en" else "",
         # A cancelled alert asks nothing of anyone any more.
-        "action": "" if row["state"] == "cancelled" else action(alert, language, level),
+        "action": "" if row["state"] == "cancelled" else action(alert, language, level, place),
         "until": alert.expires,
         "sent": alert.sent,
         "exercise": not alert.is_public,

@@ -18,6 +18,8 @@ from dispatcher.publication import opendata
 from dispatcher.publication.site import static_path, write_atomically
 from dispatcher.publication.tokens import Links
 from dispatcher.publication.view import alert_view, grade
+from sources.jma.parser import parse_telegram
+from sources.outcome import Parsed
 from tests.samples import make_alert, tsunami_warning
 
 SECRET = b"0123456789abcdef0123456789abcdef"
@@ -105,3 +107,19 @@ def test_x_cost_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["x-cost", str(file)]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["cost_with_link_usd"] == "0.200" and out["cost_without_link_usd"] == "0.015"
+
+
+def test_a_tsunami_page_leads_with_the_readers_own_grade_and_says_the_body_once() -> None:
+    # 2023-10-09 07:26: 津波注意報 for 伊豆諸島 and others, only 津波予報 (slight sea-level change) for 静岡県.
+    path = Path(__file__).parents[2] / "config" / "demo" / "telegrams" / "20231009072652_07314633_VTSE41.xml"
+    outcome = parse_telegram(path.read_bytes(), url=path.name)
+    assert isinstance(outcome, Parsed)
+    alert = outcome.alert
+    assert alert.event == "津波注意報"
+    view = alert_view(row(alert), "ja", Templates.load())
+    assert view["badge_event"] == "津波予報" and view["grade"] == "info"  # not the advisory's yellow
+    assert view["action"] == "海に入っての作業や釣り、海水浴などに際しては十分な注意をしてください。"
+    assert view["summary"].startswith("【津波予報】\n静岡県: 津波予報")
+    assert alert.description.strip().splitlines()[0] not in view["summary"]  # the body has its own section
+    english = alert_view(row(alert), "en", Templates.load())
+    assert english["action"] == "Take care when working, fishing or swimming in the sea."
