@@ -26,6 +26,8 @@ class PublicationConfig:
     feed_entries: int = field(default=50, metadata=between(1, 1000))
     # How long an alert without an expiry stays "current" on the site (hours).
     current_hours: float = field(default=24.0, metadata=greater_than(0))
+    # How long what the municipal broadcast system aired stays listed on the site (hours).
+    relisten_hours: float = field(default=24.0, metadata=at_least(24))
     # CAP <sender> and the Atom feeds' author.
     cap_sender: str = "bousai@city.numazu.example"
     author: str = "沼津市 危機管理課"

@@ -213,6 +213,7 @@ class Site:
         started = time.perf_counter()
         async with self.pool.acquire() as conn:
             current = await public.current(conn, self.config.current_hours)
+            aired = await public.broadcasts(conn, self.config.relisten_hours)
             recent = await public.recent(conn, max(500, self.config.feed_entries))
             every = await public.every_public(conn)
             events = await public.event_names(conn)
@@ -229,7 +230,7 @@ class Site:
                     chains[int(member["id"])] = chain
         built: dict[str, Page] = {}
         for lang in T.LANGUAGES:
-            self._lists(built, lang, current, recent, events)
+            self._lists(built, lang, current, recent, events, aired)
         for chain in {id(c): c for c in chains.values()}.values():
             for row in chain:
                 self._alert_pages(built, row, chain)
@@ -275,6 +276,7 @@ class Site:
         current: Sequence[Mapping[str, Any]],
         recent: Sequence[Mapping[str, Any]],
         events: list[str],
+        aired: Sequence[Mapping[str, Any]] = (),
     ) -> None:
         w = T.words(lang)
         # What is in force here: alerts for the city or one of its districts, not the whole country's.
@@ -284,12 +286,14 @@ class Site:
         counts = {
             d.code: sum(1 for r in current if self._reaches(r, [d.code, *self.city_codes])) for d in self.districts
         }
-        built[url(lang, "home")] = page(self._home(lang, w["site"], views, counts, None), HTML)
+        heard = [self._view(r, lang) for r in aired if self._reaches(r, local)]
+        built[url(lang, "home")] = page(self._home(lang, w["site"], views, counts, None, heard), HTML)
         for d in self.districts:
             rows = [r for r in current if self._reaches(r, [d.code, *self.city_codes])]
             dviews = [self._view(r, lang, (d.code, d.name)) for r in rows]
+            dheard = [v for v in heard if self._reaches(v["row"], [d.code, *self.city_codes])]
             title = f"{d.name} — {w['current']}"
-            built[url(lang, "district", d.code)] = page(self._home(lang, title, dviews, counts, d), HTML)
+            built[url(lang, "district", d.code)] = page(self._home(lang, title, dviews, counts, d, dheard), HTML)
         built[url(lang, "archive")] = page(
             self.archive_html(lang, recent[:200], events, since="", until="", event=""), HTML
         )
@@ -298,7 +302,13 @@ class Site:
         )
 
     def _home(
-        self, lang: str, title: str, views: list[dict[str, Any]], counts: Mapping[str, int], district: Feature | None
+        self,
+        lang: str,
+        title: str,
+        views: list[dict[str, Any]],
+        counts: Mapping[str, int],
+        district: Feature | None,
+        heard: Sequence[dict[str, Any]] = (),
     ) -> str:
         w = T.words(lang)
         fills: dict[str, str] = {}
@@ -322,6 +332,7 @@ class Site:
             "district" if district else "home",
             district.code if district else "",
             alerts=views,
+            heard=heard,
             districts=dlist,
             map_svg=svg(svg_markup),
             district_name=district.name if district else "",

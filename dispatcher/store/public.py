@@ -32,6 +32,22 @@ async def current(conn: asyncpg.Connection, hours: float, limit: int = 200) -> l
     )
 
 
+async def broadcasts(conn: asyncpg.Connection, hours: float, limit: int = 100) -> list[asyncpg.Record]:
+    """What the municipal broadcast system aired within ``hours``, newest first, whatever became of
+    it since (replaced, cancelled, expired): the site's re-listen list, like the cities' phone lines."""
+    return list(
+        await conn.fetch(
+            f"""
+            SELECT * FROM alerts
+            WHERE {_PUBLIC} AND source = 'broadcast' AND received_at > now() - make_interval(secs => $1)
+            ORDER BY received_at DESC, id DESC LIMIT $2
+            """,  # noqa: S608 (a constant)
+            hours * 3600,
+            limit,
+        )
+    )
+
+
 async def recent(conn: asyncpg.Connection, limit: int, code: str | None = None) -> list[asyncpg.Record]:
     """The newest issued public alerts (updates and cancels included), for the feeds; ``code``: those reaching it."""
     return list(

@@ -13,6 +13,7 @@ import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ from dispatcher.standins.mastodon import MastodonStandIn
 from dispatcher.standins.smtp import SmtpStandIn
 from dispatcher.standins.x_api import OAuth1Credentials, XStandIn
 from tests.integration.test_path import wait_settled
-from tests.samples import tsunami_warning
+from tests.samples import make_alert, tsunami_warning
 
 CONFIG = """
 [service]
@@ -262,3 +263,31 @@ async def test_social_posts_thread_and_retract_and_the_site_follows(stack: Stack
             assert 'lang="ja"' in home and "<svg" in home and 'href="/"' not in home
     assert (site / "feeds" / "cap" / f"{second.public_id}.xml").exists()
     assert (site / "feeds" / "atom" / "index.atom").exists() and (site / "public" / "index.html").exists()
+
+
+async def test_a_broadcast_stays_on_the_site_after_it_expired(stack: Stack) -> None:
+    """Re-listen: what the loudspeakers said stays on the home page for 24 h, in force or not."""
+    said = "こちらは、ぼうさいぬまづです。沼津市全域に避難指示を発令しました。"
+    aired = make_alert(
+        "broadcast-relisten-1",
+        source="broadcast",
+        kind="broadcast",
+        event="避難指示",
+        headline="防災行政無線",
+        description=said,
+        sent=datetime.now(UTC),
+        expires=datetime.now(UTC) + timedelta(seconds=2),
+        public_id="",
+    )
+    assert stack.service.context is not None and stack.service.publication is not None
+    await stack.service.context.emit(aired)
+    await wait_settled(stack.dsn, expected=1)
+    await asyncio.sleep(2.1)  # expired: no longer among the alerts in force
+    await stack.service.publication.site.rebuild(None)
+    async with aiohttp.ClientSession() as http, http.get(stack.url + "/public/") as r:
+        home = await r.text()
+    now_part, relisten = home.split('id="relisten"', 1)
+    assert said not in now_part  # not "in force" any more
+    assert said in relisten.split('id="by-district"', 1)[0]
+    on_disk = (stack.state / "site" / "public" / "index.html").read_text()
+    assert said in on_disk
