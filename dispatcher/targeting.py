@@ -111,7 +111,19 @@ class GeoExpander:
             log.warning("alert area shape unusable", extra={"alert": alert.identifier, "detail": problem})
         # Known to the JMA tables or to the geo layers.
         recognised = set(alert.area_codes) - set(found.unknown_codes(alert))
-        return found.target_codes, recognised
+        codes = found.target_codes
+        # A part of the city is part of the city: whoever follows it as a whole (their
+        # parents somewhere in Numazu, a company with sites across it) hears of a
+        # district's 避難指示 too. Districts' followers still hear only their own.
+        if found.coverage.district_codes or found.coverage.zone_ids:
+            codes = {*codes, *self._city_codes()}
+        return codes, recognised
+
+    def _city_codes(self) -> list[str]:
+        """The JMA 市町村等 code of the districts' city (N03's five digits and "00", when JMA knows it)."""
+        city = self.index.city_code
+        jma = f"{city}00" if len(city) == 5 else city
+        return [jma] if (self._codes or default_codes()).name(jma) is not None else []
 
 
 def geo_index(config: GeoConfig | None = None) -> GeoIndex:

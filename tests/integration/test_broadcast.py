@@ -244,7 +244,9 @@ async def test_signed_cap_and_json_reach_only_mapped_districts_verbatim(start: C
     assert "NMZ-2025-0001" not in by_chat["200001"].splitlines()[-1], "never the sender's identifier"
     assert (evac["event"], evac["priority"], evac["severity"]) == ("防災行政無線（避難情報）", 0, "extreme")
     assert (evac["source"], evac["kind"], evac["description"]) == ("broadcast", "broadcast", EVACUATE)
+    # The districts, and the city for those who follow it as a whole (none in this stack).
     assert missing["event"] == "防災行政無線（行方不明者）" and list(missing["target_codes"]) == [
+        "2220300",
         "numazu-chushin",
         "numazu-kadoike",
         "numazu-kanuki",

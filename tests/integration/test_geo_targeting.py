@@ -194,7 +194,8 @@ async def test_relocate_all_after_a_layer_change(pool: asyncpg.Pool, index: GeoI
     assert (rows[station]["areas"], rows[station]["located_areas"]) == (["east"], ["east"])
     assert rows[heda]["layers_version"] == changed.version
     assert (rows[plain]["areas"], rows[plain]["layers_version"]) == (["2220300"], None)
-    assert await reached(pool, changed, make_alert("west", Area("西", ("west",)))) == {"heda", "chooser"}
+    # A district's alert reaches its followers and whoever follows the whole city ("plain").
+    assert await reached(pool, changed, make_alert("west", Area("西", ("west",)))) == {"heda", "chooser", "plain"}
 
 
 async def test_audience_counts_what_the_fan_out_queues(pool: asyncpg.Pool, index: GeoIndex) -> None:
@@ -250,4 +251,5 @@ async def test_audience_cli_on_jma_and_cap(
     assert cap["event"] == "土砂災害"
     assert cap["districts"] == [{"code": "numazu-heda", "name": "戸田"}]
     assert cap["municipalities"] == [] and cap["unknown"] == []
-    assert cap["subscribers"] == 1
+    # The resident located in 戸田, and the e-mail subscriber of 沼津市 as a whole.
+    assert cap["subscribers"] == 2 and cap["by_channel"] == {"telegram": 1, "email": 1}
