@@ -106,7 +106,7 @@ def action(alert: Alert, language: str, level: int | None, place: Area | None = 
         return T.TSUNAMI_ACTION.get(language, T.TSUNAMI_ACTION["ja"])
     if level is not None:
         return T.ACTIONS.get(language, T.ACTIONS["ja"]).get(level, "")
-    if "地震" in alert.event and alert.details.get("max_intensity"):
+    if ("地震" in alert.event or "震度" in alert.event) and alert.details.get("max_intensity"):
         return T.QUAKE_ACTION.get(language, T.QUAKE_ACTION["ja"])
     return ""
 

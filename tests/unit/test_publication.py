@@ -123,3 +123,10 @@ def test_a_tsunami_page_leads_with_the_readers_own_grade_and_says_the_body_once(
     assert alert.description.strip().splitlines()[0] not in view["summary"]  # the body has its own section
     english = alert_view(row(alert), "en", Templates.load())
     assert english["action"] == "Take care when working, fishing or swimming in the sea."
+
+
+def test_an_intensity_report_says_what_to_do(shared_data: Path) -> None:
+    outcome = parse_telegram((shared_data / "jma" / "live_noto2024" / "WInfoL.xml").read_bytes(), url="WInfoL.xml")
+    assert isinstance(outcome, Parsed) and outcome.alert.event == "震源・震度情報"
+    view = alert_view(row(outcome.alert, details=dict(outcome.alert.details)), "en", Templates.load())
+    assert view["action"].startswith("Protect yourself")
