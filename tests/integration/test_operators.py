@@ -64,39 +64,38 @@ async def events(resp: aiohttp.ClientResponse) -> AsyncIterator[tuple[str, dict[
 
 async def test_the_live_stream_follows_an_alert_to_the_totals_the_database_holds(stack: Stack) -> None:
     await add_subscribers(stack.dsn, "telegram", [str(700000 + i) for i in range(60)])
-    async with staff_session(stack.base, stack.dsn, "watcher") as http:
-        async with http.get(f"{stack.base}/api/live") as resp:
-            assert resp.status == 200
-            assert resp.headers["Content-Type"].startswith("text/event-stream")
-            stream = events(resp)
-            kind, first = await anext(stream)
-            assert kind == "snapshot" and "channels" in first and "telegram" in first["channels"]
-            alert_id = await ingest(stack, "live-1", sent=datetime.now(UTC) - timedelta(seconds=5))
-            seen: list[int] = []
-            deadline = time.monotonic() + 30
-            final: dict[str, int] = {}
-            while time.monotonic() < deadline:
-                kind, data = await asyncio.wait_for(anext(stream), 10)
-                assert kind == "progress"
-                mine = [a for a in data["alerts"] if a["id"] == alert_id]
-                if not mine:
-                    continue
-                tg = mine[0]["channels"]["telegram"]
-                seen.append(tg["delivered"])
-                if tg["total"] and tg["delivered"] + tg["failed"] == tg["total"]:
-                    final = tg
-                    break
-            rows = await stack.fetch(
-                "SELECT state::text AS state, count(*) AS n FROM deliveries WHERE alert_id = $1 AND channel = 'telegram'"
-                " GROUP BY 1",
-                alert_id,
-            )
-            held = {r["state"]: int(r["n"]) for r in rows}
-            assert final, f"the stream never showed the alert finished: {seen}"
-            assert final["delivered"] == held.get("delivered", 0) >= 60
-            assert final["total"] == sum(held.values())
-            assert final["eta"] == "done"
-            assert len(set(seen)) >= 2, f"the numbers should change as it goes: {seen}"
+    async with staff_session(stack.base, stack.dsn, "watcher") as http, http.get(f"{stack.base}/api/live") as resp:
+        assert resp.status == 200
+        assert resp.headers["Content-Type"].startswith("text/event-stream")
+        stream = events(resp)
+        kind, first = await anext(stream)
+        assert kind == "snapshot" and "channels" in first and "telegram" in first["channels"]
+        alert_id = await ingest(stack, "live-1", sent=datetime.now(UTC) - timedelta(seconds=5))
+        seen: list[int] = []
+        deadline = time.monotonic() + 30
+        final: dict[str, int] = {}
+        while time.monotonic() < deadline:
+            kind, data = await asyncio.wait_for(anext(stream), 10)
+            assert kind == "progress"
+            mine = [a for a in data["alerts"] if a["id"] == alert_id]
+            if not mine:
+                continue
+            tg = mine[0]["channels"]["telegram"]
+            seen.append(tg["delivered"])
+            if tg["total"] and tg["delivered"] + tg["failed"] == tg["total"]:
+                final = tg
+                break
+        rows = await stack.fetch(
+            "SELECT state::text AS state, count(*) AS n FROM deliveries WHERE alert_id = $1 AND channel = 'telegram'"
+            " GROUP BY 1",
+            alert_id,
+        )
+        held = {r["state"]: int(r["n"]) for r in rows}
+        assert final, f"the stream never showed the alert finished: {seen}"
+        assert final["delivered"] == held.get("delivered", 0) >= 60
+        assert final["total"] == sum(held.values())
+        assert final["eta"] == "done"
+        assert len(set(seen)) >= 2, f"the numbers should change as it goes: {seen}"
     assert stack.service.runner is not None
     hub = stack.service.runner.app[LIVE]
     assert hub.reads < hub.notifications, "one read serves a batch of notifications"
@@ -175,9 +174,8 @@ async def test_approvers_retry_failed_deliveries_with_csrf_and_audit_viewers_can
     [failed] = [r for r in rows if r["address"] == "820001"]
     assert failed["state"] == "failed"
     url = f"{stack.base}/deliveries/{failed['id']}/retry"
-    async with aiohttp.ClientSession() as anon:
-        async with anon.post(url, allow_redirects=False) as resp:
-            assert resp.status == 303 and resp.headers["Location"].startswith("/login")
+    async with aiohttp.ClientSession() as anon, anon.post(url, allow_redirects=False) as resp:
+        assert resp.status == 303 and resp.headers["Location"].startswith("/login")
     async with staff_session(stack.base, stack.dsn, "viewer3") as http:
         token = await page_token(http, f"{stack.base}/deliveries/{failed['id']}")
         async with http.post(url, data={"csrf_token": token}, allow_redirects=False) as resp:
