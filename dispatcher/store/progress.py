@@ -115,6 +115,8 @@ class TimelineData(TypedDict):
     issued: datetime
     approved: datetime | None
     received: datetime
+    # Whether ``received`` is a document's arrival (a JMA telegram, a pushed broadcast), else the storage.
+    from_document: bool
     stored: datetime
     channels: list[ChannelSpan]
 
@@ -155,6 +157,7 @@ async def timeline(conn: asyncpg.Connection, alert_id: int) -> TimelineData | No
         "issued": row["sent"],
         "approved": row["approved"],
         "received": min(received, row["received_at"]),
+        "from_document": row["document_at"] is not None,
         "stored": row["received_at"],
         "channels": [
             {

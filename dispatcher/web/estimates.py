@@ -55,6 +55,12 @@ def pause_left(pauses: Sequence[Pause], channel: str) -> float | None:
     return left
 
 
+def _pace(info: ChannelInfo, measured: tuple[float, float | None] | None) -> float:
+    """Recipients a second to expect: the limit, or what is measured now when lower and not nothing."""
+    now = measured[0] if measured is not None else 0.0
+    return min(info.rate, now) if now >= 0.01 * info.rate else info.rate
+
+
 def advice(channel: str, pending: int, ahead: int, seconds: float, info: ChannelInfo) -> str | None:
     """The sentence a slow per-subscriber channel earns, e.g. "40,000 Telegram recipients at 30 msg/s take
     22 minutes: a Telegram district channel … would reach them within seconds"."""
@@ -71,9 +77,14 @@ def alert_estimates(
     counts: Progress,
     heads: Mapping[int, AlertHead],
     pauses: Sequence[Pause],
+    rates: Mapping[str, tuple[float, float | None]] | None = None,
 ) -> dict[int, dict[str, Any]]:
     """Per alert: its channels' counts with ``total``, ``pending``, ``eta_seconds`` (None: not
-    known, e.g. held until resumed), ``eta`` (words), ``advice`` and ``cost`` (billed channels)."""
+    known, e.g. held until resumed), ``eta`` (words), ``advice`` and ``cost`` (billed channels).
+
+    The pace is the channel's limit, or the rate it sends at now when that is lower
+    (a slow provider, a share of the budget among several daemons)."""
+    rates = rates or {}
     order = sorted(counts, key=lambda i: (heads[i]["priority"] if i in heads else 99, i))
     ahead: dict[str, int] = {}
     out: dict[int, dict[str, Any]] = {}
@@ -87,7 +98,7 @@ def alert_estimates(
             eta: float | None = None
             if pending and ch is not None and ch.rate > 0:
                 left = pause_left(pauses, channel)
-                eta = None if left is None else left + (before + pending) / ch.rate
+                eta = None if left is None else left + (before + pending) / _pace(ch, rates.get(channel))
             elif not pending:
                 eta = 0.0
             row: dict[str, Any] = {**c, "total": sum(v for k, v in c.items() if k != "retrying"), "pending": pending}
@@ -127,7 +138,7 @@ def channel_health(
         rate, errors = rates.get(channel, (0.0, None))
         mine = [p for p in pauses if p["channel"] == channel]
         left = pause_left(pauses, channel)
-        clear = None if ch is None or ch.rate <= 0 or left is None else left + pending / ch.rate
+        clear = None if ch is None or ch.rate <= 0 or left is None else left + pending / _pace(ch, rates.get(channel))
         quota = ch.quota() if ch is not None and ch.quota is not None else None
         out[channel] = {
             "channel": channel,

@@ -191,8 +191,9 @@ class LiveProgress:
         self._prune()
         now = time.monotonic()
         self._sample(now)
-        self.health = channel_health(self.info, self.counts, self.heads, self.pauses, self._rates(now))
-        views = alert_estimates(self.info, self.counts, self.heads, self.pauses)
+        rates = self._rates(now)
+        self.health = channel_health(self.info, self.counts, self.heads, self.pauses, rates)
+        views = alert_estimates(self.info, self.counts, self.heads, self.pauses, rates)
         for alert_id, view in views.items():
             if self.alerts_view.get(alert_id) != view:
                 self.alerts_view[alert_id] = view

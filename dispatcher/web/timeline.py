@@ -62,6 +62,7 @@ def figures(t: progress.TimelineData) -> dict[str, Any]:
         "issued_as": ISSUED_AS.get(t["source"], "sent"),
         "approved": t["approved"].isoformat() if t["approved"] else None,
         "received": received.isoformat(),
+        "received_as": "document arrived" if t["from_document"] else "handed to the pipeline (no document)",
         "stored": t["stored"].isoformat(),
         "receipt_after_issue_s": _after(received, issued),
         "stored_after_receipt_s": _after(t["stored"], received),
@@ -98,7 +99,7 @@ def chart(t: progress.TimelineData) -> Markup:
     ]
     if t["approved"] is not None and t["source"] != "console":
         rows.append(("承認 approved", t["approved"], None, "console approval"))
-    rows.append(("受信 received", t["received"], None, "document arrived"))
+    rows.append(("受信 received", t["received"], None, "document arrived" if t["from_document"] else "handed to us"))
     rows.append(("保存 stored", t["stored"], None, "alert stored"))
     for c in t["channels"]:
         note = f"{c['delivered']:,}/{c['total']:,} delivered"

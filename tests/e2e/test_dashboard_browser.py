@@ -91,9 +91,8 @@ async def test_a_viewer_watches_three_thousand_deliveries_go_out_live_and_opens_
     page.on("framenavigated", lambda f: navigations.append(f.url) if f == page.main_frame else None)
 
     assert stack.service.pipeline is not None
-    await stack.service.pipeline.ingest(
-        make_alert("dash-e2e", event="大雨警報", headline="沼津市に大雨警報", sent=datetime.now(UTC) - timedelta(seconds=40))
-    )
+    issued = datetime.now(UTC) - timedelta(seconds=40)
+    await stack.service.pipeline.ingest(make_alert("dash-e2e", headline="沼津市に大雨警報", sent=issued))
     conn = await asyncpg.connect(stack.dsn)
     try:
         alert_id = int(await conn.fetchval("SELECT id FROM alerts WHERE identifier = 'dash-e2e'"))

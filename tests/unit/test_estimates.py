@@ -69,7 +69,7 @@ def test_health_gives_rate_against_limit_errors_waiting_cost_of_x_and_the_quota_
     tg, x = health["telegram"], health["x"]
     assert tg["rate_now"] == 28.5 and tg["limit"] == 30.0 and tg["error_rate"] == 0.02
     assert tg["paused"] and tg["pending"] == 10 and tg["retrying"] == 4
-    assert tg["clear_seconds"] == round(5 + 10 / 30, 1)
+    assert tg["clear_seconds"] == round(5 + 10 / 28.5, 1), "at the pace measured now"
     assert tg["quota_remaining"] == 1234 and tg["queued_cost"] is None
     assert x["queued_cost"] == "0.045" and x["price"] == "0.015" and x["quota_remaining"] is None
     assert x["clear"] == duration(3 / (95 / 900))
@@ -80,3 +80,11 @@ def test_durations_read_as_people_say_them() -> None:
     assert duration(1333) == "22 minutes"
     assert duration(3900) == "65 minutes"
     assert duration(7500) == "2 h 05 min"
+
+
+def test_the_estimate_follows_the_measured_pace_when_it_is_below_the_limit() -> None:
+    progress = {1: {"telegram": counts(queued=300)}}
+    slow = alert_estimates({"telegram": TELEGRAM}, progress, {1: head(1, 1)}, [], {"telegram": (10.0, None)})
+    assert slow[1]["channels"]["telegram"]["eta_seconds"] == 30.0
+    idle = alert_estimates({"telegram": TELEGRAM}, progress, {1: head(1, 1)}, [], {"telegram": (0.0, None)})
+    assert idle[1]["channels"]["telegram"]["eta_seconds"] == 10.0, "nothing measured: the limit"
