@@ -104,9 +104,16 @@ class Watchers:
 
     async def __aenter__(self) -> Watchers:
         self.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", WATCHERS, self.base, self.cookie, str(self.n),
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=2**30,
-        )  # fmt: skip
+            sys.executable,
+            "-c",
+            WATCHERS,
+            self.base,
+            self.cookie,
+            str(self.n),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            limit=2**30,
+        )
         assert self.proc.stdout is not None
         line = await asyncio.wait_for(self.proc.stdout.readline(), 90)
         if line.strip() != b"ready":
@@ -312,7 +319,7 @@ async def main() -> None:
                 ["throughput with / without progress NOTIFY (medians)", f"{without / bare:.1%}", "", ""],
                 ["the hub, over the whole run", hub_stats, "", ""],
             ],
-        )  # fmt: skip
+        )
     )
 
 
