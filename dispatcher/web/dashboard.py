@@ -26,7 +26,7 @@ SEGMENTS = ("delivered", "failed", "superseded", "expired", "sending", "queued")
 async def dashboard(request: web.Request) -> web.Response:
     """Recent alerts with their progress, the channels' health and pauses, the documents received."""
     ctx = request.app[WEB]
-    view = request.app[LIVE].view()
+    view = await request.app[LIVE].fresh_view()
     async with ctx.pool.acquire() as conn:
         docs = await reports.documents_summary(conn)
     values = {

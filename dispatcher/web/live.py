@@ -76,12 +76,14 @@ class LiveProgress:
         self._totals: dict[str, list[int]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
+        self._lock = asyncio.Lock()
 
     # -- lifecycle -------------------------------------------------------------
 
     async def start(self) -> None:
         """Read what the dashboard shows now, then listen and publish until :meth:`stop`."""
-        await self._refresh()
+        async with self._lock:
+            await self._refresh()
         self._tasks = [
             asyncio.create_task(self._listen(), name="listen-delivery-progress"),
             asyncio.create_task(self._run(), name="live-progress"),
@@ -155,20 +157,30 @@ class LiveProgress:
             if not self._listening:
                 self._everything = True
             try:
-                await self._refresh()
+                async with self._lock:
+                    await self._refresh()
             except Exception as exc:  # the database is away: try again at the next tick
                 log.warning("live dashboard read failed", extra={"error": str(exc)})
                 await asyncio.sleep(IDLE_SECONDS)
 
     # -- reading -----------------------------------------------------------------
 
-    async def _refresh(self) -> None:
+    async def fresh_view(self) -> dict[str, Any]:
+        """:meth:`view` after reading the page's rows now: a page shows what was committed before it was
+        asked for (a page load reads, as the dashboard always did; the streams still share the reads)."""
+        async with self._lock:
+            await self._refresh(page=True)
+        return self.view()
+
+    async def _refresh(self, *, page: bool = False) -> None:
         everything, self._everything = self._everything, False
         dirty, self._dirty = self._dirty, set()
         async with self.pool.acquire() as conn:
             if everything:
                 ids = set(await progress.recent_alert_ids(conn, self.rows))
                 ids |= set(await progress.busy_alert_ids(conn)) | set(self.counts)
+            elif page:
+                ids = dirty | set(await progress.recent_alert_ids(conn, self.rows))
             else:
                 ids = dirty
             new = [i for i in ids if i not in self.heads]
@@ -302,7 +314,8 @@ def install(app: web.Application) -> None:
         ctx = app[WEB]
         hub = LiveProgress(ctx.pool, ctx.dsn, dict(ctx.channel_info))
         app[LIVE] = hub
-        await hub.start()
+        if ctx.pool is not None:  # (pages rendered without a database, in unit tests, need no hub running)
+            await hub.start()
 
     async def stop(app: web.Application) -> None:
         if LIVE in app:

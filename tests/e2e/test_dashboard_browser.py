@@ -129,7 +129,7 @@ async def test_a_viewer_watches_three_thousand_deliveries_go_out_live_and_opens_
     assert held == {"delivered": RECIPIENTS}
     await expect(delivered).to_have_text(f"{RECIPIENTS:,}")
     await expect(total).to_have_text(f"{RECIPIENTS:,}")
-    await expect(chan.locator('.legend [data-k="queued"]')).to_have_text("0")
+    await expect(chan.locator('.legend [data-n="queued"]')).to_have_text("0 queued")
     await expect(chan.locator('[data-k="eta"]')).to_have_text("done")
     assert len(seen) >= 4 and seen == sorted(seen), f"the numbers climb in place: {seen}"
     assert seen[0] < RECIPIENTS

@@ -50,9 +50,8 @@
     div.appendChild(svg);
     var legend = node("div", "legend");
     LEGEND.forEach(function (k) {
-      var s = node("span", "l-" + k, k + " ");
-      var n = node("span", "", "0"); n.dataset.k = k;
-      s.appendChild(n);
+      var s = node("span", "l-" + k, "0 " + k);
+      s.dataset.n = k;
       legend.appendChild(s);
       legend.appendChild(document.createTextNode(" "));
     });
@@ -75,8 +74,13 @@
       x += w;
     });
     div.querySelector("svg.bar").setAttribute("aria-label", c.delivered + " / " + c.total + " delivered");
-    ["delivered", "sending", "queued", "failed", "retrying", "total"].forEach(function (k) { setAll(div, k, fmt(c[k])); });
-    setAll(div, "superseded", fmt((c.superseded || 0) + (c.expired || 0)));
+    setAll(div, "delivered", fmt(c.delivered));
+    setAll(div, "total", fmt(c.total));
+    div.querySelectorAll("[data-n]").forEach(function (e) {
+      var k = e.dataset.n;
+      var n = k === "superseded" ? (c.superseded || 0) + (c.expired || 0) : c[k];
+      e.textContent = fmt(n) + " " + k;
+    });
     setAll(div, "eta", c.eta || "");
     if (c.cost !== null && c.cost !== undefined) setAll(div, "cost", c.cost);
     var advice = div.querySelector('[data-k="advice"]');
