@@ -18,7 +18,10 @@ of the dashboards: a poller reads the alert's committed delivered count every 50
 until *every* dashboard had shown at least that count. Goals: each count reaches the
 dashboards within 1 s, and throughput with 100 dashboards within 10 % of without.
 
-Run: ``.venv/bin/python bench/dashboard_load.py [--n N] [--rounds R] [--dashboards D]``.
+With ``--screenshot FILE`` an extra round (not counted) opens the dashboard in Chromium
+(Playwright, ``/usr/bin/chromium``) beside the 100 dashboards and saves it half-way.
+
+Run: ``.venv/bin/python bench/dashboard_load.py [--n N] [--rounds R] [--dashboards D] [--screenshot FILE]``.
 """
 
 from __future__ import annotations
@@ -266,11 +269,49 @@ def freshness(
     return lags, events
 
 
+async def screenshot_round(b: Bench, path: str) -> str:
+    """One more round with 100 dashboards and a real browser on ``/``, saved when half is delivered."""
+    from playwright.async_api import async_playwright
+
+    assert b.service is not None and b.service.web_url is not None and b.pipeline is not None
+    assert b.service.pool is not None
+    base = b.service.web_url
+    async with async_playwright() as p, Watchers(base, b.cookie, b.dashboards):
+        browser = await p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        ctx = await browser.new_context(viewport={"width": 1280, "height": 900})
+        await ctx.add_cookies([{"name": "session", "value": b.cookie, "url": base}])
+        page = await ctx.new_page()
+        await page.goto(f"{base}/")
+        await page.wait_for_selector("body[data-live=on]")
+        await b.pipeline.ingest(make_alert(f"dash-shot-{b.rounds}", headline="bench: 100 dashboards watching"))
+        b.rounds += 1
+        async with b.service.pool.acquire() as c:
+            alert_id = int(await c.fetchval("SELECT max(id) FROM alerts"))
+            while True:
+                done = await c.fetchval(
+                    "SELECT count(*) FROM deliveries WHERE alert_id = $1 AND state = 'delivered'", alert_id
+                )
+                if done >= b.n // 2:
+                    break
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(0.4)
+        await page.screenshot(path=path, full_page=True)
+        shown = await page.locator(f'tr[data-alert="{alert_id}"] .chead [data-k="delivered"]').inner_text()
+        async with b.service.pool.acquire() as c:
+            while True:  # the round's end, before the next one
+                if not await c.fetchval("SELECT count(*) FROM deliveries WHERE state IN ('queued', 'sending')"):
+                    break
+                await asyncio.sleep(0.1)
+        await browser.close()
+    return f"{path} (the browser showed {shown} delivered when the database held {done:,})"
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser(description="100 SSE dashboards while 1,000 deliveries/s go out")
     ap.add_argument("--n", type=int, default=10_000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--dashboards", type=int, default=100)
+    ap.add_argument("--screenshot", help="also save the dashboard, half-way through an extra round, here (PNG)")
     args = ap.parse_args()
     receiver = Receiver()
     await receiver.start()
@@ -283,6 +324,8 @@ async def main() -> None:
                 for kind in kinds:
                     results[kind].append(await b.round(kind))
                     print(f"  {kind}: {results[kind][-1]['rate']:.0f}/s", flush=True)
+            if args.screenshot:
+                print(f"  screenshot: {await screenshot_round(b, args.screenshot)}", flush=True)
             assert b.service is not None and b.service.runner is not None
             hub = b.service.runner.app[LIVE]
             hub_stats = f"{hub.notifications:,} notifications read in {hub.reads:,} count reads"

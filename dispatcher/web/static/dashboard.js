@@ -99,7 +99,8 @@
     var link = node("a", "", String(a.id)); link.href = "/alerts/" + a.id + "/deliveries";
     var tl = node("a", "", "timeline"); tl.href = "/alerts/" + a.id + "/timeline";
     first.appendChild(link); first.appendChild(document.createTextNode(" · ")); first.appendChild(tl);
-    var when = node("td", "", new Date(a.received_at).toLocaleString("ja-JP", { timeZone: "Asia/Tokyo" }));
+    var jst = new Date(Date.parse(a.received_at) + 9 * 3600 * 1000).toISOString();  // as the server writes it
+    var when = node("td", "", jst.slice(5, 10) + " " + jst.slice(11, 19));
     when.dataset.label = "Received";
     var what = node("td"); what.dataset.label = "Alert";
     what.appendChild(node("span", "tag", a.source));
