@@ -10,8 +10,10 @@ publishes one new version. However many dashboards watch, the database does the 
 work; each Server-Sent Events stream (:func:`live_events`, ``GET /api/live``) sends
 its browser the alerts changed since the version it last sent.
 
-Without notifications (a lost connection) the hub re-reads every tracked alert each
-second until it is back, so a dashboard is late, never wrong.
+The ``publication`` notification of every stored or changed alert (migration 0011)
+brings new rows and alerts' own states (superseded, cancelled). Without
+notifications (a lost connection) the hub re-reads every tracked alert each second
+until it is back, so a dashboard is late, never wrong.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from dispatcher.web.estimates import alert_estimates, channel_health
 log = logging.getLogger(__name__)
 
 NOTIFY_CHANNEL = "delivery_progress"
+# Stored or changed alerts (new rows, a supersession, a cancellation): schema.sql's 0011 trigger.
+ALERTS_CHANNEL = "publication"
 # Notifications gathered into one read: at thousands of deliveries a second one read
 # serves hundreds of statements, and a browser still sees a change within a second.
 COALESCE_SECONDS = 0.2
@@ -66,6 +70,7 @@ class LiveProgress:
         self.reads = 0  # count reads so far (one per batch of notifications)
         self.notifications = 0
         self._dirty: set[int] = set()
+        self._alerts_dirty: set[int] = set()
         self._everything = True
         self._wake = asyncio.Event()
         self._published = asyncio.Event()
@@ -111,6 +116,12 @@ class LiveProgress:
             self._dirty.update(int(x) for x in payload.split(",") if x.isdigit())
         self._wake.set()
 
+    def _on_alert(self, _conn: Any, _pid: int, _name: str, payload: str) -> None:
+        """An alert stored or changed (migration 0011's ``publication`` notification): its row and state."""
+        if payload.isdigit():
+            self._alerts_dirty.add(int(payload))
+            self._wake.set()
+
     async def _listen(self) -> None:
         delay = 0.5
         while True:
@@ -131,6 +142,7 @@ class LiveProgress:
             conn.add_termination_listener(lambda _c, ev=lost: ev.set())
             try:
                 await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
+                await conn.add_listener(ALERTS_CHANNEL, self._on_alert)
                 self._listening = True
                 self._everything = True  # what changed while nobody listened
                 self._wake.set()
@@ -140,6 +152,7 @@ class LiveProgress:
                 self._listening = False
                 with contextlib.suppress(Exception):
                     await conn.remove_listener(NOTIFY_CHANNEL, self._on_notify)
+                    await conn.remove_listener(ALERTS_CHANNEL, self._on_alert)
                 if held is not None:
                     with contextlib.suppress(Exception):
                         await self.pool.release(held)
@@ -175,6 +188,8 @@ class LiveProgress:
     async def _refresh(self, *, page: bool = False) -> None:
         everything, self._everything = self._everything, False
         dirty, self._dirty = self._dirty, set()
+        alerts_dirty, self._alerts_dirty = self._alerts_dirty, set()
+        before = dict(self.heads)
         async with self.pool.acquire() as conn:
             if everything:
                 ids = set(await progress.recent_alert_ids(conn, self.rows))
@@ -183,15 +198,19 @@ class LiveProgress:
                 ids = dirty | set(await progress.recent_alert_ids(conn, self.rows))
             else:
                 ids = dirty
+            ids |= alerts_dirty
             new = [i for i in ids if i not in self.heads]
-            if new:
-                self.heads.update(await progress.alert_heads(conn, new))
-            if dirty - set(new):  # an alert's own state may have changed (superseded, cancelled)
-                self.heads.update(await progress.alert_heads(conn, sorted(dirty & set(self.heads))))
+            # Heads of alerts first seen, of alerts that changed (superseded, cancelled), of a page's rows.
+            wanted = set(new) | alerts_dirty | (ids if page or everything else set())
+            heads = await progress.alert_heads(conn, sorted(wanted)) if wanted else {}
+            self.heads.update(heads)
             counts = await progress.progress_counts(conn, sorted(i for i in ids if i in self.heads)) if ids else {}
             self.pauses = await reports.channel_pauses(conn)
         self.reads += 1
         version = self.version + 1
+        for alert_id, h in heads.items():
+            if before.get(alert_id) != h:
+                self.changed[alert_id] = version
         for alert_id, per in counts.items():
             old = self.counts.get(alert_id)
             if old != per:

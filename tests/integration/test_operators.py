@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from dispatcher.model import Area
 from dispatcher.store import audit
 from dispatcher.store import db as store_db
 from dispatcher.web.live import LIVE
@@ -215,3 +216,25 @@ async def test_approvers_retry_failed_deliveries_with_csrf_and_audit_viewers_can
         await conn.close()
     assert [e["actor"] for e in entries] == ["approver2", "approver2"]
     assert entries[0]["target"] == f"delivery:{failed['id']}"
+
+
+async def test_the_stream_brings_new_alerts_and_their_own_state_changes(stack: Stack) -> None:
+    async with staff_session(stack.base, stack.dsn, "watcher2") as http, http.get(f"{stack.base}/api/live") as resp:
+        stream = events(resp)
+        kind, _first = await anext(stream)
+        assert kind == "snapshot"
+        # An alert nobody receives still appears (its own notification, not its deliveries').
+        alert_id = await ingest(stack, "nobody-1", areas=(Area("どこか", ("9999999",)),))
+
+        async def until(check: Any) -> dict[str, Any]:
+            while True:
+                _kind, data = await asyncio.wait_for(anext(stream), 10)
+                for a in data["alerts"]:
+                    if a["id"] == alert_id and check(a):
+                        return dict(a)
+
+        row = await until(lambda a: True)
+        assert row["channels"] == {} and row["state"] == "active"
+        await stack.fetch("UPDATE alerts SET state = 'cancelled' WHERE id = $1", alert_id)
+        row = await until(lambda a: a["state"] == "cancelled")
+        assert row["event"] == "大雨警報"
