@@ -31,6 +31,7 @@ from aiohttp import web
 from aiohttp_sse import sse_response
 
 from dispatcher.store import progress, reports
+from dispatcher.web.auth import session_alive
 from dispatcher.web.context import WEB, ChannelInfo
 from dispatcher.web.estimates import alert_estimates, channel_health
 
@@ -48,6 +49,8 @@ IDLE_SECONDS = 1.0
 ROWS = 50
 RATE_WINDOW = 10.0
 ERROR_WINDOW = 300.0
+# How often a stream checks that its session is still live.
+SESSION_CHECK = 30.0
 
 
 class LiveProgress:
@@ -82,6 +85,7 @@ class LiveProgress:
         self._tasks: list[asyncio.Task[None]] = []
         self._started = False
         self._lock = asyncio.Lock()
+        self._json_cache: tuple[int, int, str] | None = None
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -296,6 +300,16 @@ class LiveProgress:
             "degraded": reports.health(self.pauses) == "degraded",
         }
 
+    def changes_json(self, since: int) -> tuple[str, int]:
+        """:meth:`view` after ``since`` as JSON text, and its version; serialized once for every stream
+        that was at the same version (nearly all of them)."""
+        cached = self._json_cache
+        if cached is not None and cached[0] == since and cached[1] == self.version:
+            return cached[2], cached[1]
+        text = json.dumps(self.view(since=since), ensure_ascii=False)
+        self._json_cache = (since, self.version, text)
+        return text, self.version
+
     async def published_after(self, version: int, timeout: float) -> bool:
         """Wait until a version newer than ``version`` exists (False: ``timeout`` passed or closing)."""
         if self.version > version:
@@ -309,18 +323,27 @@ LIVE: web.AppKey[LiveProgress] = web.AppKey("live", LiveProgress)
 
 
 async def live_events(request: web.Request) -> web.StreamResponse:
-    """``GET /api/live``: Server-Sent Events, a ``snapshot`` then a ``progress`` per new version."""
+    """``GET /api/live``: Server-Sent Events, a ``snapshot`` then a ``progress`` per new version.
+
+    The session is checked again every :data:`SESSION_CHECK` seconds: once it has ended
+    (logout, a disabled account, a timeout) the stream says ``logout`` and closes.
+    """
     hub = request.app[LIVE]
     async with sse_response(request, headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}) as stream:
         seen = hub.version
+        checked = time.monotonic()
         try:
             await stream.send(json.dumps(hub.view(), ensure_ascii=False), event="snapshot", id=str(seen))
             while stream.is_connected() and not hub.closing:
+                if time.monotonic() - checked > SESSION_CHECK:
+                    checked = time.monotonic()
+                    if not await session_alive(request):
+                        await stream.send('{"login": "/login"}', event="logout")
+                        break
                 if not await hub.published_after(seen, 15.0):
                     continue
-                changes = hub.view(since=seen)
-                seen = changes["version"]
-                await stream.send(json.dumps(changes, ensure_ascii=False), event="progress", id=str(seen))
+                text, seen = hub.changes_json(seen)
+                await stream.send(text, event="progress", id=str(seen))
         except (ConnectionResetError, asyncio.CancelledError):
             pass
     return stream

@@ -22,6 +22,7 @@ import pytest
 from dispatcher.model import Area
 from dispatcher.store import audit
 from dispatcher.store import db as store_db
+from dispatcher.web import live
 from dispatcher.web.live import LIVE
 from tests.integration.test_console import Stack, start_stack
 from tests.integration.test_path import wait_settled
@@ -238,3 +239,20 @@ async def test_the_stream_brings_new_alerts_and_their_own_state_changes(stack: S
         await stack.fetch("UPDATE alerts SET state = 'cancelled' WHERE id = $1", alert_id)
         row = await until(lambda a: a["state"] == "cancelled")
         assert row["event"] == "大雨警報"
+
+
+async def test_a_stream_ends_when_its_session_does(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(live, "SESSION_CHECK", 0.2)
+    async with staff_session(stack.base, stack.dsn, "leaver") as http:
+        token = await page_token(http, f"{stack.base}/")
+        async with http.get(f"{stack.base}/api/live") as resp:
+            stream = events(resp)
+            assert (await anext(stream))[0] == "snapshot"
+            async with http.post(f"{stack.base}/logout", data={"csrf_token": token}, allow_redirects=False) as out:
+                assert out.status == 303
+            kinds = []
+            async for kind, _data in stream:
+                kinds.append(kind)
+                if len(kinds) > 20:
+                    break
+            assert kinds[-1] == "logout", kinds

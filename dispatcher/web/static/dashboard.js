@@ -166,6 +166,11 @@
   }
   stream.addEventListener("snapshot", function (ev) { handle(ev); document.body.dataset.live = "on"; });
   stream.addEventListener("progress", handle);
+  stream.addEventListener("logout", function () {
+    stream.close();
+    document.body.dataset.live = "off";
+    if (state) state.textContent = "session ended: reload the page to log in again";
+  });
   stream.onerror = function () {
     document.body.dataset.live = "off";
     if (state) state.textContent = "reconnecting…";
