@@ -12,6 +12,7 @@ after our receipt, which is what a review asks ("how long from JMA to phones?").
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from html import escape
 from typing import Any
@@ -29,7 +30,6 @@ ISSUED_AS = {
     "broadcast": "aired (municipal broadcast)",
     "console": "approved in the console",
 }
-WIDTH, LEFT, RIGHT, ROW, TOP = 760, 200, 24, 30, 34
 
 
 async def _data(request: web.Request) -> progress.TimelineData:
@@ -91,7 +91,23 @@ def _secs(s: float) -> str:
     return f"+{s / 60:.1f} min"
 
 
-def chart(t: progress.TimelineData) -> Markup:
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """The chart's geometry: wide (labels in a column on the left) or narrow (labels above each row)."""
+
+    width: int
+    left: int
+    right: int
+    row: int
+    top: int
+    narrow: bool
+
+
+WIDE = Layout(760, 200, 24, 30, 34, narrow=False)
+NARROW = Layout(380, 10, 14, 44, 34, narrow=True)
+
+
+def chart(t: progress.TimelineData, lay: Layout = WIDE) -> Markup:
     """The SVG: a row per moment (a dot) and per channel (a bar from first to last delivery)."""
     issued = t["issued"]
     rows: list[tuple[str, datetime | None, datetime | None, str]] = [
@@ -107,32 +123,46 @@ def chart(t: progress.TimelineData) -> Markup:
     first_channel = len(rows) - len(t["channels"])
     moments = [m for _l, a, b, _n in rows for m in (a, b) if m is not None]
     span = max(1e-3, max((m - issued).total_seconds() for m in moments))
-    plot = WIDTH - LEFT - RIGHT
-    height = TOP + ROW * len(rows) + 10
+    plot = lay.width - lay.left - lay.right
+    height = lay.top + lay.row * len(rows) + 10
 
     def x(m: datetime) -> float:
-        return LEFT + plot * max(0.0, (m - issued).total_seconds()) / span
+        return lay.left + plot * max(0.0, (m - issued).total_seconds()) / span
 
+    kind = "narrow" if lay.narrow else "wide"
     parts = [
-        f'<svg class="timeline" viewBox="0 0 {WIDTH} {height}" role="img" '
+        f'<svg class="timeline timeline-{kind}" viewBox="0 0 {lay.width} {height}" role="img" '
         f'aria-label="{escape(t["event"])}: timeline from issue to last delivery" xmlns="http://www.w3.org/2000/svg">',
-        f'<text x="{LEFT}" y="14" class="muted">{escape(issued.astimezone(JST).strftime("%Y-%m-%d %H:%M:%S"))}'
+        f'<text x="{lay.left}" y="14" class="muted">{escape(issued.astimezone(JST).strftime("%Y-%m-%d %H:%M:%S"))}'
         " JST = 0</text>",
     ]
-    for i in range(5):
-        gx = LEFT + plot * i / 4
-        parts.append(f'<line class="grid" x1="{gx:.1f}" y1="{TOP - 12}" x2="{gx:.1f}" y2="{height - 6}"></line>')
+    ticks = 2 if lay.narrow else 4
+    for i in range(ticks + 1):
+        gx = lay.left + plot * i / ticks
+        anchor = "start" if lay.narrow and i == 0 else "end" if lay.narrow and i == ticks else "middle"
+        parts.append(f'<line class="grid" x1="{gx:.1f}" y1="{lay.top - 12}" x2="{gx:.1f}" y2="{height - 6}"></line>')
         parts.append(
-            f'<text x="{gx:.1f}" y="{TOP - 2}" class="muted" text-anchor="middle">{_secs(span * i / 4)}</text>'
+            f'<text x="{gx:.1f}" y="{lay.top - 2}" class="muted" text-anchor="{anchor}">'
+            f"{_secs(span * i / ticks)}</text>"
         )
     for n, (label, a, b, note) in enumerate(rows):
-        y = TOP + ROW * n + ROW / 2
-        parts.append(f'<text x="4" y="{y + 4:.1f}">{escape(label)}</text>')
-        parts.append(f'<line class="axis" x1="{LEFT}" y1="{y:.1f}" x2="{WIDTH - RIGHT}" y2="{y:.1f}"></line>')
-        if a is None:
+        y = lay.top + lay.row * n + (lay.row - 10 if lay.narrow else lay.row / 2)
+        when = "nothing delivered yet" if a is None else _secs((a - issued).total_seconds())
+        if a is not None and b is not None:
+            when = f"first {when} · last {_secs((b - issued).total_seconds())}"
+        parts.append(
+            f'<line class="axis" x1="{lay.left}" y1="{y:.1f}" x2="{lay.width - lay.right}" y2="{y:.1f}"></line>'
+        )
+        if lay.narrow:
             parts.append(
-                f'<text x="{LEFT + 4}" y="{y - 4:.1f}" class="muted">nothing delivered yet · {escape(note)}</text>'
+                f'<text x="4" y="{y - 12:.1f}"><tspan font-weight="bold">{escape(label)}</tspan> {escape(when)}'
+                f"{' · ' + escape(note) if n >= first_channel else ''}</text>"
             )
+        else:
+            parts.append(f'<text x="4" y="{y + 4:.1f}">{escape(label)}</text>')
+        if a is None:
+            if not lay.narrow:
+                parts.append(f'<text x="{lay.left + 4}" y="{y - 4:.1f}" class="muted">{when} · {escape(note)}</text>')
             continue
         cls = "dot delivery" if n >= first_channel else "dot"
         if b is not None and b != a:
@@ -140,11 +170,10 @@ def chart(t: progress.TimelineData) -> Markup:
         parts.append(f'<circle class="{cls}" cx="{x(a):.1f}" cy="{y:.1f}" r="5"></circle>')
         if b is not None:
             parts.append(f'<circle class="{cls}" cx="{x(b):.1f}" cy="{y:.1f}" r="5"></circle>')
-        when = _secs((a - issued).total_seconds())
-        if b is not None:
-            when = f"first {when} · last {_secs((b - issued).total_seconds())}"
+        if lay.narrow:
+            continue
         end = x(b if b is not None else a)
-        anchor, tx = ("end", end - 8) if end > LEFT + plot * 0.55 else ("start", end + 8)
+        anchor, tx = ("end", end - 8) if end > lay.left + plot * 0.55 else ("start", end + 8)
         parts.append(
             f'<text x="{tx:.1f}" y="{y - 6:.1f}" text-anchor="{anchor}">{escape(when)}'
             f' <tspan class="muted">{escape(note)}</tspan></text>'
@@ -156,7 +185,8 @@ def chart(t: progress.TimelineData) -> Markup:
 async def timeline_page(request: web.Request) -> web.Response:
     """The chart and a table of the same figures."""
     t = await _data(request)
-    values = {"t": t, "f": figures(t), "chart": chart(t)}
+    # Both drawn; the stylesheet shows the narrow one on phones.
+    values = {"t": t, "f": figures(t), "chart": chart(t) + chart(t, NARROW)}
     return page(request, "timeline.html", f"{t['event']} (#{t['id']}) — timeline", values)
 
 

@@ -155,7 +155,15 @@ async def test_a_viewer_watches_three_thousand_deliveries_go_out_live_and_opens_
     await page.wait_for_selector("svg.timeline")
     body = await page.inner_text("main")
     assert "telegram: last delivery (3,000/3,000)" in body
-    await expect(page.locator("svg.timeline circle.delivery")).to_have_count(2)
+    await expect(page.locator("svg.timeline-wide circle.delivery")).to_have_count(2)
     await shot(page, "dashboard-4-timeline-desktop")
+    phone = await browser.new_context(viewport=PHONE, locale="ja-JP", is_mobile=True, has_touch=True)
+    pp = await phone.new_page()
+    await log_in(pp, base, "watch-room")
+    await pp.goto(f"{base}/alerts/{alert_id}/timeline")
+    await expect(pp.locator("svg.timeline-narrow")).to_be_visible()
+    await expect(pp.locator("svg.timeline-wide")).to_be_hidden()
+    await shot(pp, "dashboard-5-timeline-phone")
+    await phone.close()
     assert not errors, errors
     await ctx.close()

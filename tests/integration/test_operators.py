@@ -164,7 +164,7 @@ async def test_the_timeline_json_holds_issue_receipt_storage_and_first_and_last_
     assert datetime.fromisoformat(tg["last_delivery"]) == span["last"]
     assert t["receipt_after_issue_s"] <= tg["first_after_issue_s"] <= tg["last_after_issue_s"]
     assert tg["last_after_receipt_s"] == pytest.approx(tg["last_after_issue_s"] - t["receipt_after_issue_s"], abs=0.01)
-    assert '<svg class="timeline"' in html and "JMA" not in html.split("<svg")[0]
+    assert '<svg class="timeline timeline-wide"' in html and '<svg class="timeline timeline-narrow"' in html
     assert "<script" not in html.split("<footer>")[0]
 
 
