@@ -256,3 +256,29 @@ async def test_a_stream_ends_when_its_session_does(stack: Stack, monkeypatch: py
                 if len(kinds) > 20:
                     break
             assert kinds[-1] == "logout", kinds
+
+
+async def test_an_approver_retries_every_failed_delivery_of_an_alert_on_one_channel(stack: Stack) -> None:
+    await add_subscribers(stack.dsn, "telegram", ["830001", "830002", "830003"])
+    for chat in ("830001", "830002"):
+        stack.telegram.block(chat)
+    alert_id = await ingest(stack, "retry-all-1")
+    rows = await wait_settled(stack.dsn, 3)
+    failed = sorted(r["id"] for r in rows if r["state"] == "failed")
+    assert len(failed) == 2
+    stack.telegram.blocked.clear()
+    async with staff_session(stack.base, stack.dsn, "approver3", "approver") as http:
+        page = f"{stack.base}/alerts/{alert_id}/deliveries"
+        async with http.get(page, params={"state": "failed"}) as resp:
+            html = await resp.text()
+        assert 'id="retry-all"' in html and "telegram (2 failed)" in html
+        token = await page_token(http, page)
+        async with http.post(f"{page}/retry", data={"csrf_token": token, "channel": "email"},
+                             headers={"Accept": "application/json"}) as resp:  # fmt: skip
+            assert (await resp.json()) == {"requeued": []}, "another channel's: nothing"
+        async with http.post(f"{page}/retry", data={"csrf_token": token, "channel": "nope"}) as resp:
+            assert resp.status == 400
+        async with http.post(f"{page}/retry", data={"csrf_token": token}, allow_redirects=False) as resp:
+            assert resp.status == 303 and "2%20failed%20deliveries%20requeued" in resp.headers["Location"]
+    rows = await wait_settled(stack.dsn, 3)
+    assert all(r["state"] == "delivered" for r in rows if r["id"] in failed)
