@@ -55,10 +55,10 @@ def pause_left(pauses: Sequence[Pause], channel: str) -> float | None:
     return left
 
 
-def _pace(info: ChannelInfo, measured: tuple[float, float | None] | None) -> float:
-    """Recipients a second to expect: the limit, or what is measured now when lower and not nothing."""
-    now = measured[0] if measured is not None else 0.0
-    return min(info.rate, now) if now >= 0.01 * info.rate else info.rate
+def _pace(info: ChannelInfo, steady: float | None) -> float:
+    """Recipients a second to expect: the limit, or the pace measured over a steady stretch of
+    sending (see ``paces``) when lower and not nothing."""
+    return min(info.rate, steady) if steady is not None and steady >= 0.01 * info.rate else info.rate
 
 
 def advice(channel: str, pending: int, ahead: int, seconds: float, info: ChannelInfo) -> str | None:
@@ -77,14 +77,15 @@ def alert_estimates(
     counts: Progress,
     heads: Mapping[int, AlertHead],
     pauses: Sequence[Pause],
-    rates: Mapping[str, tuple[float, float | None]] | None = None,
+    paces: Mapping[str, float] | None = None,
 ) -> dict[int, dict[str, Any]]:
     """Per alert: its channels' counts with ``total``, ``pending``, ``eta_seconds`` (None: not
     known, e.g. held until resumed), ``eta`` (words), ``advice`` and ``cost`` (billed channels).
 
-    The pace is the channel's limit, or the rate it sends at now when that is lower
-    (a slow provider, a share of the budget among several daemons)."""
-    rates = rates or {}
+    The pace is the channel's limit, or the rate it has sent at while it was busy the
+    whole time measured, when that is lower (a slow provider, a share of the budget
+    among several daemons): ``paces``, by channel."""
+    paces = paces or {}
     order = sorted(counts, key=lambda i: (heads[i]["priority"] if i in heads else 99, i))
     ahead: dict[str, int] = {}
     out: dict[int, dict[str, Any]] = {}
@@ -98,7 +99,7 @@ def alert_estimates(
             eta: float | None = None
             if pending and ch is not None and ch.rate > 0:
                 left = pause_left(pauses, channel)
-                eta = None if left is None else left + (before + pending) / _pace(ch, rates.get(channel))
+                eta = None if left is None else left + (before + pending) / _pace(ch, paces.get(channel))
             elif not pending:
                 eta = 0.0
             row: dict[str, Any] = {**c, "total": sum(v for k, v in c.items() if k != "retrying"), "pending": pending}
@@ -126,6 +127,7 @@ def channel_health(
     heads: Mapping[int, AlertHead],
     pauses: Sequence[Pause],
     rates: Mapping[str, tuple[float, float | None]],
+    paces: Mapping[str, float] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Per enabled channel: its send rate now against its limit, its pauses, its error share,
     what waits (queued, retrying) and the time to clear it, the cost of what is queued where
@@ -138,7 +140,11 @@ def channel_health(
         rate, errors = rates.get(channel, (0.0, None))
         mine = [p for p in pauses if p["channel"] == channel]
         left = pause_left(pauses, channel)
-        clear = None if ch is None or ch.rate <= 0 or left is None else left + pending / _pace(ch, rates.get(channel))
+        clear = (
+            None
+            if ch is None or ch.rate <= 0 or left is None
+            else left + pending / _pace(ch, (paces or {}).get(channel))
+        )
         quota = ch.quota() if ch is not None and ch.quota is not None else None
         out[channel] = {
             "channel": channel,

@@ -86,6 +86,7 @@ class LiveProgress:
         self._started = False
         self._lock = asyncio.Lock()
         self._json_cache: tuple[int, int, str] | None = None
+        self._busy_since: dict[str, float] = {}  # channel → since when work has waited on it
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -227,8 +228,9 @@ class LiveProgress:
         now = time.monotonic()
         self._sample(now)
         rates = self._rates(now)
-        self.health = channel_health(self.info, self.counts, self.heads, self.pauses, rates)
-        views = alert_estimates(self.info, self.counts, self.heads, self.pauses, rates)
+        paces = self._paces(now, rates)
+        self.health = channel_health(self.info, self.counts, self.heads, self.pauses, rates, paces)
+        views = alert_estimates(self.info, self.counts, self.heads, self.pauses, paces)
         for alert_id, view in views.items():
             if self.alerts_view.get(alert_id) != view:
                 self.alerts_view[alert_id] = view
@@ -267,6 +269,20 @@ class LiveProgress:
             rate = (d1 + f1 - recent[1] - recent[2]) / span if span > 0.5 else 0.0
             done = d1 + f1 - older[1] - older[2]
             out[channel] = (rate, (f1 - older[2]) / done if done else None)
+        return out
+
+    def _paces(self, now: float, rates: dict[str, tuple[float, float | None]]) -> dict[str, float]:
+        """The rates measured over a window in which the channel had work waiting throughout:
+        the pace to expect (a window that began idle, or a ramp-up, says nothing of it)."""
+        out: dict[str, float] = {}
+        for channel, (rate, _errors) in rates.items():
+            pending = any(c.get(channel, {}).get("queued", 0) for c in self.counts.values())
+            if not pending:
+                self._busy_since.pop(channel, None)
+                continue
+            since = self._busy_since.setdefault(channel, now)
+            if now - since >= RATE_WINDOW + COALESCE_SECONDS:
+                out[channel] = rate
         return out
 
     def _prune(self) -> None:

@@ -167,3 +167,69 @@ async def test_a_viewer_watches_three_thousand_deliveries_go_out_live_and_opens_
     await phone.close()
     assert not errors, errors
     await ctx.close()
+
+
+@pytest.fixture
+async def slow_stack(database: str, tmp_path: Path) -> AsyncIterator[Stack]:
+    """Telegram at its real 30 msg/s, 10,000 chats: the estimate runs to minutes."""
+    telegram, smtp = TelegramStandIn(), SmtpStandIn()
+    await telegram.start()
+    await smtp.start()
+    cfg = tmp_path / "dispatcher.toml"
+    cfg.write_text(CONFIG.format(state=tmp_path, telegram=telegram.base_url, smtp_host=smtp.host,
+                                 smtp_port=smtp.port, public_url="http://127.0.0.1:8080"))  # fmt: skip
+    await add_subscribers(database, "telegram", [str(600000 + i) for i in range(10_000)])
+    service = Service(load(cfg, env={"CONSOLE_SECRET": SECRET, "CONSOLE_TOKEN": "42:TEST"}), dsn=database)
+    await service.start()
+    try:
+        yield Stack(database, service, telegram, smtp)
+    finally:
+        await service.stop()
+        await telegram.stop()
+        await smtp.stop()
+
+
+async def test_an_approver_sees_the_estimate_and_its_advice_and_pauses_and_resumes_telegram(
+    slow_stack: Stack, browser: Any
+) -> None:
+    stack, base = slow_stack, slow_stack.base
+    await create_staff(stack.dsn, "room-lead", "approver")
+    ctx = await browser.new_context(viewport=DESKTOP, locale="ja-JP")
+    page = await ctx.new_page()
+    errors: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    await log_in(page, base, "room-lead")
+    assert stack.service.pipeline is not None
+    await stack.service.pipeline.ingest(make_alert("slow-e2e", headline="沼津市に大雨警報"))
+    await page.goto(f"{base}/")
+    await expect(page.locator("body")).to_have_attribute("data-live", "on")
+    chan = page.locator('tr[data-alert] div.chan[data-channel="telegram"]').first
+    advice = chan.locator('[data-k="advice"]')
+    await expect(advice).to_be_visible()
+    text = await advice.inner_text()
+    assert "Telegram recipients at 30 msg/s take" in text and "district channel" in text, text
+    assert "minutes" in await chan.locator('[data-k="eta"]').inner_text()
+    await shot(page, "dashboard-6-estimate-advice-desktop")
+
+    row = page.locator('#health tr[data-channel="telegram"]')
+    await row.locator('input[name="reason"]').fill("drill: provider check")
+    await row.locator('form[action="/channels/telegram/pause"] button').click()
+    await page.wait_for_load_state()
+    await expect(page.locator("body")).to_have_attribute("data-live", "on")
+    await expect(row.locator('[data-k="state"]')).to_contain_text("operator")
+    await expect(chan.locator('[data-k="eta"]')).to_have_text("unknown (held until resumed)")
+    await expect(page.locator("#pausebanner")).to_contain_text("telegram")
+    await shot(page, "dashboard-7-paused-desktop")
+    conn = await asyncpg.connect(stack.dsn)
+    try:
+        actions = [r["action"] for r in await conn.fetch("SELECT action FROM audit_log ORDER BY id")]
+        assert "channel.pause" in actions
+        await row.locator('form[action="/channels/telegram/resume"] button').click()
+        await page.wait_for_load_state()
+        await expect(row.locator('[data-k="state"]')).to_have_text("sending")
+        actions = [r["action"] for r in await conn.fetch("SELECT action FROM audit_log ORDER BY id")]
+        assert actions[-1] == "channel.resume"
+    finally:
+        await conn.close()
+    assert not errors, errors
+    await ctx.close()

@@ -65,7 +65,8 @@ def test_finished_and_unknown_channels() -> None:
 def test_health_gives_rate_against_limit_errors_waiting_cost_of_x_and_the_quota_hook() -> None:
     progress = {1: {"x": counts(queued=3), "telegram": counts(queued=10, retrying=4, delivered=5)}}
     info = {"telegram": ChannelInfo(rate=30.0, quota=lambda: 1234), "x": X}
-    health = channel_health(info, progress, {1: head(1, 1)}, [pause("telegram", 5)], {"telegram": (28.5, 0.02)})
+    rates = {"telegram": (28.5, 0.02)}
+    health = channel_health(info, progress, {1: head(1, 1)}, [pause("telegram", 5)], rates, {"telegram": 28.5})
     tg, x = health["telegram"], health["x"]
     assert tg["rate_now"] == 28.5 and tg["limit"] == 30.0 and tg["error_rate"] == 0.02
     assert tg["paused"] and tg["pending"] == 10 and tg["retrying"] == 4
@@ -82,9 +83,9 @@ def test_durations_read_as_people_say_them() -> None:
     assert duration(7500) == "2 h 05 min"
 
 
-def test_the_estimate_follows_the_measured_pace_when_it_is_below_the_limit() -> None:
+def test_the_estimate_follows_the_steady_measured_pace_when_it_is_below_the_limit() -> None:
     progress = {1: {"telegram": counts(queued=300)}}
-    slow = alert_estimates({"telegram": TELEGRAM}, progress, {1: head(1, 1)}, [], {"telegram": (10.0, None)})
+    slow = alert_estimates({"telegram": TELEGRAM}, progress, {1: head(1, 1)}, [], {"telegram": 10.0})
     assert slow[1]["channels"]["telegram"]["eta_seconds"] == 30.0
-    idle = alert_estimates({"telegram": TELEGRAM}, progress, {1: head(1, 1)}, [], {"telegram": (0.0, None)})
+    idle = alert_estimates({"telegram": TELEGRAM}, progress, {1: head(1, 1)}, [], {"telegram": 0.0})
     assert idle[1]["channels"]["telegram"]["eta_seconds"] == 10.0, "nothing measured: the limit"
