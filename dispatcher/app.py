@@ -18,6 +18,7 @@ import os
 import signal
 import socket
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import aiohttp
 import asyncpg
@@ -41,7 +42,7 @@ from dispatcher.store import db
 from dispatcher.store.posts import StorePostLog
 from dispatcher.store.wakeups import Wakeups
 from dispatcher.targeting import default_targeter
-from dispatcher.web.context import WebContext
+from dispatcher.web.context import ChannelInfo, WebContext
 from dispatcher.worker import OutboxWorker
 from sources.base import PolledSource, PushedSource, SourceSetup
 from sources.registry import REGISTRY as SOURCES
@@ -246,7 +247,24 @@ class Service:
             secure_cookies=s.service.public_url.startswith("https://"),
             console=console,
             publication=self.publication,
+            dsn=self.dsn,
+            channel_info=self._channel_info(),
         )
+
+    def _channel_info(self) -> dict[str, ChannelInfo]:
+        """Each enabled channel's limits as its worker applies them, its price and quota hook if any."""
+        out: dict[str, ChannelInfo] = {}
+        for w in self.workers:
+            rate = w.rate if w.rate_window is None else min(w.rate, w.rate_window[0] / w.rate_window[1])
+            cfg = w.channel.config
+            price = None
+            if hasattr(cfg, "price_per_post"):  # X bills each post (channels/x.py, ``dispatcher x-cost``)
+                price = Decimal(
+                    cfg.price_per_post_with_link if getattr(cfg, "include_link", False) else cfg.price_per_post
+                )
+            quota = getattr(w.channel, "remaining_quota", None)  # a provider with a monthly quota (LINE)
+            out[w.name] = ChannelInfo(rate * w.batch_size, w.batch_size, w.channel.broadcast, price, quota)
+        return out
 
     async def _start_web(self) -> None:
         from dispatcher.web.app import create_app

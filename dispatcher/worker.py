@@ -93,6 +93,9 @@ class OutboxWorker:
         rate: float = configured("rate_per_second")
         interval: float | None = configured("per_recipient_interval")
         self.batch_size: int = configured("batch_size")
+        # The channel's budget as configured (the dashboard's limits and estimates).
+        self.rate = rate
+        self.rate_window: tuple[int, float] | None = configured("rate_window")
         # This process's share of the channel's budget (dispatcher.peers), applied to the gate.
         self.share = share or Share()
         # Claim about one second of work at a time, and hold at most about a

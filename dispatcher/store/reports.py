@@ -176,10 +176,12 @@ async def alert_deliveries(
     *,
     state: str | None = None,
     channel: str | None = None,
+    recipient: str | None = None,
     after: int = 0,
     limit: int = 200,
 ) -> list[DeliveryRow]:
-    """One page of an alert's deliveries, by id, optionally of one state (see FILTERS) and channel."""
+    """One page of an alert's deliveries, by id, optionally of one state (see FILTERS), channel and
+    recipient (the address exactly, through the (alert, channel, address) index)."""
     states = list(FILTERS[state]) if state else None
     rows = await conn.fetch(
         """
@@ -188,6 +190,7 @@ async def alert_deliveries(
         FROM deliveries
         WHERE alert_id = $1 AND id > $2
           AND ($3::text[] IS NULL OR state::text = ANY($3)) AND ($4::text IS NULL OR channel = $4)
+          AND ($6::text IS NULL OR address = $6)
         ORDER BY id LIMIT $5
         """,
         alert_id,
@@ -195,6 +198,7 @@ async def alert_deliveries(
         states,
         channel,
         limit,
+        recipient,
     )
     return [cast(DeliveryRow, dict(r)) for r in rows]
 

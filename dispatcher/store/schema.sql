@@ -199,6 +199,9 @@ BEGIN
     INSERT INTO delivery_events (delivery_id, state, attempt, detail)
     SELECT n.id, n.state, n.attempts, NULL FROM new_rows n;
     PERFORM pg_notify('deliveries', c.channel) FROM (SELECT DISTINCT channel FROM new_rows) c;
+    -- 0012: the live dashboard's one notification per statement, whatever its rows.
+    PERFORM pg_notify('delivery_progress', CASE WHEN length(p.ids) > 7000 THEN '*' ELSE p.ids END)
+    FROM (SELECT string_agg(DISTINCT n.alert_id::text, ',') AS ids FROM new_rows n) p WHERE p.ids IS NOT NULL;
     RETURN NULL;
 END $$;
 
@@ -221,6 +224,9 @@ BEGIN
     -- Deliveries back in the queue (a retry, a lease taken over) wake the workers.
     PERFORM pg_notify('deliveries', c.channel)
     FROM (SELECT DISTINCT n.channel FROM new_rows n WHERE n.state = 'queued') c;
+    -- 0012: the live dashboard's one notification per statement, whatever its rows.
+    PERFORM pg_notify('delivery_progress', CASE WHEN length(p.ids) > 7000 THEN '*' ELSE p.ids END)
+    FROM (SELECT string_agg(DISTINCT n.alert_id::text, ',') AS ids FROM new_rows n) p WHERE p.ids IS NOT NULL;
     RETURN NULL;
 END $$;
 

@@ -4,12 +4,18 @@ Routes, by the module that answers them (every route needs a staff login unless 
 public; roles in brackets, viewer by default: :mod:`dispatcher.web.auth`):
 
     GET /login, POST /login        public: the staff login (a 303 when it succeeds); POST /logout (auth)
-    GET /                          dashboard: recent alerts with per-channel delivery counts (dashboard)
-    GET /api/alerts                the dashboard's data as JSON (dashboard)
+    GET /                          dashboard: per alert and channel a live progress bar, the channels' health,
+                                   pause/resume [approver] (dashboard; live updates: live, dashboard.js)
+    GET /api/live                  Server-Sent Events: the live view's snapshot, then what changes (live)
+    GET /api/dashboard             the live view as JSON; GET /api/alerts: recent alerts and totals (dashboard)
+    GET /alerts/{id}/timeline      issue → receipt → storage → first/last delivery per channel, SVG (timeline)
+    GET /api/alerts/{id}/timeline  the same figures as JSON (timeline)
+    POST /deliveries/{id}/retry, POST /alerts/{id}/deliveries/retry   [approver] requeue failed ones (retry)
     GET /healthz                   public: liveness (database reachable; 200 "ok" or "degraded" with every
                                    paused channel, until when and why), this daemon's share (health)
     GET /alerts/{id}               public: one alert as residents read it; their messages link here (public)
-    GET /alerts/{id}/deliveries    operators: every delivery's fate, why any failed (?state= &channel= &after=)
+    GET /alerts/{id}/deliveries    operators: every delivery's fate, why any failed
+                                   (?state= &channel= &recipient= &after=)
     GET /deliveries/{id}           operators: one delivery and each of its transitions (deliveries)
     GET /api/alerts/{id}/deliveries, GET /api/deliveries/{id}: the operators' pages as JSON (deliveries)
     /console…, /exercise…          the staff console, live and exercise (console, compose)
@@ -31,12 +37,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from dispatcher.web import admin, auth, console, hygiene, site, subscribe, templating
+from dispatcher.web import admin, auth, console, hygiene, live, retry, site, subscribe, templating
 from dispatcher.web.context import WEB, WebContext
-from dispatcher.web.dashboard import api_alerts, dashboard
+from dispatcher.web.dashboard import api_alerts, api_dashboard, dashboard
 from dispatcher.web.deliveries import api_deliveries, api_delivery, deliveries_page, delivery_page
 from dispatcher.web.health import healthz
 from dispatcher.web.public import alert_page
+from dispatcher.web.timeline import api_timeline, timeline_page
 
 # Open to anyone: what residents read, the liveness probe, the stylesheet and script.
 PUBLIC = (alert_page, site.alert, healthz, templating.stylesheet, templating.static_file, templating.favicon)
@@ -49,6 +56,7 @@ def create_app(context: WebContext) -> web.Application:
     hygiene.install(app, body_timeout=context.body_timeout, public=(alert_page, site.alert, templating.stylesheet))
     auth.install(app)
     templating.setup(app)
+    live.install(app)
     for handler in PUBLIC:
         auth.public(handler)
     app.router.add_get("/style.css", templating.stylesheet)
@@ -62,11 +70,16 @@ def create_app(context: WebContext) -> web.Application:
     app.router.add_get("/alerts/{id}/deliveries", deliveries_page)
     app.router.add_get("/deliveries/{id}", delivery_page)
     app.router.add_get("/api/alerts", api_alerts)
+    app.router.add_get("/api/dashboard", api_dashboard)
+    app.router.add_get("/api/live", live.live_events)
+    app.router.add_get("/alerts/{id}/timeline", timeline_page)
+    app.router.add_get("/api/alerts/{id}/timeline", api_timeline)
     app.router.add_get("/api/alerts/{id}/deliveries", api_deliveries)
     app.router.add_get("/api/deliveries/{id}", api_delivery)
     app.router.add_get("/healthz", healthz)
     console.add_routes(app)
     admin.add_routes(app)
+    retry.add_routes(app)
     app.router.add_routes(context.routes)
     # The public site, its feeds and residents' own subscription pages need no login.
     for route in (*site.routes(), *subscribe.routes()):

@@ -198,6 +198,12 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     return await handler(request)
 
 
+async def session_alive(request: web.Request) -> bool:
+    """Whether the request's session is still live (for a long-lived answer: the dashboard's stream);
+    a logout, a disabled account, a password change or a timeout ends it."""
+    return await _session(request) is not None
+
+
 def _next(value: str) -> str:
     """Where to go after login: a path of ours only (no //host, no scheme)."""
     if value.startswith("/") and not value.startswith("//") and "\\" not in value and len(value) < 2000:

@@ -8,8 +8,9 @@ may import the web without the web importing the daemon back.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol
 
 import asyncpg
@@ -44,6 +45,24 @@ class PeersView(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class ChannelInfo:
+    """What the dashboard knows of an enabled channel's limits, for its health and its estimates.
+
+    ``rate`` is recipients per second at most (the channel's budget times its batch
+    size, within its longer window); ``price`` what one delivery is billed where the
+    provider bills (X: a post), None where it is free; ``quota`` answers the remaining
+    quota where the provider has one (LINE's monthly messages), None where not known:
+    the hook a channel fills when it learns it.
+    """
+
+    rate: float
+    batch_size: int = 1
+    broadcast: bool = False
+    price: Decimal | None = None
+    quota: Callable[[], int | None] | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class WebContext:
     """What the pages need from the daemon.
 
@@ -56,7 +75,8 @@ class WebContext:
     https (cookies are then ``Secure`` and ``__Host-``); ``console`` is the staff
     console (None: its pages answer 404, the login still guards the rest);
     ``publication`` the public site, its feeds and the subscription forms (None: only
-    the plain alert page).
+    the plain alert page). ``dsn`` is where the live dashboard LISTENs (None: on a
+    connection of the pool, held); ``channel_info`` the enabled channels' limits.
     """
 
     pool: asyncpg.Pool
@@ -70,6 +90,8 @@ class WebContext:
     secure_cookies: bool = False
     console: ConsoleSetup | None = None
     publication: Publication | None = None
+    dsn: str | None = None
+    channel_info: Mapping[str, ChannelInfo] = field(default_factory=dict)
 
 
 WEB: web.AppKey[WebContext] = web.AppKey("web", WebContext)

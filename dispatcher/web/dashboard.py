@@ -1,6 +1,10 @@
-"""The operators' dashboard: recent alerts with per-channel delivery counts, paused channels.
+"""The operators' dashboard: per alert and channel a live progress bar, every channel's health, paused channels.
 
-``GET /`` (refreshed every 3 s) and its data as JSON, ``GET /api/alerts``.
+``GET /`` draws the page from the live hub's shared view (:mod:`dispatcher.web.live`):
+without JavaScript it is a plain table that reloads itself every 10 s; with
+``/static/dashboard.js`` it follows ``GET /api/live`` (Server-Sent Events) without
+reloading. Its data as JSON: ``GET /api/alerts`` (recent alerts and totals) and
+``GET /api/dashboard`` (the live view: progress, estimates, channel health).
 """
 
 from __future__ import annotations
@@ -12,26 +16,36 @@ from aiohttp import web
 from dispatcher.store import reports
 from dispatcher.web import params
 from dispatcher.web.context import WEB
+from dispatcher.web.live import LIVE
 from dispatcher.web.templating import page
+
+# The progress bar's segments, left to right: what is finished, then what waits.
+SEGMENTS = ("delivered", "failed", "superseded", "expired", "sending", "queued")
 
 
 async def dashboard(request: web.Request) -> web.Response:
-    """Recent alerts, the channels and what paused them, the documents received."""
+    """Recent alerts with their progress, the channels' health and pauses, the documents received."""
     ctx = request.app[WEB]
+    view = await request.app[LIVE].fresh_view()
     async with ctx.pool.acquire() as conn:
-        alerts = await reports.recent_alerts(conn, 50)
         docs = await reports.documents_summary(conn)
-        pauses = await reports.channel_pauses(conn)
     values = {
-        "alerts": alerts,
-        "pauses": pauses,
-        "degraded": reports.health(pauses) == "degraded",
+        "alerts": view["alerts"],
+        "health": view["channels"],
+        "pauses": view["pauses"],
+        "degraded": view["degraded"],
+        "version": view["version"],
+        "segments": SEGMENTS,
         "channels": ", ".join(ctx.channels) or "none enabled",
         "channel_names": ctx.channels,
         "documents": ", ".join(f"{n} {k}" for k, n in sorted(docs.items())) or "none yet",
-        "refresh": 3,
     }
     return page(request, "dashboard.html", "配信状況 / delivery status", values)
+
+
+async def api_dashboard(request: web.Request) -> web.Response:
+    """The live view as JSON: what ``/api/live`` streams, at once."""
+    return web.json_response(request.app[LIVE].view())
 
 
 async def api_alerts(request: web.Request) -> web.Response:

@@ -1,6 +1,6 @@
 """Operators' pages of deliveries: an alert's, filtered and paged, and one delivery's transitions.
 
-``GET /alerts/{id}/deliveries`` (``?state= &channel= &after= &limit=``) counts every
+``GET /alerts/{id}/deliveries`` (``?state= &channel= &recipient= &after= &limit=``) counts every
 failure reason and lists each delivery; ``GET /deliveries/{id}`` shows each
 transition with its time and detail; ``/api/…`` gives both as JSON. ``{id}`` is a
 row number. Addresses are masked on the pages and in the JSON alike.
@@ -16,11 +16,13 @@ from urllib.parse import quote, urlencode
 import asyncpg
 from aiohttp import web
 
+from dispatcher.console.accounts import Role
 from dispatcher.limits import integer_problem
 from dispatcher.privacy import mask
 from dispatcher.store import alerts as alert_store
 from dispatcher.store import reports
 from dispatcher.web import params
+from dispatcher.web.auth import current
 from dispatcher.web.context import WEB
 from dispatcher.web.templating import page
 
@@ -92,6 +94,11 @@ async def deliveries_page(request: web.Request) -> web.Response:
         "rows": rows,
         "more": more,
         "limit": query["limit"],
+        "query": query,
+        "channel_choices": ctx_channels(request),
+        "state_choices": list(reports.FILTERS),
+        "can_retry": can_retry(request),
+        "note": request.query.get("note", "")[:200],
     }
     return page(request, "deliveries.html", f"{a['event']} (#{alert_id}) — deliveries", values)
 
@@ -99,7 +106,19 @@ async def deliveries_page(request: web.Request) -> web.Response:
 async def delivery_page(request: web.Request) -> web.Response:
     """One delivery and each of its transitions."""
     d = await _delivery(request)
-    return page(request, "delivery.html", f"Delivery #{d['id']}", {"d": d})
+    values = {"d": d, "can_retry": can_retry(request), "note": request.query.get("note", "")[:200]}
+    return page(request, "delivery.html", f"Delivery #{d['id']}", values)
+
+
+def can_retry(request: web.Request) -> bool:
+    """Whether the staff member may retry failed deliveries (an approver or an admin)."""
+    me = current(request)
+    return me is not None and me.role.allows(Role.APPROVER)
+
+
+def ctx_channels(request: web.Request) -> list[str]:
+    """The channels an operator may filter by."""
+    return sorted(request.app[WEB].known_channels)
 
 
 def _json_row(row: Any) -> dict[str, Any]:

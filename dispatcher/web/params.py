@@ -15,6 +15,7 @@ class DeliveryFilters(TypedDict):
 
     state: str | None
     channel: str | None
+    recipient: str | None
     after: int
     limit: int
 
@@ -40,7 +41,11 @@ def delivery_filters(request: web.Request, known_channels: tuple[str, ...]) -> D
     if channel is not None and channel not in known_channels:
         known = ", ".join(sorted(known_channels))
         raise web.HTTPBadRequest(text=f"channel must be one of {known}, not {channel[:60]!r}")
+    # A recipient's address as the channel knows it (a chat id, an e-mail address), exactly.
+    recipient = q.get("recipient", "").strip() or None
+    if recipient is not None and len(recipient) > 320:
+        raise web.HTTPBadRequest(text="recipient must be an address of at most 320 characters")
     # Delivery ids are bigint; more than 1000 rows is a dump, not a page.
     after = integer(request, "after", 0, 0, BIGINT_MAX)
     limit = integer(request, "limit", 200, 1, 1000)
-    return {"state": state, "channel": channel, "after": after, "limit": limit}
+    return {"state": state, "channel": channel, "recipient": recipient, "after": after, "limit": limit}

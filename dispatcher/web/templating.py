@@ -11,7 +11,8 @@ and markupsafe, seeing Markup, does not escape it twice; ``None`` prints as noth
 
 The stylesheet is ``static/style.css``, served at ``/style.css`` as a file: with
 ``ETag`` and ``Last-Modified`` (a revalidation is a 304) and an hour of caching; the
-console's script is ``static/console.js`` at ``/static/console.js``, served the same way.
+console's script is ``static/console.js`` at ``/static/console.js`` and the live
+dashboard's ``static/dashboard.js``, served the same way.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ STATIC = Path(__file__).parent / "static"
 STYLESHEET = STATIC / "style.css"
 CSS_HEADERS = {"Cache-Control": "public, max-age=3600", "Content-Type": "text/css; charset=utf-8"}
 # The files under /static/: our own scripts only (the CSP allows scripts from 'self', none inline).
-STATIC_FILES = {"console.js": "text/javascript; charset=utf-8"}
+STATIC_FILES = {"console.js": "text/javascript; charset=utf-8", "dashboard.js": "text/javascript; charset=utf-8"}
 
 
 def _escape(value: Any) -> Any:

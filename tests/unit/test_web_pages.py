@@ -48,10 +48,11 @@ def test_every_value_is_escaped_as_html_escape_writes_it() -> None:
 def test_operator_pages_lead_home_and_to_their_json() -> None:
     text = render(
         "dashboard.html",
-        {"alerts": [], "pauses": [], "degraded": False, "channels": "none enabled", "documents": "none yet"},
-    )
+        {"alerts": [], "pauses": [], "degraded": False, "channels": "none enabled", "documents": "none yet",
+         "health": {}, "version": 0, "segments": ()},
+    )  # fmt: skip
     assert '<a class="home" href="/">沼津市 &lt;防災&gt;</a>' in text
-    assert "No alerts yet." in text and '<a href="/api/alerts">JSON</a>' in text
+    assert "No alerts yet." in text and '<a href="/api/dashboard">JSON</a>' in text
 
 
 @pytest.mark.parametrize("path", ["/style.css", "/style.css?v=1"])
