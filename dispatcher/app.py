@@ -32,6 +32,7 @@ from channels.base import Channel, ChannelContext, http_session
 from channels.templates import Templates, local_codes_for
 from dispatcher.config import ConfigError
 from dispatcher.context import ServiceContext
+from dispatcher.metrics import Metrics
 from dispatcher.peers import Peers
 from dispatcher.pipeline import Pipeline
 from dispatcher.publication.tokens import Links
@@ -88,6 +89,8 @@ class Service:
         # The public site, feeds and subscription forms ([publication]), and the signed links mails carry.
         self.links: Links | None = None
         self.publication: Publication | None = None
+        # This daemon's /metrics, in a registry of its own (several daemons may share a process).
+        self.metrics: Metrics | None = None
 
     @property
     def dsn(self) -> str:
@@ -118,7 +121,8 @@ class Service:
         self.pipeline = Pipeline(
             self.pool, targeter=default_targeter(s.geo), channels=list(self.channels), broadcast_channels=broadcast
         )
-        self.context = ServiceContext(self.pool, self.pipeline)
+        self.metrics = Metrics(list(self.channels))
+        self.context = ServiceContext(self.pool, self.pipeline, metrics=self.metrics)
         self.wakeups = Wakeups(self.dsn)
         self.wakeups.start()
         self.peers = Peers(self.pool, list(self.channels))
@@ -131,6 +135,7 @@ class Service:
                 settings=s.channels.get(name),
                 wakeup=self.wakeups.event(name),
                 share=self.peers.share_for(name),
+                metrics=self.metrics.channel(name),
             )
             self.workers.append(worker)
             self._worker_tasks.append(asyncio.create_task(worker.run(), name=f"worker-{name}"))
@@ -246,6 +251,7 @@ class Service:
             secure_cookies=s.service.public_url.startswith("https://"),
             console=console,
             publication=self.publication,
+            metrics=self.metrics,
         )
 
     async def _start_web(self) -> None:

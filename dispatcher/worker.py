@@ -43,6 +43,7 @@ from channels.base import Channel, Delivered, Reject, Retry, SendResult
 from dispatcher.delivery_config import DeliveryConfig
 from dispatcher.gate import SendGate
 from dispatcher.leases import Leases
+from dispatcher.metrics import ChannelMetrics
 from dispatcher.model import Alert, Message, Recipient
 from dispatcher.peers import Share
 from dispatcher.privacy import redact_reason
@@ -80,8 +81,11 @@ class OutboxWorker:
         settings: ChannelSettings | None = None,
         wakeup: asyncio.Event | None = None,
         share: Share | None = None,
+        metrics: ChannelMetrics | None = None,
     ) -> None:
         self.channel = channel
+        # The daemon's /metrics (dispatcher.metrics): answers counted, latencies observed.
+        self.metrics = metrics
         self.name = channel.name
         self.pool = pool
         self.cfg = delivery
@@ -123,7 +127,13 @@ class OutboxWorker:
         self.policy = RetryPolicy(delivery.backoff_base, delivery.backoff_max, delivery.max_age)
         self.leases = Leases(pool, self.name, delivery.lease_seconds)
         self.recorder = Recorder(
-            pool, self.name, policy=self.policy, batch=self.claim_size, gate=self.gate, leases=self.leases
+            pool,
+            self.name,
+            policy=self.policy,
+            batch=self.claim_size,
+            gate=self.gate,
+            leases=self.leases,
+            metrics=metrics,
         )
         self.wakeup = wakeup or asyncio.Event()
         self._stopping = asyncio.Event()
@@ -157,6 +167,9 @@ class OutboxWorker:
         recorder = asyncio.create_task(self.recorder.run(), name=f"recorder-{self.name}")
         keeper = asyncio.create_task(self.leases.run(), name=f"leases-{self.name}")
         follower = asyncio.create_task(self._follow(), name=f"state-{self.name}")
+        background = [keeper, follower]
+        if self.metrics is not None:
+            background.append(asyncio.create_task(self.metrics.run(self.pool), name=f"metrics-{self.name}"))
         if self._pooled:
             self._senders = [
                 asyncio.create_task(self._sender(), name=f"sender-{self.name}-{i}") for i in range(self.concurrency)
@@ -164,10 +177,12 @@ class OutboxWorker:
         try:
             await self._work(recorder)
         finally:
-            for task in (keeper, follower):
+            for task in background:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            if self.metrics is not None:
+                await self.metrics.flush(self.pool)
         log.info("worker stopped", extra={"channel": self.name, "sent": self.sent})
 
     async def _work(self, recorder: asyncio.Task[None]) -> None:

@@ -8,6 +8,7 @@ public; roles in brackets, viewer by default: :mod:`dispatcher.web.auth`):
     GET /api/alerts                the dashboard's data as JSON (dashboard)
     GET /healthz                   public: liveness (database reachable; 200 "ok" or "degraded" with every
                                    paused channel, until when and why), this daemon's share (health)
+    GET /metrics                   public: Prometheus metrics, no personal data (metrics)
     GET /alerts/{id}               public: one alert as residents read it; their messages link here (public)
     GET /alerts/{id}/deliveries    operators: every delivery's fate, why any failed (?state= &channel= &after=)
     GET /deliveries/{id}           operators: one delivery and each of its transitions (deliveries)
@@ -36,10 +37,11 @@ from dispatcher.web.context import WEB, WebContext
 from dispatcher.web.dashboard import api_alerts, dashboard
 from dispatcher.web.deliveries import api_deliveries, api_delivery, deliveries_page, delivery_page
 from dispatcher.web.health import healthz
+from dispatcher.web.metrics import metrics
 from dispatcher.web.public import alert_page
 
 # Open to anyone: what residents read, the liveness probe, the stylesheet and script.
-PUBLIC = (alert_page, site.alert, healthz, templating.stylesheet, templating.static_file, templating.favicon)
+PUBLIC = (alert_page, site.alert, healthz, metrics, templating.stylesheet, templating.static_file, templating.favicon)
 
 
 def create_app(context: WebContext) -> web.Application:
@@ -65,6 +67,7 @@ def create_app(context: WebContext) -> web.Application:
     app.router.add_get("/api/alerts/{id}/deliveries", api_deliveries)
     app.router.add_get("/api/deliveries/{id}", api_delivery)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
     console.add_routes(app)
     admin.add_routes(app)
     app.router.add_routes(context.routes)

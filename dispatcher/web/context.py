@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from dispatcher.console.wiring import ConsoleSetup
 if TYPE_CHECKING:
     from dispatcher.publication.wiring import Publication
+if TYPE_CHECKING:
+    from dispatcher.metrics import Metrics
 
 
 class ShareView(Protocol):
@@ -56,7 +58,8 @@ class WebContext:
     https (cookies are then ``Secure`` and ``__Host-``); ``console`` is the staff
     console (None: its pages answer 404, the login still guards the rest);
     ``publication`` the public site, its feeds and the subscription forms (None: only
-    the plain alert page).
+    the plain alert page); ``metrics`` the daemon's Prometheus metrics (None: ``/metrics``
+    answers 404).
     """
 
     pool: asyncpg.Pool
@@ -70,6 +73,7 @@ class WebContext:
     secure_cookies: bool = False
     console: ConsoleSetup | None = None
     publication: Publication | None = None
+    metrics: Metrics | None = None
 
 
 WEB: web.AppKey[WebContext] = web.AppKey("web", WebContext)
