@@ -112,7 +112,9 @@ class Recorder:
                 await self.record(batch)
             except Exception:
                 # A bug or an unexpected database error must not lose answers.
-                log.exception("recording outcomes failed; retrying", extra={"channel": self.channel})
+                log.exception(
+                    "recording outcomes failed; retrying", extra={"event": "recorder.failed", "channel": self.channel}
+                )
                 self._answers[:0] = batch
                 await asyncio.sleep(1.0)
 
@@ -193,7 +195,12 @@ class Recorder:
             self.gate.pause_for(backoff[0])
             log.warning(
                 "channel failing; backing off",
-                extra={"channel": self.channel, "failures": int(backoff[1]), "backoff_s": round(backoff[0], 1)},
+                extra={
+                    "event": "channel.backoff",
+                    "channel": self.channel,
+                    "failures": int(backoff[1]),
+                    "backoff_s": round(backoff[0], 1),
+                },
             )
 
     async def _with_db(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
@@ -204,6 +211,9 @@ class Recorder:
                 async with self.pool.acquire() as conn:
                     return await fn(conn)
             except DB_ERRORS as exc:
-                log.warning("cannot record outcomes yet; retrying", extra={"channel": self.channel, "error": str(exc)})
+                log.warning(
+                    "cannot record outcomes yet; retrying",
+                    extra={"event": "recorder.database_unavailable", "channel": self.channel, "error": str(exc)},
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
