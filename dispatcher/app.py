@@ -37,6 +37,7 @@ from dispatcher.peers import Peers
 from dispatcher.pipeline import Pipeline
 from dispatcher.publication.tokens import Links
 from dispatcher.publication.wiring import Publication, links_for, start_for
+from dispatcher.reconcile import Report
 from dispatcher.settings import Settings
 from dispatcher.store import db
 from dispatcher.store.posts import StorePostLog
@@ -252,7 +253,16 @@ class Service:
             console=console,
             publication=self.publication,
             metrics=self.metrics,
+            reconcile=self.reconcile,
         )
+
+    async def reconcile(self, since: datetime) -> Report:
+        """What providers confirm against what the database calls delivered since ``since`` (/reconcile)."""
+        from dispatcher.reconcile import reconcile_with
+
+        assert self.pool is not None
+        async with self.pool.acquire() as conn:
+            return await reconcile_with(self.settings, conn, since=since)
 
     async def _start_web(self) -> None:
         from dispatcher.web.app import create_app

@@ -10,6 +10,8 @@ public; roles in brackets, viewer by default: :mod:`dispatcher.web.auth`):
                                    paused channel, until when and why), this daemon's share (health)
     GET /metrics                   public: Prometheus metrics, no personal data (metrics)
     GET /alerts/{id}               public: one alert as residents read it; their messages link here (public)
+    GET /reconcile, /api/reconcile operators: what providers confirm against what the database calls
+                                   delivered (?since=), as `dispatcher reconcile` (reconcile)
     GET /alerts/{id}/deliveries    operators: every delivery's fate, why any failed (?state= &channel= &after=)
     GET /deliveries/{id}           operators: one delivery and each of its transitions (deliveries)
     GET /api/alerts/{id}/deliveries, GET /api/deliveries/{id}: the operators' pages as JSON (deliveries)
@@ -32,7 +34,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from dispatcher.web import admin, auth, console, hygiene, site, subscribe, templating
+from dispatcher.web import admin, auth, console, hygiene, reconcile, site, subscribe, templating
 from dispatcher.web.context import WEB, WebContext
 from dispatcher.web.dashboard import api_alerts, dashboard
 from dispatcher.web.deliveries import api_deliveries, api_delivery, deliveries_page, delivery_page
@@ -68,6 +70,7 @@ def create_app(context: WebContext) -> web.Application:
     app.router.add_get("/api/deliveries/{id}", api_delivery)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
+    reconcile.add_routes(app)
     console.add_routes(app)
     admin.add_routes(app)
     app.router.add_routes(context.routes)

@@ -8,8 +8,9 @@ may import the web without the web importing the daemon back.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
 import asyncpg
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from dispatcher.publication.wiring import Publication
 if TYPE_CHECKING:
     from dispatcher.metrics import Metrics
+    from dispatcher.reconcile import Report
 
 
 class ShareView(Protocol):
@@ -59,7 +61,8 @@ class WebContext:
     console (None: its pages answer 404, the login still guards the rest);
     ``publication`` the public site, its feeds and the subscription forms (None: only
     the plain alert page); ``metrics`` the daemon's Prometheus metrics (None: ``/metrics``
-    answers 404).
+    answers 404); ``reconcile`` runs ``dispatcher reconcile``'s comparison since a time with
+    the daemon's own channels (None: ``/reconcile`` answers 404).
     """
 
     pool: asyncpg.Pool
@@ -74,6 +77,7 @@ class WebContext:
     console: ConsoleSetup | None = None
     publication: Publication | None = None
     metrics: Metrics | None = None
+    reconcile: Callable[[datetime], Awaitable[Report]] | None = None
 
 
 WEB: web.AppKey[WebContext] = web.AppKey("web", WebContext)

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import asyncpg
 import pytest
 
@@ -25,11 +26,12 @@ from channels.mastodon import MastodonConfig
 from channels.telegram import TelegramConfig
 from dispatcher.app import Service
 from dispatcher.model import Area
-from dispatcher.settings import ChannelSettings, load
+from dispatcher.settings import ChannelSettings, Settings, load
 from dispatcher.standins.mastodon import MastodonStandIn
 from dispatcher.standins.telegram_api import TelegramStandIn
 from tests.integration.test_delivery import alert, telegram_standin, wait_until
 from tests.samples import add_subscribers
+from tests.staffing import staff_session
 
 REPO = Path(__file__).resolve().parents[2]
 CHATS = [str(660_000 + i) for i in range(4)]
@@ -44,6 +46,7 @@ class Stack:
     mastodon: MastodonStandIn
     config: Path
     public_id: str
+    settings: Settings
 
     async def cli(self, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
         """``dispatcher ARGS`` (``--config`` given after the command, as the README allows)."""
@@ -120,7 +123,7 @@ async def stack(database: str, tmp_path: Path) -> AsyncIterator[Stack]:
                 public_id = await conn.fetchval("SELECT public_id FROM alerts WHERE identifier = 'truth-1'")
             finally:
                 await conn.close()
-            yield Stack(database, tg, mastodon, config, public_id)
+            yield Stack(database, tg, mastodon, config, public_id, settings)
     finally:
         await mastodon.stop()
 
@@ -170,6 +173,32 @@ async def test_reconcile_confirms_a_true_run_then_finds_planted_mismatches(stack
     assert code == 0 and "OK: no mismatch" in out
     code, _out, err = await stack.cli("reconcile", "--since", "yesterday")
     assert code == 2 and "ISO 8601" in err
+
+
+async def test_the_reconcile_page_shows_the_same_report_behind_the_login(stack: Stack) -> None:
+    toot = next(iter(stack.mastodon.toots))
+    del stack.mastodon.toots[toot]
+    settings = dataclasses.replace(stack.settings, web=dataclasses.replace(stack.settings.web, enabled=True, port=0))
+    service = Service(settings, dsn=stack.dsn)
+    await service.start()
+    try:
+        url = service.web_url
+        async with aiohttp.ClientSession() as anonymous, anonymous.get(f"{url}/api/reconcile") as resp:
+            assert resp.status == 401
+        async with staff_session(str(url), stack.dsn) as http:
+            async with http.get(f"{url}/api/reconcile") as resp:
+                assert resp.status == 200
+                report = await resp.json()
+            async with http.get(f"{url}/reconcile") as resp:
+                assert resp.status == 200
+                text = await resp.text()
+            async with http.get(f"{url}/reconcile?since=soon") as resp:
+                assert resp.status == 400 and "ISO 8601" in await resp.text()
+    finally:
+        await service.stop()
+    assert report["mismatches"] == 1 and [f["remote_id"] for f in report["findings"]] == [toot]
+    assert report["channels"]["telegram"] == {"unchecked": len(CHATS)}
+    assert "1 mismatch" in text and toot in text and "404" in text
 
 
 async def test_deliveries_by_public_id_as_json_and_text(stack: Stack) -> None:
