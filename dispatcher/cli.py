@@ -5,7 +5,10 @@ Commands:
     demo            run the daemon against local stand-ins (``--once``: scenario, summary, exit)
     migrate         apply database migrations
     check-config    validate a configuration file
-    status          recent alerts with per-channel delivery counts, paused channels (``--json``)
+    status          recent alerts with per-channel delivery counts, paused channels (``--json``;
+                    ``--follow``: live progress bars) (dispatcher/reading_cli.py)
+    deliveries      an alert's deliveries, by its number or public id (``--state``, ``--channel``, ``--json``)
+    reconcile       what providers confirm against what the database calls delivered (``--since``, ``--json``)
     channel         ``pause NAME [--reason TEXT] [--for SECONDS]`` or ``resume NAME``: every daemon
                     follows within seconds; who (the OS user) and why are recorded
     parse           parse JMA telegrams, one JSON object per file (exit 1 if any failed)
@@ -17,7 +20,10 @@ Commands:
     ingest          store and fan out JMA telegrams from files, as if they came from the feed
     user            staff accounts of the console: ``add NAME --role ROLE``, ``passwd``, ``disable``,
                     ``enable``, ``list`` (dispatcher/accounts_cli.py)
-    audit           the audit log of staff actions (``--csv [--since ISO]``)
+    audit           the audit log of staff actions (``--csv`` or ``--json``, ``--since ISO``)
+
+Every command takes ``--config FILE`` before or after its name; while ``dispatcher demo``
+runs, the others read its database (see :func:`_dsn`).
     x-cost          what posting an alert (a file or a stored alert's public id) on X costs, with and without the link
 """
 
