@@ -22,8 +22,7 @@ Commands:
                     ``enable``, ``list`` (dispatcher/accounts_cli.py)
     audit           the audit log of staff actions (``--csv`` or ``--json``, ``--since ISO``)
 
-Every command takes ``--config FILE`` before or after its name; while ``dispatcher demo``
-runs, the others read its database (see :func:`_dsn`).
+Every command takes ``--config FILE`` before or after its name; a running demo's data: :func:`_dsn`.
     x-cost          what posting an alert (a file or a stored alert's public id) on X costs, with and without the link
 """
 
@@ -213,19 +212,17 @@ async def _dsn(settings: Settings) -> str:
     read when neither ``DATABASE_URL`` nor ``[database]`` names another database; stderr says so.
     """
     from dispatcher import demostate
-    from dispatcher.settings import DatabaseConfig
     from dispatcher.store import db
 
     name = settings.database.embedded_database
-    if settings.database_url() is None and name == DatabaseConfig().embedded_database:
-        demo = demostate.read(settings.service.state_dir)
-        if demo is not None:
-            print(
-                f"dispatcher: reading the running demo's database {demo.database!r} (pid {demo.pid}, {demo.path});"
-                " set DATABASE_URL or [database] to read another",
-                file=sys.stderr,
-            )
-            name = demo.database
+    demo = demostate.in_use(settings)
+    if demo is not None:
+        print(
+            f"dispatcher: reading the running demo's database {demo.database!r} (pid {demo.pid}, {demo.path});"
+            " set DATABASE_URL or [database] to read another",
+            file=sys.stderr,
+        )
+        name = demo.database
     return await db.resolve_dsn(settings.database_url(), settings.service.state_dir, name)
 
 

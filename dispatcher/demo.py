@@ -218,7 +218,12 @@ class Demo:
         print(describe_accounts(staff, self.service.web_url), flush=True)
         # `dispatcher status` and the other commands read this demo's database while it runs.
         if not settings.database_url():
-            demostate.write(settings.service.state_dir, database=DEMO_DATABASE, web_url=self.service.web_url or "")
+            demostate.write(
+                settings.service.state_dir,
+                database=DEMO_DATABASE,
+                web_url=self.service.web_url or "",
+                read_back={"mastodon": self.mastodon.base_url},
+            )
         log.info("demo: dashboard at %s, public site at %s/public/  (Ctrl-C to stop)", *[self.service.web_url] * 2)
         publisher = asyncio.create_task(self._publish())
         try:

@@ -137,7 +137,8 @@ async def reconcile_with(settings: Settings, conn: asyncpg.Connection, *, since:
             ]
             verdicts: dict[int, Confirmation] = {}
             if channel is None:
-                verdicts = {s.delivery_id: Confirmation("unchecked", f"unknown channel {name!r}") for s in sent}
+                why = f"{name} is not configured here" if name in REGISTRY else f"unknown channel {name!r}"
+                verdicts = {s.delivery_id: Confirmation("unchecked", why) for s in sent}
             else:
                 # Only a configured channel is read back (its base_url, its token), the newest first.
                 ask = sorted((s for s in sent if s.remote_id), key=lambda s: -s.delivery_id)[:READ_BACK_LIMIT]

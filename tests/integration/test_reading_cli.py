@@ -286,6 +286,19 @@ async def test_status_while_the_demo_runs_reads_the_demos_database(tmp_path: Pat
 
         await wait_until(seen, 60, "the demo's alerts in `dispatcher status`")
         assert "reading the running demo's database 'dispatcher_demo'" in str(report["stderr"])
+        # Its Mastodon posts are read back from its own stand-in.
+        truth: dict[str, object] = {}
+
+        async def confirmed() -> bool:
+            code, out, err = await run_cli("reconcile", "--json", "--config", str(config))
+            assert code == 0, err + out
+            truth.update(json.loads(out))
+            channels = truth["channels"]
+            assert isinstance(channels, dict)
+            return bool(channels.get("mastodon", {}).get("confirmed"))
+
+        await wait_until(confirmed, 60, "a Mastodon post of the demo confirmed by its stand-in")
+        assert truth["mismatches"] == 0
     finally:
         demo.send_signal(signal.SIGINT)
         await asyncio.wait_for(demo.wait(), timeout=60)
