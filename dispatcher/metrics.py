@@ -53,8 +53,11 @@ log = logging.getLogger(__name__)
 LATENCY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 # A scrape within this many seconds of the last reuses its database figures.
 CACHE_SECONDS = 1.0
-# How often a worker asks whether the alerts it delivered for have settled.
+# How often a worker asks whether the alerts it delivered for have settled: every second
+# while deliveries of the alert come in, then less and less often (a long tail of retries
+# must not cost a scan of the alert's deliveries every second), at least once a minute.
 SETTLE_EVERY = 1.0
+SETTLE_AT_MOST_EVERY = 60.0
 ANSWERS = ("delivered", "rejected", "failed", "rate_limited")
 PAUSES = ("operator", "provider", "backoff")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -220,8 +223,9 @@ class ChannelMetrics:
         self._rate_limited = metrics.rate_limited.labels(channel)
         self._first = metrics.first.labels(channel)
         self._last = metrics.last.labels(channel)
-        # Alerts this daemon delivered for whose last delivery on the channel may not have been made yet.
-        self._watched: set[int] = set()
+        # Alerts this daemon delivered for whose last delivery on the channel may not have been
+        # made yet: when to look again (monotonic), and the wait after that if still open.
+        self._watched: dict[int, tuple[float, float]] = {}
 
     def answered(self, said: Iterable[str], delivered_alerts: Iterable[int]) -> None:
         """After a write: what the providers said (one name per answer), and the alerts delivered for."""
@@ -230,25 +234,32 @@ class ChannelMetrics:
             self._answers[name].inc(n)
             if name == "rate_limited":
                 self._rate_limited.inc(n)
-        self._watched.update(delivered_alerts)
+        soon = time.monotonic() + SETTLE_EVERY
+        for alert_id in delivered_alerts:
+            due, _wait = self._watched.get(alert_id, (soon, SETTLE_EVERY))
+            self._watched[alert_id] = (min(due, soon), SETTLE_EVERY)
 
     def observe(self, settled: Iterable[store.Settled]) -> None:
         for s in settled:
             self._first.observe(s.first_seconds)
             self._last.observe(s.last_seconds)
 
-    async def settle(self, pool: asyncpg.Pool) -> None:
-        """Observe the watched alerts that have nothing left to send on this channel."""
-        if not self._watched:
+    async def settle(self, pool: asyncpg.Pool, *, everything: bool = False) -> None:
+        """Observe the watched alerts that have nothing left to send on this channel (those due, or all)."""
+        now = time.monotonic()
+        due = sorted(a for a, (when, _wait) in self._watched.items() if everything or when <= now)
+        if not due:
             return
-        watched, self._watched = self._watched, set()
-        try:
-            async with pool.acquire() as conn:
-                still_open, settled = await store.settle(conn, self.channel, sorted(watched))
-        except DB_ERRORS:
-            self._watched |= watched
-            raise
-        self._watched.update(still_open)
+        async with pool.acquire() as conn:
+            still_open, settled = await store.settle(conn, self.channel, due)
+        still = set(still_open)
+        for alert_id in due:
+            if alert_id not in still:
+                self._watched.pop(alert_id, None)  # settled here, by another daemon, or nothing delivered
+            elif alert_id in self._watched:
+                _when, wait = self._watched[alert_id]
+                wait = min(wait * 2, SETTLE_AT_MOST_EVERY)
+                self._watched[alert_id] = (time.monotonic() + wait, wait)
         self.observe(settled)
         for s in settled:
             log.info(
@@ -282,4 +293,4 @@ class ChannelMetrics:
     async def flush(self, pool: asyncpg.Pool) -> None:
         """A last settle at shutdown (what this daemon finished is observed, if it finished everything)."""
         with contextlib.suppress(*DB_ERRORS):
-            await self.settle(pool)
+            await self.settle(pool, everything=True)
