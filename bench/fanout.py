@@ -23,6 +23,10 @@ the event loop. Goal: the daemon ≥ 5× Apprise and ≥ 60 % of the bare client
 The bare clients and the daemon take turns, round after round (a shared VM's speed
 drifts by tens of per cent within a minute); each reports its best and median round.
 
+Afterwards, what the daemon's own ``/metrics`` says of the same rounds (its
+ingest-to-first and ingest-to-last delivery histograms, one observation per alert, from
+the database's timestamps) and a ``dispatcher reconcile`` of every delivery recorded.
+
 Run: ``.venv/bin/python bench/fanout.py [--n N] [--rounds R]``.
 """
 
@@ -35,6 +39,7 @@ import statistics
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -276,6 +281,8 @@ async def main() -> None:
     }
     bare_times: dict[str, list[float]] = {name: [] for name in variants}
     daemon: list[tuple[float, float]] = []
+    observed: list[list[object]] = []
+    truth = ""
     try:
         async with aiohttp.ClientSession() as control, Daemon(receiver, control, n) as d:
             # Interleaved, so that all of them see the same machine (a shared VM's
@@ -285,6 +292,7 @@ async def main() -> None:
                     bare_times[name].append(await fn(receiver, control, n, limit))
                 daemon.append(await d.round())
             t_apprise = await with_apprise(receiver, control, n)
+            observed, truth = await from_the_daemon(d, args.rounds)
     finally:
         await receiver.stop()
     med = statistics.median
@@ -315,6 +323,62 @@ async def main() -> None:
         ratio_rows.append(["daemon / Apprise", "Apprise missing", ">= 5×", ""])
     print()
     print(table(["throughput ratio", "value", "goal", "ok"], ratio_rows))
+    print()
+    print(table(["the daemon's /metrics (webhook)", "alerts", "mean (s)", "max (s)", "buckets (s: alerts)"], observed))
+    print()
+    print("dispatcher reconcile (every delivery of the run):")
+    print(truth)
+
+
+async def from_the_daemon(d: Daemon, rounds: int) -> tuple[list[list[object]], str]:
+    """The latency histograms of the daemon's /metrics once every round settled, and a reconciliation."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from dispatcher.reconcile import format_report, reconcile_with
+
+    assert d.service is not None and d.service.metrics is not None and d.service.pool is not None
+    metrics = d.service.metrics
+    name = "dispatcher_ingest_to_last_delivery_seconds"
+    rows: list[list[object]] = []
+    for _ in range(100):  # each alert settles within a second or two of its last delivery
+        samples = {
+            (s.name, s.labels.get("le", "")): s.value
+            for f in text_string_to_metric_families(metrics.render().decode())
+            for s in f.samples
+            if s.labels.get("channel") == "webhook"
+        }
+        if samples.get((f"{name}_count", ""), 0) >= rounds:
+            break
+        await asyncio.sleep(0.1)
+    async with d.service.pool.acquire() as conn:
+        worst = await conn.fetch(
+            "SELECT extract(epoch FROM first_delivered_at - received_at)::float8 AS first_s,"
+            " extract(epoch FROM last_delivered_at - received_at)::float8 AS last_s FROM delivery_latency"
+        )
+        report = await reconcile_with(d.service.settings, conn, since=datetime.now(UTC) - timedelta(hours=1))
+    for label, metric, column in (
+        ("ingest → first delivery", "dispatcher_ingest_to_first_delivery_seconds", "first_s"),
+        ("ingest → last delivery", name, "last_s"),
+    ):
+        count = samples.get((f"{metric}_count", ""), 0)
+        total = samples.get((f"{metric}_sum", ""), 0.0)
+        buckets, before = [], 0.0
+        for (_sample, le), value in sorted(
+            ((k, v) for k, v in samples.items() if k[0] == f"{metric}_bucket"), key=lambda kv: float(kv[0][1])
+        ):
+            if value > before:
+                buckets.append(f"≤{le}: {value - before:.0f}")
+            before = value
+        rows.append(
+            [
+                label,
+                int(count),
+                total / count if count else "",
+                max((r[column] for r in worst), default=""),
+                ", ".join(buckets),
+            ]
+        )
+    return rows, format_report(report)
 
 
 if __name__ == "__main__":

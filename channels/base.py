@@ -25,7 +25,7 @@ from typing import Any, ClassVar, Protocol
 import aiohttp
 
 from channels.lengths import characters
-from channels.posts import PostLog
+from channels.posts import PostLog, not_ours
 from channels.templates import Templates, render_message
 from dispatcher.model import Alert, Area, Message, Recipient
 
@@ -74,6 +74,33 @@ class Reject:
 
 
 SendResult = Delivered | Retry | Reject
+
+
+@dataclass(frozen=True, slots=True)
+class Sent:
+    """A delivery the database calls delivered, as ``dispatcher reconcile`` asks its channel about it.
+
+    ``retracted`` is what a cancel did to the post (``channel_posts``: "edited", "deleted").
+    """
+
+    delivery_id: int
+    remote_id: str | None
+    language: str
+    alert: Alert | None = None
+    retracted: str | None = None
+
+
+# What a read-back found: the first two are mismatches between the provider and the database.
+MISMATCHES = ("missing", "no_provider_id")
+VERDICTS = (*MISMATCHES, "confirmed", "retracted", "skipped", "unchecked", "unverifiable")
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmation:
+    """The verdict on one :class:`Sent` (one of :data:`VERDICTS`) and what the provider said."""
+
+    verdict: str
+    detail: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +189,9 @@ class Channel:
     # True when the channel posts once per alert (Mastodon, website) rather
     # than once per subscriber.
     broadcast: ClassVar[bool] = False
+    # Whether the provider names what it accepted (``Delivered.remote_id``): a delivery
+    # the database calls delivered without one is then a mismatch (``dispatcher reconcile``).
+    remote_ids: ClassVar[bool] = True
 
     config: Any
 
@@ -230,6 +260,26 @@ class Channel:
     async def send_one(self, message: Message, recipient: Recipient) -> SendResult:
         """One attempt for one recipient: what a provider without batches implements."""
         raise NotImplementedError(f"{type(self).__name__} implements neither send_one nor send")
+
+    async def confirm(self, sent: Sequence[Sent]) -> Mapping[int, Confirmation]:
+        """Ask the provider whether what the database calls delivered exists there, by ``delivery_id``.
+
+        The read-back of ``dispatcher reconcile``: the default reads nothing back (see
+        :meth:`unconfirmed`); a provider that can say whether a message exists overrides it
+        (Mastodon: ``GET /api/v1/statuses/:id``). Like ``send``, it translates the
+        provider's errors (``unverifiable``) instead of raising.
+        """
+        return {s.delivery_id: self.unconfirmed(s) for s in sent}
+
+    def unconfirmed(self, s: Sent) -> Confirmation:
+        """The verdict without asking the provider: a missing id is a mismatch where the provider gives one."""
+        if s.remote_id:
+            return Confirmation("unchecked", f"{self.name} offers no read-back")
+        if not self.remote_ids:
+            return Confirmation("unchecked", f"{self.name} gives no id for what it accepts")
+        if self.broadcast and s.alert is not None and not_ours(self.render(s.alert, s.language)):
+            return Confirmation("skipped", "not posted: the alert does not concern the city")
+        return Confirmation("no_provider_id", "delivered without the provider's id for it")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"

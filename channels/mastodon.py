@@ -19,14 +19,24 @@ correction in the thread. Answers: 2xx → ``Delivered(status id)``; 429 or a sp
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
 
 import aiohttp
 
-from channels.base import Channel, ChannelContext, Delivered, Health, Reject, Retry, SendResult
+from channels.base import (
+    Channel,
+    ChannelContext,
+    Confirmation,
+    Delivered,
+    Health,
+    Reject,
+    Retry,
+    SendResult,
+    Sent,
+)
 from channels.posts import (
     SKIPPED,
     MemoryPostLog,
@@ -144,13 +154,46 @@ class MastodonChannel(Channel):
         headers = self._headers()
         if key:
             headers["Idempotency-Key"] = key
-        async with self.http.request(method, self._url(path), json=body, headers=headers, timeout=self._timeout) as r:
+        async with self.http.request(
+            method, self._url(path), json=body or None, headers=headers, timeout=self._timeout
+        ) as r:
             self._observe(r)
             try:
                 payload = await r.json(content_type=None)
             except ValueError:
                 payload = {}
             return r.status, payload, _reset_at(r.headers.get("X-RateLimit-Reset"))
+
+    async def confirm(self, sent: Sequence[Sent]) -> Mapping[int, Confirmation]:
+        """Each status the database calls posted must exist: ``GET /api/v1/statuses/:id`` (200, else 404).
+
+        A status a cancel deleted (``channel_posts``) is expected to be gone. Never spends
+        the last of the token's budget (``X-RateLimit-Remaining``): the posts come first.
+        """
+        out: dict[int, Confirmation] = {}
+        for s in sent:
+            if not s.remote_id:
+                out[s.delivery_id] = self.unconfirmed(s)
+                continue
+            if self.budget.wait() > 0:
+                out[s.delivery_id] = Confirmation("unverifiable", "mastodon rate limit spent; try later")
+                continue
+            try:
+                status, payload, _reset = await self._call("GET", f"/api/v1/statuses/{s.remote_id}", {})
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                out[s.delivery_id] = Confirmation("unverifiable", f"mastodon connection: {type(exc).__name__}")
+                continue
+            if status == 200:
+                out[s.delivery_id] = Confirmation(
+                    "confirmed", str(payload.get("url", "")) if isinstance(payload, dict) else ""
+                )
+            elif status == 404 and s.retracted == "deleted":
+                out[s.delivery_id] = Confirmation("retracted", "deleted by the cancel that retracted it")
+            elif status == 404:
+                out[s.delivery_id] = Confirmation("missing", f"mastodon has no status {s.remote_id} (404)")
+            else:
+                out[s.delivery_id] = Confirmation("unverifiable", f"mastodon answered {status}")
+        return out
 
     def _failure(self, status: int, payload: Any, reset_at: float | None, what: str) -> SendResult:
         error = payload.get("error", "") if isinstance(payload, dict) else ""

@@ -110,6 +110,8 @@ class WebhookChannel(Channel):
     max_text_length: ClassVar[int] = 20000
     rate_per_second: ClassVar[float] = 50.0
     broadcast: ClassVar[bool] = True
+    # A partner's endpoint answers 2xx and names nothing: reconcile has no id to expect.
+    remote_ids: ClassVar[bool] = False
 
     def __init__(self, config: WebhookConfig, context: ChannelContext) -> None:
         super().__init__(config, context)

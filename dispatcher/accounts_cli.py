@@ -44,6 +44,7 @@ def add_parsers(sub: Any) -> None:
     a = sub.add_parser("audit", help="the audit log of staff actions (--csv: as CSV)")
     a.add_argument("--csv", action="store_true", help="CSV with a header line, as /audit.csv serves it")
     a.add_argument("--since", help="entries at or after this time (ISO 8601; without an offset: JST)")
+    a.add_argument("--json", action="store_true", help="a JSON array of the entries")
 
 
 def cli_actor() -> Actor:
@@ -133,6 +134,9 @@ async def audit(settings: Settings, args: argparse.Namespace) -> int:
         await conn.close()
     if args.csv:
         sys.stdout.write(csv_text(rows))
+        return 0
+    if args.json:
+        print(json.dumps([_row(r) for r in rows], ensure_ascii=False, indent=2))
         return 0
     for r in rows:
         print(f"{r['at'].astimezone(JST):%Y-%m-%d %H:%M:%S} {r['actor']:<16} {r['action']:<14} {r['target']}")

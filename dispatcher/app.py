@@ -33,10 +33,12 @@ from channels.base import Channel, ChannelContext, http_session
 from channels.templates import Templates, local_codes_for
 from dispatcher.config import ConfigError
 from dispatcher.context import ServiceContext
+from dispatcher.metrics import Metrics
 from dispatcher.peers import Peers
 from dispatcher.pipeline import Pipeline
 from dispatcher.publication.tokens import Links
 from dispatcher.publication.wiring import Publication, links_for, start_for
+from dispatcher.reconcile import Report
 from dispatcher.settings import Settings
 from dispatcher.store import db
 from dispatcher.store.posts import StorePostLog
@@ -89,6 +91,8 @@ class Service:
         # The public site, feeds and subscription forms ([publication]), and the signed links mails carry.
         self.links: Links | None = None
         self.publication: Publication | None = None
+        # This daemon's /metrics, in a registry of its own (several daemons may share a process).
+        self.metrics: Metrics | None = None
 
     @property
     def dsn(self) -> str:
@@ -119,7 +123,8 @@ class Service:
         self.pipeline = Pipeline(
             self.pool, targeter=default_targeter(s.geo), channels=list(self.channels), broadcast_channels=broadcast
         )
-        self.context = ServiceContext(self.pool, self.pipeline)
+        self.metrics = Metrics(list(self.channels))
+        self.context = ServiceContext(self.pool, self.pipeline, metrics=self.metrics)
         self.wakeups = Wakeups(self.dsn)
         self.wakeups.start()
         self.peers = Peers(self.pool, list(self.channels))
@@ -132,6 +137,7 @@ class Service:
                 settings=s.channels.get(name),
                 wakeup=self.wakeups.event(name),
                 share=self.peers.share_for(name),
+                metrics=self.metrics.channel(name),
             )
             self.workers.append(worker)
             self._worker_tasks.append(asyncio.create_task(worker.run(), name=f"worker-{name}"))
@@ -249,6 +255,8 @@ class Service:
             publication=self.publication,
             dsn=self.dsn,
             channel_info=self._channel_info(),
+            metrics=self.metrics,
+            reconcile=self.reconcile,
         )
 
     def _channel_info(self) -> dict[str, ChannelInfo]:
@@ -265,6 +273,14 @@ class Service:
             quota = getattr(w.channel, "remaining_quota", None)  # a provider with a monthly quota (LINE)
             out[w.name] = ChannelInfo(rate * w.batch_size, w.batch_size, w.channel.broadcast, price, quota)
         return out
+
+    async def reconcile(self, since: datetime) -> Report:
+        """What providers confirm against what the database calls delivered since ``since`` (/reconcile)."""
+        from dispatcher.reconcile import reconcile_with
+
+        assert self.pool is not None
+        async with self.pool.acquire() as conn:
+            return await reconcile_with(self.settings, conn, since=since)
 
     async def _start_web(self) -> None:
         from dispatcher.web.app import create_app

@@ -5,7 +5,10 @@ Commands:
     demo            run the daemon against local stand-ins (``--once``: scenario, summary, exit)
     migrate         apply database migrations
     check-config    validate a configuration file
-    status          recent alerts with per-channel delivery counts, paused channels (``--json``)
+    status          recent alerts with per-channel delivery counts, paused channels (``--json``;
+                    ``--follow``: live progress bars) (dispatcher/reading_cli.py)
+    deliveries      an alert's deliveries, by its number or public id (``--state``, ``--channel``, ``--json``)
+    reconcile       what providers confirm against what the database calls delivered (``--since``, ``--json``)
     channel         ``pause NAME [--reason TEXT] [--for SECONDS]`` or ``resume NAME``: every daemon
                     follows within seconds; who (the OS user) and why are recorded
     parse           parse JMA telegrams, one JSON object per file (exit 1 if any failed)
@@ -17,7 +20,9 @@ Commands:
     ingest          store and fan out JMA telegrams from files, as if they came from the feed
     user            staff accounts of the console: ``add NAME --role ROLE``, ``passwd``, ``disable``,
                     ``enable``, ``list`` (dispatcher/accounts_cli.py)
-    audit           the audit log of staff actions (``--csv [--since ISO]``)
+    audit           the audit log of staff actions (``--csv`` or ``--json``, ``--since ISO``)
+
+Every command takes ``--config FILE`` before or after its name; a running demo's data: :func:`_dsn`.
     x-cost          what posting an alert (a file or a stored alert's public id) on X costs, with and without the link
 """
 
@@ -35,7 +40,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from dispatcher import accounts_cli, logs
+from dispatcher import accounts_cli, logs, reading_cli
 from dispatcher.config import ConfigError
 from dispatcher.settings import Settings, load
 
@@ -55,9 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("migrate", help="apply database migrations")
     c = sub.add_parser("check-config", help="validate a configuration file")
     c.add_argument("file", nargs="?", help="file to check (default: --config, $DISPATCHER_CONFIG or the defaults)")
-    s = sub.add_parser("status", help="recent alerts with per-channel delivery counts")
-    s.add_argument("--json", action="store_true")
-    s.add_argument("--limit", type=int, default=20)
+    reading_cli.add_parsers(sub)
     ch = sub.add_parser("channel", help="pause or resume a channel's deliveries (every daemon follows)")
     actions = ch.add_subparsers(dest="action", required=True, metavar="ACTION")
     cp = actions.add_parser("pause", help="stop sending on a channel (queued deliveries wait)")
@@ -92,7 +95,21 @@ def _parser() -> argparse.ArgumentParser:
     xc = sub.add_parser("x-cost", help="the price of an alert's X post, with and without the link (JSON)")
     xc.add_argument("alert", help="a JMA or CAP file, or a stored alert's public id")
     xc.add_argument("--language", default="ja")
+    _config_everywhere(p)
     return p
+
+
+def _config_everywhere(parser: argparse.ArgumentParser) -> None:
+    """``--config`` is taken after the command too (``dispatcher status --config F``), at every level.
+
+    SUPPRESS as the default: a subcommand that is not given it leaves the top level's value alone.
+    """
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                if not any("--config" in a.option_strings for a in child._actions):
+                    child.add_argument("--config", "-c", default=argparse.SUPPRESS, help="configuration file")
+                _config_everywhere(child)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,7 +130,9 @@ def main(argv: list[str] | None = None) -> int:
         "run": _run,
         "demo": _demo,
         "migrate": _migrate,
-        "status": _status,
+        "status": reading_cli.status,
+        "deliveries": reading_cli.deliveries,
+        "reconcile": reading_cli.reconcile,
         "channel": _channel,
         "subscribe": _subscribe,
         "approve": _approve,
@@ -187,12 +206,24 @@ async def _demo(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def _dsn(settings: Settings) -> str:
-    """The database the configuration names (or the embedded one, started if need be)."""
+    """The database the configuration names, else a running demo's, else the embedded one (started if need be).
+
+    A running ``dispatcher demo`` (``<state_dir>/demo.json``, :mod:`dispatcher.demostate`) is
+    read when neither ``DATABASE_URL`` nor ``[database]`` names another database; stderr says so.
+    """
+    from dispatcher import demostate
     from dispatcher.store import db
 
-    return await db.resolve_dsn(
-        settings.database_url(), settings.service.state_dir, settings.database.embedded_database
-    )
+    name = settings.database.embedded_database
+    demo = demostate.in_use(settings)
+    if demo is not None:
+        print(
+            f"dispatcher: reading the running demo's database {demo.database!r} (pid {demo.pid}, {demo.path});"
+            " set DATABASE_URL or [database] to read another",
+            file=sys.stderr,
+        )
+        name = demo.database
+    return await db.resolve_dsn(settings.database_url(), settings.service.state_dir, name)
 
 
 async def _connect(settings: Settings) -> Any:
@@ -214,33 +245,6 @@ async def _migrate(settings: Settings, _args: argparse.Namespace) -> int:
     finally:
         await conn.close()
     print("applied: " + ", ".join(applied) if applied else "database is up to date")
-    return 0
-
-
-async def _status(settings: Settings, args: argparse.Namespace) -> int:
-    from dispatcher import status
-    from dispatcher.store import reports
-
-    conn = await _connect(settings)
-    try:
-        alerts = await reports.recent_alerts(conn, args.limit)
-        documents = await reports.documents_summary(conn)
-        pauses = await reports.channel_pauses(conn)
-        if args.json:
-            totals = await reports.totals(conn)
-            report = {
-                "status": reports.health(pauses),
-                "paused": pauses,
-                "alerts": alerts,
-                "totals": totals,
-                "documents": documents,
-            }
-            print(json.dumps(report, ensure_ascii=False, indent=2))
-        else:
-            print(status.format_table(alerts, documents))
-            print(status.format_pauses(pauses))
-    finally:
-        await conn.close()
     return 0
 
 

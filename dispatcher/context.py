@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 
@@ -20,6 +20,9 @@ from dispatcher.model import Alert, Document
 from dispatcher.pipeline import IngestResult, Pipeline
 from dispatcher.store import documents, locks
 from dispatcher.store.db import DB_ERRORS
+
+if TYPE_CHECKING:
+    from dispatcher.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -35,9 +38,11 @@ MAX_FETCH_ATTEMPTS = 5
 class ServiceContext:
     """The :class:`sources.base.SourceContext` the sources get: the pipeline and the database hooks."""
 
-    def __init__(self, pool: asyncpg.Pool, pipeline: Pipeline) -> None:
+    def __init__(self, pool: asyncpg.Pool, pipeline: Pipeline, *, metrics: Metrics | None = None) -> None:
         self.pool = pool
         self.pipeline = pipeline
+        # Counts every poll's result per feed (/metrics); None outside the daemon.
+        self.metrics = metrics
 
     async def emit(
         self, alert: Alert, *, document: Document | None = None, hold: bool = False, patient: bool = True
@@ -102,6 +107,8 @@ class ServiceContext:
     async def save_feed_state(
         self, url: str, *, status: int | None, etag: str | None, last_modified: str | None, error: str | None
     ) -> int:
+        if self.metrics is not None:
+            self.metrics.poll(url, status=status, error=error)
         async with self.pool.acquire() as conn:
             return await documents.save_feed_state(
                 conn, url, status=status, etag=etag, last_modified=last_modified, error=error

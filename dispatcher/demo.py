@@ -27,7 +27,7 @@ from channels.email import EmailConfig
 from channels.mastodon import MastodonConfig
 from channels.telegram import TelegramConfig
 from channels.x import XConfig
-from dispatcher import status
+from dispatcher import demostate, status
 from dispatcher.app import Service
 from dispatcher.console.demo_accounts import create_demo_accounts
 from dispatcher.console.demo_accounts import describe as describe_accounts
@@ -216,6 +216,14 @@ class Demo:
         self.service = Service(settings, dsn=dsn)
         await self.service.start()
         print(describe_accounts(staff, self.service.web_url), flush=True)
+        # `dispatcher status` and the other commands read this demo's database while it runs.
+        if not settings.database_url():
+            demostate.write(
+                settings.service.state_dir,
+                database=DEMO_DATABASE,
+                web_url=self.service.web_url or "",
+                read_back={"mastodon": self.mastodon.base_url},
+            )
         log.info("demo: dashboard at %s, public site at %s/public/  (Ctrl-C to stop)", *[self.service.web_url] * 2)
         publisher = asyncio.create_task(self._publish())
         try:
@@ -225,6 +233,7 @@ class Demo:
                 await self._wait_for_signal()
                 ok = self._check()[0]
         finally:
+            demostate.remove(settings.service.state_dir)
             publisher.cancel()
             await self._summary()
             await self.service.stop()

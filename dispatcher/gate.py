@@ -117,6 +117,7 @@ class SendGate:
             log.warning(
                 "provider paused the channel for longer than a minute",
                 extra={
+                    "event": "channel.long_pause",
                     "channel": self.channel,
                     "alert_id": claim.alert_id,
                     "delivery_id": claim.id,
@@ -245,7 +246,7 @@ class SendGate:
             self._db_pause = None
             self._unpaused.set()
             if was_paused and not state.held(datetime.now(UTC)):
-                log.info("channel resumed by an operator", extra={"channel": self.channel})
+                log.info("channel resumed by an operator", extra={"event": "channel.resumed", "channel": self.channel})
         now = datetime.now(UTC)
         pauses = _pauses(state, now)
         if not pauses:
@@ -261,6 +262,7 @@ class SendGate:
             log.warning(
                 "channel paused by an operator" if operator else f"channel paused ({why}), as the database says",
                 extra={
+                    "event": "channel.paused",
                     "channel": self.channel,
                     "why": why,
                     "until": until.isoformat() if until is not None else "resumed",

@@ -206,22 +206,33 @@ class Pipeline:
         except (asyncpg.DataError, asyncpg.ProgramLimitExceededError) as exc:
             log.error(
                 "the database refused a value of an alert that passed validation",
-                extra={"alert": alert.identifier, "source": alert.source, "error": str(exc)},
+                extra={
+                    "event": "alert.refused_by_database",
+                    "alert": alert.identifier,
+                    "source": alert.source,
+                    "error": str(exc),
+                },
             )
             raise InvalidAlert(f"a value cannot be stored: {exc}") from None
 
     async def _ingest(self, alert: Alert, document: Document | None, hold: bool) -> IngestResult:
         targets, unknown = self.targeter.target_codes(alert)
-        extra: dict[str, Any] = {"alert": alert.identifier, "event": alert.event, "source": alert.source}
+        extra: dict[str, Any] = {"alert": alert.identifier, "alert_event": alert.event, "source": alert.source}
         if unknown:
-            log.warning("alert names unknown area codes", extra={**extra, "codes": ",".join(unknown)})
+            log.warning(
+                "alert names unknown area codes",
+                extra={**extra, "event": "alert.unknown_codes", "codes": ",".join(unknown)},
+            )
         public_id = mint_public_id()
         async with self.pool.acquire() as conn, conn.transaction():
             doc_id = None
             if document is not None:
                 doc_id = await documents.take_document(conn, document)
                 if doc_id is None:
-                    log.info("document already received", extra={**extra, "url": document.url})
+                    log.info(
+                        "document already received",
+                        extra={**extra, "event": "alert.document_replayed", "url": document.url},
+                    )
                     return IngestResult(Outcome.REPLAY)
                 await documents.record_document(
                     conn,
@@ -242,7 +253,7 @@ class Pipeline:
                 issuance=issuance,
             )
             if alert_id is None:
-                log.info("alert already stored", extra=extra)
+                log.info("alert already stored", extra={**extra, "event": "alert.duplicate"})
                 return IngestResult(Outcome.DUPLICATE)
             extra["alert_id"] = alert_id
             siblings: list[int] = []
@@ -259,20 +270,27 @@ class Pipeline:
                 await locks.serialise(conn, alert.series_key)
             if alert.series_key and await alert_store.newer_in_series(conn, alert.series_key, alert.sent, alert_id):
                 await alert_store.mark_state(conn, alert_id, "stale")
-                log.info("older telegram of a series arrived late: stored, not sent", extra=extra)
+                log.info(
+                    "older telegram of a series arrived late: stored, not sent", extra={**extra, "event": "alert.stale"}
+                )
                 return IngestResult(Outcome.STALE, alert_id, unknown_codes=tuple(unknown), public_id=public_id)
             decision = fence(alert, await alert_store.replacement_candidates(conn, alert, alert_id))
             replaced = decision.replaced
             if decision.refused:
                 for reason in decision.refused:
-                    log.warning("reference not honoured: %s", reason, extra=extra)
+                    log.warning(
+                        "reference not honoured: %s", reason, extra={**extra, "event": "alert.reference_refused"}
+                    )
                 await alert_store.add_details(
                     conn, alert_id, {"problems": decision.refused, "refused_references": decision.refused}
                 )
             if replaced:
                 await alert_store.mark_replaced(conn, replaced, alert_id, alert.msg_type is MsgType.CANCEL)
                 n = await fanout.supersede_queued(conn, replaced, f"replaced by alert {alert_id}")
-                log.info("alert replaces earlier ones", extra={**extra, "replaced": replaced, "superseded": n})
+                log.info(
+                    "alert replaces earlier ones",
+                    extra={**extra, "event": "alert.replaces", "replaced": replaced, "superseded": n},
+                )
             result = IngestResult(
                 Outcome.HELD if hold else Outcome.QUEUED,
                 alert_id,
@@ -282,15 +300,18 @@ class Pipeline:
                 refused=tuple(decision.refused),
             )
             if hold:
-                log.info("alert held for approval", extra=extra)
+                log.info("alert held for approval", extra={**extra, "event": "alert.held"})
                 return result
             if alert.details.get("push") is False:
                 # Information the source says is for the site, not for phones (JMA's
                 # 台風解析・予報情報): stored and shown, not sent.
-                log.info("alert stored for the site only, not pushed", extra=extra)
+                log.info("alert stored for the site only, not pushed", extra={**extra, "event": "alert.site_only"})
                 return result
             count = await self._fan_out(conn, alert, alert_id, targets, replaced, siblings)
-        log.info("alert queued", extra={**extra, "deliveries": count, "priority": int(alert.priority)})
+        log.info(
+            "alert queued",
+            extra={**extra, "event": "alert.queued", "deliveries": count, "priority": int(alert.priority)},
+        )
         return replace(result, deliveries=count)
 
     async def release(self, alert_id: int) -> IngestResult:
@@ -306,7 +327,7 @@ class Pipeline:
             replaced = await alert_store.replaced_by(conn, alert_id)
             siblings = await alert_store.issuance_siblings(conn, row["issuance"], alert_id) if row["issuance"] else []
             count = await self._fan_out(conn, alert, alert_id, list(row["target_codes"]), replaced, siblings)
-        log.info("held alert released", extra={"alert_id": alert_id, "deliveries": count})
+        log.info("held alert released", extra={"event": "alert.released", "alert_id": alert_id, "deliveries": count})
         return IngestResult(Outcome.QUEUED, alert_id, count, tuple(replaced), public_id=alert.public_id)
 
     def channels_for(self, alert: Alert) -> tuple[list[str], list[str]]:

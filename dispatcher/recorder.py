@@ -24,6 +24,7 @@ import asyncpg
 
 from dispatcher.gate import SendGate
 from dispatcher.leases import Leases
+from dispatcher.metrics import ChannelMetrics
 from dispatcher.retry import Decision, RetryPolicy, Said
 from dispatcher.store import outbox
 from dispatcher.store.db import DB_ERRORS
@@ -36,6 +37,13 @@ RECORD_DELAY = 0.02
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# The metrics' names of what a provider said (dispatcher.metrics.ANSWERS).
+_SAID = {
+    Said.DELIVERED: "delivered",
+    Said.REJECTED: "rejected",
+    Said.FAILED: "failed",
+    Said.RATE_LIMITED: "rate_limited",
+}
 
 
 # Not frozen (but never changed), as Decision: one per delivery.
@@ -56,9 +64,19 @@ class Recorder:
     """Writes answers as they arrive, all that are waiting in one transaction."""
 
     def __init__(
-        self, pool: asyncpg.Pool, channel: str, *, policy: RetryPolicy, batch: int, gate: SendGate, leases: Leases
+        self,
+        pool: asyncpg.Pool,
+        channel: str,
+        *,
+        policy: RetryPolicy,
+        batch: int,
+        gate: SendGate,
+        leases: Leases,
+        metrics: ChannelMetrics | None = None,
     ) -> None:
         self.pool = pool
+        # Counts what providers said once it is written, and which alerts were delivered for.
+        self.metrics = metrics
         self.channel = channel
         self.policy = policy
         # A batch this large is written at once, without waiting RECORD_DELAY.
@@ -94,7 +112,9 @@ class Recorder:
                 await self.record(batch)
             except Exception:
                 # A bug or an unexpected database error must not lose answers.
-                log.exception("recording outcomes failed; retrying", extra={"channel": self.channel})
+                log.exception(
+                    "recording outcomes failed; retrying", extra={"event": "recorder.failed", "channel": self.channel}
+                )
                 self._answers[:0] = batch
                 await asyncio.sleep(1.0)
 
@@ -165,12 +185,22 @@ class Recorder:
             self.unhealthy = True
         self.leases.drop(a.claim for a in done)
         self.recorded.set()
+        if self.metrics is not None:
+            self.metrics.answered(
+                (_SAID[a.decision.said] for a in done if a.decision.said is not None),
+                {a.claim.alert_id for a in done if a.decision.said is Said.DELIVERED},
+            )
         if backoff:
             # Sends still waiting in this process go back instead of failing too.
             self.gate.pause_for(backoff[0])
             log.warning(
                 "channel failing; backing off",
-                extra={"channel": self.channel, "failures": int(backoff[1]), "backoff_s": round(backoff[0], 1)},
+                extra={
+                    "event": "channel.backoff",
+                    "channel": self.channel,
+                    "failures": int(backoff[1]),
+                    "backoff_s": round(backoff[0], 1),
+                },
             )
 
     async def _with_db(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
@@ -181,6 +211,9 @@ class Recorder:
                 async with self.pool.acquire() as conn:
                     return await fn(conn)
             except DB_ERRORS as exc:
-                log.warning("cannot record outcomes yet; retrying", extra={"channel": self.channel, "error": str(exc)})
+                log.warning(
+                    "cannot record outcomes yet; retrying",
+                    extra={"event": "recorder.database_unavailable", "channel": self.channel, "error": str(exc)},
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)

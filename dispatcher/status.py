@@ -6,11 +6,15 @@ The data comes from :mod:`dispatcher.store.reports`; the dashboard's banner uses
 
 from __future__ import annotations
 
-import unicodedata
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from dispatcher.store.reports import AlertSummary, Pause, health
+from rich.cells import cell_len
+
+from dispatcher.privacy import mask
+from dispatcher.store.reports import AlertSummary, DeliveryRow, Pause, health
 
 JST = ZoneInfo("Asia/Tokyo")
 
@@ -22,18 +26,32 @@ def format_documents(documents: dict[str, int]) -> str:
     return "documents: " + (", ".join(f"{k} {documents[k]}" for k in keys) or "none")
 
 
-def _width(text: str) -> int:
-    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+def fit(text: str, width: int, *, right: bool = False) -> str:
+    """Cut and pad ``text`` to ``width`` terminal columns, as a terminal draws them.
 
-
-def _fit(text: str, width: int) -> str:
-    """Cut and pad ``text`` to ``width`` terminal columns (CJK characters take two)."""
-    out = ""
-    for ch in text:
-        if _width(out + ch) > width:
+    Display width, not characters: CJK characters and full-width forms take two columns,
+    combining marks none (rich's ``cell_len``, the Unicode East Asian Width tables).
+    """
+    out, used = "", 0
+    for ch in text.replace("\n", " "):
+        w = cell_len(ch)
+        if used + w > width:
             break
-        out += ch
-    return out + " " * (width - _width(out))
+        out, used = out + ch, used + w
+    pad = " " * (width - used)
+    return pad + out if right else out + pad
+
+
+def table(
+    header: Sequence[str], rows: Sequence[Sequence[Any]], widths: Sequence[int], right: frozenset[int] = frozenset()
+) -> str:
+    """Rows of cells cut and padded to ``widths`` display columns (the last column is left as it is)."""
+
+    def line(cells: Sequence[Any]) -> str:
+        parts = [fit(str(c), w, right=i in right) for i, (c, w) in enumerate(zip(cells[:-1], widths, strict=False))]
+        return "  ".join([*parts, str(cells[-1])]).rstrip()
+
+    return "\n".join([line(header), *(line(r) for r in rows)])
 
 
 def format_table(alerts: list[AlertSummary], documents: dict[str, int] | None = None) -> str:
@@ -41,17 +59,38 @@ def format_table(alerts: list[AlertSummary], documents: dict[str, int] | None = 
     footer = "" if documents is None else "\n" + format_documents(documents)
     if not alerts:
         return "no alerts yet" + footer
-    lines = [f"{'id':>5}  {'received':<19}  {'kind':<7} {'state':<10} {_fit('event', 24)} deliveries"]
+    rows = []
     for a in alerts:
         per = "; ".join(
             f"{ch}: {c['delivered']} delivered, {c['queued'] + c['sending']} pending, {c['failed']} failed"
             for ch, c in sorted(a["deliveries"].items())
         )
-        lines.append(
-            f"{a['id']:>5}  {a['received_at'][:19].replace('T', ' '):<19}  {a['kind']:<7} {a['state']:<10} "
-            f"{_fit(a['event'], 24)} {per or '-'}"
-        )
-    return "\n".join(lines) + footer
+        received = datetime.fromisoformat(a["received_at"]).astimezone(JST)
+        rows.append([a["id"], f"{received:%Y-%m-%d %H:%M:%S}", a["kind"], a["state"], a["event"], per or "-"])
+    header = ["id", "received (JST)", "kind", "state", "event", "deliveries"]
+    return table(header, rows, (5, 19, 7, 10, 24), right=frozenset({0})) + footer
+
+
+def format_deliveries(rows: Sequence[DeliveryRow]) -> str:
+    """An alert's deliveries for the terminal, addresses masked as on the pages."""
+    if not rows:
+        return "no deliveries"
+    body = [
+        [
+            d["id"],
+            d["channel"],
+            mask(d["address"]),
+            d["language"],
+            d["state"],
+            d["attempts"],
+            f"{d['updated_at'].astimezone(JST):%m-%d %H:%M:%S}",
+            d["remote_id"] or "-",
+            d["last_error"] or "",
+        ]
+        for d in rows
+    ]
+    header = ["id", "channel", "address", "lang", "state", "tries", "updated (JST)", "provider id", "last error"]
+    return table(header, body, (8, 9, 16, 7, 10, 5, 14, 24), right=frozenset({0, 5}))
 
 
 def _duration(seconds: float) -> str:

@@ -43,6 +43,7 @@ from channels.base import Channel, Delivered, Reject, Retry, SendResult
 from dispatcher.delivery_config import DeliveryConfig
 from dispatcher.gate import SendGate
 from dispatcher.leases import Leases
+from dispatcher.metrics import ChannelMetrics
 from dispatcher.model import Alert, Message, Recipient
 from dispatcher.peers import Share
 from dispatcher.privacy import redact_reason
@@ -68,6 +69,17 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _about(channel: str, chunk: Sequence[Claimed]) -> dict[str, Any]:
+    """A log line's fields about a chunk of deliveries: the first's ids, and how many."""
+    first = chunk[0] if chunk else None
+    return {
+        "channel": channel,
+        "alert_id": first.alert_id if first else None,
+        "delivery_id": first.id if first else None,
+        "deliveries": len(chunk),
+    }
+
+
 class OutboxWorker:
     """Drives one channel: claim → render → send → record, under its rate limits."""
 
@@ -80,8 +92,11 @@ class OutboxWorker:
         settings: ChannelSettings | None = None,
         wakeup: asyncio.Event | None = None,
         share: Share | None = None,
+        metrics: ChannelMetrics | None = None,
     ) -> None:
         self.channel = channel
+        # The daemon's /metrics (dispatcher.metrics): answers counted, latencies observed.
+        self.metrics = metrics
         self.name = channel.name
         self.pool = pool
         self.cfg = delivery
@@ -126,7 +141,13 @@ class OutboxWorker:
         self.policy = RetryPolicy(delivery.backoff_base, delivery.backoff_max, delivery.max_age)
         self.leases = Leases(pool, self.name, delivery.lease_seconds)
         self.recorder = Recorder(
-            pool, self.name, policy=self.policy, batch=self.claim_size, gate=self.gate, leases=self.leases
+            pool,
+            self.name,
+            policy=self.policy,
+            batch=self.claim_size,
+            gate=self.gate,
+            leases=self.leases,
+            metrics=metrics,
         )
         self.wakeup = wakeup or asyncio.Event()
         self._stopping = asyncio.Event()
@@ -155,11 +176,20 @@ class OutboxWorker:
     async def run(self) -> None:
         """Work until :meth:`stop` (or cancellation, when the shutdown grace runs out)."""
         log.info(
-            "worker started", extra={"channel": self.name, "claim_size": self.claim_size, "inflight": self.max_inflight}
+            "worker started",
+            extra={
+                "event": "worker.started",
+                "channel": self.name,
+                "claim_size": self.claim_size,
+                "inflight": self.max_inflight,
+            },
         )
         recorder = asyncio.create_task(self.recorder.run(), name=f"recorder-{self.name}")
         keeper = asyncio.create_task(self.leases.run(), name=f"leases-{self.name}")
         follower = asyncio.create_task(self._follow(), name=f"state-{self.name}")
+        background = [keeper, follower]
+        if self.metrics is not None:
+            background.append(asyncio.create_task(self.metrics.run(self.pool), name=f"metrics-{self.name}"))
         if self._pooled:
             self._senders = [
                 asyncio.create_task(self._sender(), name=f"sender-{self.name}-{i}") for i in range(self.concurrency)
@@ -167,11 +197,13 @@ class OutboxWorker:
         try:
             await self._work(recorder)
         finally:
-            for task in (keeper, follower):
+            for task in background:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        log.info("worker stopped", extra={"channel": self.name, "sent": self.sent})
+            if self.metrics is not None:
+                await self.metrics.flush(self.pool)
+        log.info("worker stopped", extra={"event": "worker.stopped", "channel": self.name, "sent": self.sent})
 
     async def _work(self, recorder: asyncio.Task[None]) -> None:
         """Claim and send until stopped; then finish what is in flight, or give it back if cancelled."""
@@ -180,13 +212,16 @@ class OutboxWorker:
                 try:
                     worked = await self.run_once()
                 except DB_ERRORS as exc:
-                    log.warning("database unavailable; worker waits", extra={"channel": self.name, "error": str(exc)})
+                    log.warning(
+                        "database unavailable; worker waits",
+                        extra={"event": "worker.database_unavailable", "channel": self.name, "error": str(exc)},
+                    )
                     await self._sleep(1.0)
                     continue
                 except Exception:
                     # A bug must not silently kill the channel: log it, wait, go on.
                     # Claimed rows stay "sending" until their lease expires.
-                    log.exception("worker round failed", extra={"channel": self.name})
+                    log.exception("worker round failed", extra={"event": "worker.round_failed", "channel": self.name})
                     await self._sleep(5.0)
                     continue
                 if not worked:
@@ -211,7 +246,8 @@ class OutboxWorker:
                         conn, [c.id for c in unanswered], [c.claim for c in unanswered], "shutdown"
                     )
                 log.warning(
-                    "shutdown: unsent deliveries returned to the queue", extra={"channel": self.name, "count": n}
+                    "shutdown: unsent deliveries returned to the queue",
+                    extra={"event": "worker.returned_at_shutdown", "channel": self.name, "count": n},
                 )
             raise
 
@@ -286,6 +322,7 @@ class OutboxWorker:
             log.info(
                 "channel budget shared",
                 extra={
+                    "event": "worker.budget_shared",
                     "channel": self.name,
                     "daemons": live,
                     "rate_per_second": round(self.gate.bucket.rate, 3),
@@ -307,9 +344,14 @@ class OutboxWorker:
             try:
                 await self.follow_state()
             except DB_ERRORS as exc:
-                log.warning("cannot read channel state yet", extra={"channel": self.name, "error": str(exc)})
+                log.warning(
+                    "cannot read channel state yet",
+                    extra={"event": "worker.state_unreadable", "channel": self.name, "error": str(exc)},
+                )
             except Exception:
-                log.exception("following channel state failed", extra={"channel": self.name})
+                log.exception(
+                    "following channel state failed", extra={"event": "worker.state_failed", "channel": self.name}
+                )
 
     async def follow_state(self) -> None:
         """Read the channel's row of channel_state once and take it (see :mod:`dispatcher.gate`)."""
@@ -378,7 +420,7 @@ class OutboxWorker:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # never leave a claim unanswered
-            log.exception("send task failed", extra={"channel": self.name})
+            log.exception("send task failed", extra={"event": "delivery.send_failed", **_about(self.name, chunk)})
             self._decide(chunk, {}, Retry(f"internal error: {exc!r}"), 0.0)
 
     async def _send(self, message: Message, chunk: Sequence[Claimed]) -> None:
@@ -399,7 +441,10 @@ class OutboxWorker:
         try:
             answers: Mapping[int, SendResult] = await self.channel.send(message, recipients)
         except Exception as exc:  # a channel must translate errors; this guards against bugs
-            log.exception("channel raised instead of answering", extra={"channel": self.name})
+            log.exception(
+                "channel raised instead of answering",
+                extra={"event": "delivery.channel_raised", **_about(self.name, chunk)},
+            )
             answers = {c.id: Retry(f"channel error: {exc!r}") for c in chunk}
         finally:
             self.gate.release()
@@ -427,6 +472,7 @@ class OutboxWorker:
                     "delivered",
                     extra={
                         **extra,
+                        "event": "delivery.delivered",
                         "attempt": c.attempts + 1,
                         "remote_id": result.remote_id,
                         "ms": round(elapsed * 1000, 1),
@@ -434,17 +480,28 @@ class OutboxWorker:
                 )
             return
         if isinstance(result, Reject):
-            log.warning("delivery rejected", extra={**extra, "attempt": c.attempts + 1, "reason": result.reason})
-        else:
             log.warning(
-                "delivery will be retried",
-                extra={**extra, "attempt": c.attempts + 1, "reason": result.reason, "after": result.after},
+                "delivery rejected",
+                extra={**extra, "event": "delivery.rejected", "attempt": c.attempts + 1, "reason": result.reason},
+            )
+        else:
+            limited = result.rate_limited
+            log.warning(
+                "delivery rate limited; will be retried" if limited else "delivery will be retried",
+                extra={
+                    **extra,
+                    "event": "delivery.rate_limited" if limited else "delivery.retry",
+                    "attempt": c.attempts + 1,
+                    "reason": result.reason,
+                    "after": result.after,
+                },
             )
         if decision.late:
             log.warning(
                 "delivery ends: its deadline comes before the next try",
                 extra={
                     **extra,
+                    "event": "delivery.deadline",
                     "attempts": c.attempts + int(decision.spent),
                     "state": str(decision.state),
                     "reason": decision.error,

@@ -446,5 +446,5 @@ def render_message(
         subject=subject,
         link=link,
         exercise=not alert.is_public,
-        extra={"alert_identifier": alert.identifier, "event": alert.event},
+        extra={"alert_identifier": alert.identifier, "alert_event": alert.event},
     )

@@ -13,7 +13,10 @@ public; roles in brackets, viewer by default: :mod:`dispatcher.web.auth`):
     POST /deliveries/{id}/retry, POST /alerts/{id}/deliveries/retry   [approver] requeue failed ones (retry)
     GET /healthz                   public: liveness (database reachable; 200 "ok" or "degraded" with every
                                    paused channel, until when and why), this daemon's share (health)
+    GET /metrics                   public: Prometheus metrics, no personal data (metrics)
     GET /alerts/{id}               public: one alert as residents read it; their messages link here (public)
+    GET /reconcile, /api/reconcile operators: what providers confirm against what the database calls
+                                   delivered (?since=), as `dispatcher reconcile` (reconcile)
     GET /alerts/{id}/deliveries    operators: every delivery's fate, why any failed
                                    (?state= &channel= &recipient= &after=)
     GET /deliveries/{id}           operators: one delivery and each of its transitions (deliveries)
@@ -37,16 +40,17 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from dispatcher.web import admin, auth, console, hygiene, live, retry, site, subscribe, templating
+from dispatcher.web import admin, auth, console, hygiene, live, reconcile, retry, site, subscribe, templating
 from dispatcher.web.context import WEB, WebContext
 from dispatcher.web.dashboard import api_alerts, api_dashboard, dashboard
 from dispatcher.web.deliveries import api_deliveries, api_delivery, deliveries_page, delivery_page
 from dispatcher.web.health import healthz
+from dispatcher.web.metrics import metrics
 from dispatcher.web.public import alert_page
 from dispatcher.web.timeline import api_timeline, timeline_page
 
 # Open to anyone: what residents read, the liveness probe, the stylesheet and script.
-PUBLIC = (alert_page, site.alert, healthz, templating.stylesheet, templating.static_file, templating.favicon)
+PUBLIC = (alert_page, site.alert, healthz, metrics, templating.stylesheet, templating.static_file, templating.favicon)
 
 
 def create_app(context: WebContext) -> web.Application:
@@ -77,6 +81,8 @@ def create_app(context: WebContext) -> web.Application:
     app.router.add_get("/api/alerts/{id}/deliveries", api_deliveries)
     app.router.add_get("/api/deliveries/{id}", api_delivery)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", metrics)
+    reconcile.add_routes(app)
     console.add_routes(app)
     admin.add_routes(app)
     retry.add_routes(app)

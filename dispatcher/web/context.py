@@ -8,8 +8,9 @@ may import the web without the web importing the daemon back.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol
 
@@ -22,6 +23,9 @@ if TYPE_CHECKING:
     from dispatcher.console.wiring import ConsoleSetup
 if TYPE_CHECKING:
     from dispatcher.publication.wiring import Publication
+if TYPE_CHECKING:
+    from dispatcher.metrics import Metrics
+    from dispatcher.reconcile import Report
 
 
 class ShareView(Protocol):
@@ -76,7 +80,10 @@ class WebContext:
     console (None: its pages answer 404, the login still guards the rest);
     ``publication`` the public site, its feeds and the subscription forms (None: only
     the plain alert page). ``dsn`` is where the live dashboard LISTENs (None: on a
-    connection of the pool, held); ``channel_info`` the enabled channels' limits.
+    connection of the pool, held); ``channel_info`` the enabled channels' limits;
+    ``metrics`` the daemon's Prometheus metrics (None: ``/metrics``
+    answers 404); ``reconcile`` runs ``dispatcher reconcile``'s comparison since a time with
+    the daemon's own channels (None: ``/reconcile`` answers 404).
     """
 
     pool: asyncpg.Pool
@@ -92,6 +99,8 @@ class WebContext:
     publication: Publication | None = None
     dsn: str | None = None
     channel_info: Mapping[str, ChannelInfo] = field(default_factory=dict)
+    metrics: Metrics | None = None
+    reconcile: Callable[[datetime], Awaitable[Report]] | None = None
 
 
 WEB: web.AppKey[WebContext] = web.AppKey("web", WebContext)
