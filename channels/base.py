@@ -162,6 +162,12 @@ class Channel:
     # True when the channel posts once per alert (Mastodon, website) rather
     # than once per subscriber.
     broadcast: ClassVar[bool] = False
+    # True when the provider takes an idempotency key per request of many recipients that
+    # must be a fresh UUID per batch and the same on every retry of it (LINE's
+    # X-Line-Retry-Key): the worker then mints the key, stores it with the batch's
+    # deliveries before the request, and reuses it only for exactly the deliveries still
+    # holding it (``Message.idempotency_key``). False: a key derived from the delivery ids.
+    durable_batch_keys: ClassVar[bool] = False
 
     config: Any
 

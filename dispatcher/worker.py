@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -47,7 +48,7 @@ from dispatcher.model import Alert, Message, Recipient
 from dispatcher.peers import Share
 from dispatcher.privacy import redact_reason
 from dispatcher.recorder import Answer, Recorder
-from dispatcher.retry import Decision, RetryPolicy, decide, unsendable
+from dispatcher.retry import Decision, Held, RetryPolicy, decide, unsendable
 from dispatcher.settings import ChannelSettings
 from dispatcher.store import alerts as alert_store
 from dispatcher.store import outbox
@@ -338,10 +339,12 @@ class OutboxWorker:
                 sendable.append(c)
             else:
                 self._answer(c, decision)
-        groups: dict[tuple[int, str, int | None], list[Claimed]] = defaultdict(list)
+        # A batch sent before under a durable key is tried again as that batch (see _batch_key).
+        durable = self.channel.durable_batch_keys
+        groups: dict[tuple[int, str, int | None, str | None], list[Claimed]] = defaultdict(list)
         for c in sendable:
-            groups[(c.alert_id, c.language, c.place)].append(c)
-        for (alert_id, language, place), items in groups.items():
+            groups[(c.alert_id, c.language, c.place, c.retry_key if durable else None)].append(c)
+        for (alert_id, language, place, _key), items in groups.items():
             message = self._message(alert_id, self._alerts[alert_id], language, place)
             for i in range(0, len(items), self.batch_size):
                 chunk = items[i : i + self.batch_size]
@@ -381,9 +384,19 @@ class OutboxWorker:
     async def _send(self, message: Message, chunk: Sequence[Claimed]) -> None:
         """Through the gate, one provider request for ``chunk``; every answer decided and handed on."""
         recipients = [Recipient(c.id, c.address, c.language, c.subscription_id) for c in chunk]
-        # Derived from the delivery, so a retry after a lost answer carries the
-        # same key and the provider can drop the duplicate.
-        key = f"delivery-{chunk[0].id}" if len(chunk) == 1 else f"deliveries-{chunk[0].id}-{len(chunk)}"
+        if self.channel.durable_batch_keys:
+            try:
+                key = await self._batch_key(chunk)
+            except DB_ERRORS as exc:
+                # Never sent without its key on record: back to the queue, no attempt spent.
+                now = _now()
+                for c in chunk:
+                    self._answer(c, decide(Held(1.0, f"batch key not stored: {exc}"), c, now, self.policy))
+                return
+        else:
+            # Derived from the delivery, so a retry after a lost answer carries the
+            # same key and the provider can drop the duplicate.
+            key = f"delivery-{chunk[0].id}" if len(chunk) == 1 else f"deliveries-{chunk[0].id}-{len(chunk)}"
         message = message.with_idempotency_key(key)
         held = await self.gate.admit(chunk)
         if held is not None:
@@ -401,6 +414,25 @@ class OutboxWorker:
         finally:
             self.gate.release()
         self._decide(chunk, answers, Retry("channel gave no answer for this recipient"), time.monotonic() - started)
+
+    async def _batch_key(self, chunk: Sequence[Claimed]) -> str:
+        """The provider's idempotency key for ``chunk``: the stored one, or a new UUID stored first.
+
+        A key is reused only when the chunk is exactly the deliveries still holding it
+        (queued or sending): every request made with a key then went to all of its
+        present holders, so a provider's "already accepted" (LINE's 409) proves that
+        each of them was in the accepted request. A batch that comes back split (claims
+        cut it, some rows were cancelled) gets a new key: at worst a duplicate of what
+        was accepted, never a message counted as sent that was not.
+        """
+        keys = {c.retry_key for c in chunk}
+        async with self.pool.acquire() as conn:
+            old = next(iter(keys)) if len(keys) == 1 else None
+            if old is not None and await outbox.retry_key_holders(conn, old) == len(chunk):
+                return old
+            key = str(uuid.uuid4())
+            await outbox.assign_retry_key(conn, [c.id for c in chunk], [c.claim for c in chunk], key)
+        return key
 
     def _decide(
         self, chunk: Sequence[Claimed], answers: Mapping[int, SendResult], missing: SendResult, elapsed: float

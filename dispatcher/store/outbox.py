@@ -48,6 +48,8 @@ class Claimed:
     alert_received: datetime | None = None
     # Which of the alert's areas is this recipient's place (see fan_out), if known.
     place: int | None = None
+    # The idempotency key of the batch it was last sent in (channels with durable_batch_keys).
+    retry_key: str | None = None
 
 
 def _partition_args(partition: tuple[int, int] | None) -> tuple[int | None, int | None]:
@@ -88,7 +90,8 @@ async def claim(
         FROM picked, alerts a
         WHERE d.id = picked.id AND a.id = d.alert_id
         RETURNING d.id, d.alert_id, d.address, d.language, d.subscription_id, d.priority, d.attempts,
-                  a.state::text AS alert_state, a.expires, d.claims, a.received_at, d.place
+                  a.state::text AS alert_state, a.expires, d.claims, a.received_at, d.place,
+                  d.retry_key::text AS retry_key
         """,
         channel,
         limit,
@@ -110,6 +113,7 @@ async def claim(
             r["claims"],
             r["received_at"],
             r["place"],
+            r["retry_key"],
         )
         for r in rows
     ]
@@ -152,6 +156,35 @@ async def renew_leases(
         list(ids),
         list(claims),
         lease_seconds,
+    )
+    return int(result.split()[-1])
+
+
+async def retry_key_holders(conn: asyncpg.Connection, key: str) -> int:
+    """How many deliveries that may still be sent (queued or sending) hold the batch key ``key``."""
+    n = await conn.fetchval(
+        "SELECT count(*) FROM deliveries WHERE retry_key = $1::uuid AND state IN ('queued', 'sending')", key
+    )
+    return int(n or 0)
+
+
+async def assign_retry_key(conn: asyncpg.Connection, ids: Sequence[int], claims: Sequence[int], key: str) -> int:
+    """Give the claimed deliveries ``ids`` (under their ``claims``) the batch key ``key``, before it is sent.
+
+    Not a transition: no delivery event is logged (``dispatcher.quiet_update``).
+    """
+    if not ids:
+        return 0
+    result = await conn.execute(
+        """
+        WITH quiet AS (SELECT set_config('dispatcher.quiet_update', 'on', true))
+        UPDATE deliveries d SET retry_key = $3::uuid
+        FROM quiet, unnest($1::bigint[], $2::int[]) AS v(id, claim)
+        WHERE d.id = v.id AND d.state = 'sending' AND d.claims = v.claim
+        """,
+        list(ids),
+        list(claims),
+        key,
     )
     return int(result.split()[-1])
 

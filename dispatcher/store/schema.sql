@@ -166,10 +166,14 @@ CREATE TABLE deliveries (
     -- 0007: which of the alert's areas is this recipient's place (index), and its level.
     place           smallint,
     level           smallint,
+    -- 0013: the provider idempotency key of the batch it was last sent in (LINE's
+    -- X-Line-Retry-Key): a retry of exactly the rows still holding it reuses it.
+    retry_key       uuid,
     UNIQUE (alert_id, channel, address)
 );
 CREATE INDEX deliveries_queue ON deliveries (channel, priority, id) WHERE state = 'queued';
 CREATE INDEX deliveries_sending ON deliveries (lease_until) WHERE state = 'sending';
+CREATE INDEX deliveries_retry_key ON deliveries (retry_key) WHERE retry_key IS NOT NULL;
 
 -- Append-only log of every delivery state transition, written by triggers so
 -- no code path can forget it. 0005: no primary-key index; the ids come from a
@@ -457,3 +461,14 @@ CREATE TRIGGER alerts_after_insert_publication AFTER INSERT ON alerts
     REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION alerts_notify_publication();
 CREATE TRIGGER alerts_after_update_publication AFTER UPDATE ON alerts
     REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION alerts_notify_publication();
+
+-- 0013: a provider's monthly message quota as last read (LINE); quota NULL: no limit.
+CREATE TABLE channel_quotas (
+    channel    text PRIMARY KEY,
+    plan       text NOT NULL,
+    quota      bigint,
+    used       bigint NOT NULL DEFAULT 0,
+    read_at    timestamptz NOT NULL DEFAULT now(),
+    -- Why sends are held (the quota would be exceeded), else NULL.
+    held       text
+);
