@@ -26,6 +26,7 @@ import aiohttp
 
 from channels.lengths import characters
 from channels.posts import PostLog
+from channels.quota import QuotaBook
 from channels.templates import Templates, render_message
 from dispatcher.model import Alert, Area, Message, Recipient
 
@@ -121,7 +122,8 @@ class ChannelContext:
     alert's page; ``session`` is the service's shared HTTP session (None: each channel
     that needs one makes its own); ``posts`` is where broadcast channels remember their
     posts (None: in memory, per channel); ``links`` signs subscribers' own links (None:
-    messages carry none).
+    messages carry none); ``quotas`` is where a channel with a monthly message quota
+    (LINE) records each reading of it, for operators (None: nowhere).
     """
 
     templates: Templates
@@ -129,6 +131,7 @@ class ChannelContext:
     session: aiohttp.ClientSession | None = None
     posts: PostLog | None = None
     links: SubscriberLinks | None = None
+    quotas: QuotaBook | None = None
 
 
 class Channel:

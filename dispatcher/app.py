@@ -39,6 +39,7 @@ from dispatcher.publication.wiring import Publication, links_for, start_for
 from dispatcher.settings import Settings
 from dispatcher.store import db
 from dispatcher.store.posts import StorePostLog
+from dispatcher.store.quotas import StoreQuotaBook
 from dispatcher.store.wakeups import Wakeups
 from dispatcher.targeting import default_targeter
 from dispatcher.web.context import WebContext
@@ -162,8 +163,9 @@ class Service:
         s = self.settings.service
         templates = Templates.load(local_area_codes=local_codes_for(s.area_codes))
         posts = StorePostLog(self.pool) if self.pool is not None else None
+        quotas = StoreQuotaBook(self.pool) if self.pool is not None else None
         context = ChannelContext(
-            templates=templates, public_url=s.public_url, session=session, posts=posts, links=self.links
+            templates=templates, public_url=s.public_url, session=session, posts=posts, links=self.links, quotas=quotas
         )
         return {cs.name: load_channel_class(cs.name)(cs.options, context) for cs in self.settings.enabled_channels()}
 

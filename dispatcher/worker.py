@@ -99,7 +99,8 @@ class OutboxWorker:
         # Claim about one second of work at a time, and hold at most about a
         # second's worth (two claims at least): a crash leaves at most that much to
         # lease expiry, and a higher-priority alert is claimed within about a second.
-        self.claim_size = max(1, min(delivery.batch_size, int(rate * self.batch_size) or 1))
+        # A claim holds at least one full provider request (LINE: 500 recipients a multicast).
+        self.claim_size = max(self.batch_size, min(delivery.batch_size, int(rate * self.batch_size) or 1))
         # Fast channels keep up to a second of work (at most 1,000) in flight, so
         # that claiming and recording (a commit each) never leave the sends idle.
         self.max_inflight = max(2 * self.claim_size, min(int(rate), 1000))
