@@ -140,9 +140,8 @@ class LineChannel(Channel):
     # -- lifecycle -----------------------------------------------------------
 
     async def open(self) -> None:
-        """Read the quota (a failure is logged; the plan's own figure stands in)."""
-        if self.metered:
-            await self.refresh_quota()
+        """Read the quota (a failure is logged; the plan's own figure stands in; municipal: none, no request)."""
+        await self.refresh_quota()
 
     async def healthcheck(self) -> Health:
         """``GET /v2/bot/info``: LINE answers and the token is valid."""

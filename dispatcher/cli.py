@@ -220,12 +220,14 @@ async def _migrate(settings: Settings, _args: argparse.Namespace) -> int:
 async def _status(settings: Settings, args: argparse.Namespace) -> int:
     from dispatcher import status
     from dispatcher.store import reports
+    from dispatcher.store.quotas import channel_quotas
 
     conn = await _connect(settings)
     try:
         alerts = await reports.recent_alerts(conn, args.limit)
         documents = await reports.documents_summary(conn)
         pauses = await reports.channel_pauses(conn)
+        quotas = await channel_quotas(conn)
         if args.json:
             totals = await reports.totals(conn)
             report = {
@@ -234,11 +236,14 @@ async def _status(settings: Settings, args: argparse.Namespace) -> int:
                 "alerts": alerts,
                 "totals": totals,
                 "documents": documents,
+                "quotas": quotas,
             }
             print(json.dumps(report, ensure_ascii=False, indent=2))
         else:
             print(status.format_table(alerts, documents))
             print(status.format_pauses(pauses))
+            if quotas:
+                print(status.format_quotas(quotas))
     finally:
         await conn.close()
     return 0

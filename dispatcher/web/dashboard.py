@@ -1,4 +1,4 @@
-"""The operators' dashboard: recent alerts with per-channel delivery counts, paused channels.
+"""The operators' dashboard: recent alerts with per-channel delivery counts, paused channels, quotas.
 
 ``GET /`` (refreshed every 3 s) and its data as JSON, ``GET /api/alerts``.
 """
@@ -9,7 +9,9 @@ from typing import Any
 
 from aiohttp import web
 
+from dispatcher.status import describe_quota
 from dispatcher.store import reports
+from dispatcher.store.quotas import channel_quotas
 from dispatcher.web import params
 from dispatcher.web.context import WEB
 from dispatcher.web.templating import page
@@ -22,7 +24,9 @@ async def dashboard(request: web.Request) -> web.Response:
         alerts = await reports.recent_alerts(conn, 50)
         docs = await reports.documents_summary(conn)
         pauses = await reports.channel_pauses(conn)
+        quotas = await channel_quotas(conn)
     values = {
+        "quotas": [describe_quota(q) for q in quotas],
         "alerts": alerts,
         "pauses": pauses,
         "degraded": reports.health(pauses) == "degraded",
@@ -42,5 +46,6 @@ async def api_alerts(request: web.Request) -> web.Response:
         data: dict[str, Any] = {
             "alerts": await reports.recent_alerts(conn, limit),
             "totals": await reports.totals(conn),
+            "quotas": await channel_quotas(conn),
         }
     return web.json_response(data)

@@ -180,7 +180,8 @@ async def test_municipal_plan_reads_no_quota(standin: LineStandIn, book: Book) -
     standin.quota = 1
     ch = await make(standin, book, plan="municipal")
     try:
-        assert not ch.metered and ch.quota is None and not book.readings
+        assert not ch.metered and standin.requests == 0, "no quota read"
+        assert [(q.plan, q.limit) for q in book.readings] == [("municipal", None)]
         # The stand-in's quota is not ours to check: a request goes out.
         before = standin.requests
         await ch.send(keyed(ch), [to(1), to(2)])
