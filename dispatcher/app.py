@@ -231,6 +231,7 @@ class Service:
         s = self.settings
         # Pushed sources (webhooks) bring their own routes.
         routes = [r for source in self.pushed for r in source.routes(self.context)] if self.context else []
+        routes += self._line_routes()
         from dispatcher.console.wiring import console_setup
 
         console = None
@@ -249,6 +250,17 @@ class Service:
             console=console,
             publication=self.publication,
         )
+
+    def _line_routes(self) -> list[web.RouteDef]:
+        """``POST /hooks/line`` when the LINE channel is enabled with its channel secret."""
+        channel = self.channels.get("line")
+        secret = getattr(getattr(channel, "config", None), "channel_secret", None)
+        if channel is None or not secret or self.pool is None:
+            return []
+        from dispatcher.web.line_hook import LineHook
+
+        areas = self.settings.service.area_codes[:1]
+        return LineHook(pool=self.pool, channel_secret=secret, default_areas=areas).routes()
 
     async def _start_web(self) -> None:
         from dispatcher.web.app import create_app
