@@ -67,3 +67,19 @@ CREATE TABLE bot_offsets (
     next_id    bigint NOT NULL,
     updated_at timestamptz NOT NULL DEFAULT now()
 );
+
+-- 0010: when the quiet hours [start, end) (minutes after midnight, Japan time) that
+-- `at` falls in end; NULL when `at` is not in them.
+CREATE FUNCTION quiet_until(start_min smallint, end_min smallint, at timestamptz) RETURNS timestamptz
+LANGUAGE sql STABLE AS $$
+    WITH t AS (SELECT (at AT TIME ZONE 'Asia/Tokyo') AS local_at),
+    m AS (SELECT local_at, (extract(hour FROM local_at) * 60 + extract(minute FROM local_at))::int AS minute FROM t)
+    SELECT CASE
+        WHEN start_min IS NULL OR end_min IS NULL THEN NULL
+        WHEN (start_min < end_min AND minute >= start_min AND minute < end_min)
+          OR (start_min > end_min AND (minute >= start_min OR minute < end_min))
+        THEN ((date_trunc('day', local_at) + make_interval(mins => end_min)
+               + CASE WHEN minute >= end_min THEN interval '1 day' ELSE interval '0' END) AT TIME ZONE 'Asia/Tokyo')
+        END
+    FROM m
+$$;
