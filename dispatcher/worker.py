@@ -69,6 +69,11 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def reply_message(reply: Mapping[str, Any], language: str) -> Message:
+    """The message of a bot's reply delivery: its text, the whole payload in ``extra["reply"]``."""
+    return Message(text=str(reply.get("text") or ""), language=language, extra={"reply": reply})
+
+
 class OutboxWorker:
     """Drives one channel: claim → render → send → record, under its rate limits."""
 
@@ -262,7 +267,7 @@ class OutboxWorker:
                 return False
             # Held from now on: the lease keeper renews what the leases hold.
             self.leases.hold(claimed, claimed_at)
-            missing = {c.alert_id for c in claimed} - set(self._alerts)
+            missing = {c.alert_id for c in claimed if not c.is_reply} - set(self._alerts)
             if missing:
                 # Only the body is cached; the alert's state comes with every claim.
                 self._alerts.update(await alert_store.alerts_by_ids(conn, missing))
@@ -335,7 +340,7 @@ class OutboxWorker:
         sendable: list[Claimed] = []
         now = _now()
         for c in claimed:
-            decision = unsendable(c, now, alert_known=c.alert_id in self._alerts)
+            decision = unsendable(c, now, alert_known=c.is_reply or c.alert_id in self._alerts)
             if decision is None:
                 sendable.append(c)
             else:
@@ -344,17 +349,23 @@ class OutboxWorker:
         durable = self.channel.durable_batch_keys
         groups: dict[tuple[int, str, int | None, str | None], list[Claimed]] = defaultdict(list)
         for c in sendable:
+            if c.reply is not None:
+                # A bot's reply (dispatcher/residents): its own message, one recipient.
+                self._queue_send(reply_message(c.reply, c.language), [c])
+                continue
             groups[(c.alert_id, c.language, c.place, c.retry_key if durable else None)].append(c)
         for (alert_id, language, place, _key), items in groups.items():
             message = self._message(alert_id, self._alerts[alert_id], language, place)
             for i in range(0, len(items), self.batch_size):
-                chunk = items[i : i + self.batch_size]
-                if self._pooled:
-                    self._queue.put_nowait((message, chunk))
-                    continue
-                task = asyncio.create_task(self._send_chunk(message, chunk))
-                self._sends.add(task)
-                task.add_done_callback(self._sends.discard)
+                self._queue_send(message, items[i : i + self.batch_size])
+
+    def _queue_send(self, message: Message, chunk: Sequence[Claimed]) -> None:
+        if self._pooled:
+            self._queue.put_nowait((message, chunk))
+            return
+        task = asyncio.create_task(self._send_chunk(message, chunk))
+        self._sends.add(task)
+        task.add_done_callback(self._sends.discard)
 
     def _answer(self, c: Claimed, decision: Decision) -> None:
         self.recorder.add(Answer(c, decision, self.gate.generation or 0))

@@ -13,9 +13,11 @@ failures, an operator's hold.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
@@ -48,8 +50,22 @@ class Claimed:
     alert_received: datetime | None = None
     # Which of the alert's areas is this recipient's place (see fan_out), if known.
     place: int | None = None
+    # 0010: a bot's reply (no alert; ``alert_id`` is 0): text and buttons (residents.service.reply_payload).
+    reply: Mapping[str, Any] | None = None
     # The idempotency key of the batch it was last sent in (channels with durable_batch_keys).
     retry_key: str | None = None
+
+    @property
+    def is_reply(self) -> bool:
+        return self.reply is not None
+
+
+def _reply(value: Any) -> Mapping[str, Any] | None:
+    """A reply payload, whether or not the pool decodes jsonb."""
+    if value is None:
+        return None
+    decoded: Mapping[str, Any] = json.loads(value) if isinstance(value, str) else value
+    return decoded
 
 
 def _partition_args(partition: tuple[int, int] | None) -> tuple[int | None, int | None]:
@@ -74,7 +90,7 @@ async def claim(
     rows = await conn.fetch(
         """
         WITH picked AS (
-            SELECT d.id FROM deliveries d
+            SELECT d.id, d.alert_id FROM deliveries d
             WHERE d.channel = $1 AND d.state = 'queued' AND d.not_before <= now()
               AND ($4::int IS NULL OR abs(hashtext(d.address)::bigint) % $4 = $5)
               AND NOT EXISTS (SELECT 1 FROM recipient_pauses p
@@ -87,10 +103,11 @@ async def claim(
         UPDATE deliveries d
         SET state = 'sending', claims = d.claims + 1, updated_at = now(),
             lease_until = now() + make_interval(secs => $3)
-        FROM picked, alerts a
-        WHERE d.id = picked.id AND a.id = d.alert_id
-        RETURNING d.id, d.alert_id, d.address, d.language, d.subscription_id, d.priority, d.attempts,
-                  a.state::text AS alert_state, a.expires, d.claims, a.received_at, d.place,
+        FROM picked LEFT JOIN alerts a ON a.id = picked.alert_id
+        WHERE d.id = picked.id
+        RETURNING d.id, COALESCE(d.alert_id, 0) AS alert_id, d.address, d.language, d.subscription_id, d.priority,
+                  d.attempts, COALESCE(a.state::text, 'active') AS alert_state, a.expires, d.claims,
+                  COALESCE(a.received_at, d.created_at) AS received_at, d.place, d.reply,
                   d.retry_key::text AS retry_key
         """,
         channel,
@@ -113,7 +130,8 @@ async def claim(
             r["claims"],
             r["received_at"],
             r["place"],
-            r["retry_key"],
+            _reply(r["reply"]),
+            retry_key=r["retry_key"],
         )
         for r in rows
     ]

@@ -1,0 +1,54 @@
+"""The residents' conversation stored in PostgreSQL: settings, places, replies in the outbox, /stop."""
+
+from __future__ import annotations
+
+from channels.templates import Templates
+from dispatcher.residents import REPLY_PRIORITY, Command, Press, Text, load_ui_texts
+from dispatcher.residents.directory import GeoDirectory
+from dispatcher.residents.service import ResidentService
+from dispatcher.store import db
+from geo import default_index
+
+
+async def test_onboarding_is_stored_and_stop_deletes_everything(database: str) -> None:
+    pool = await db.create_pool(database, min_size=1, max_size=2)
+    try:
+        service = ResidentService(
+            pool, directory=GeoDirectory(default_index()), ui=load_ui_texts(), templates=Templates.load()
+        )
+        chat = "1001"
+        for event in (
+            Command("start"),
+            Press("L:en"),
+            Press("D:numazu-ooka"),
+            Text("Heda"),
+            Press("M:done"),
+            Press("V:critical"),
+            Press("Q:1320-420"),
+        ):
+            replies = await service.handle_event("telegram", chat, event)
+            assert replies
+        async with pool.acquire() as conn:
+            sub = await conn.fetchrow(
+                "SELECT s.id, s.areas, s.max_class, s.quiet_start, s.quiet_end, sub.language, s.active"
+                " FROM subscriptions s JOIN subscribers sub ON sub.id = s.subscriber_id WHERE s.address = $1",
+                chat,
+            )
+            assert sub["areas"] == ["numazu-ooka", "numazu-heda"]
+            assert (sub["max_class"], sub["quiet_start"], sub["quiet_end"], sub["language"]) == (0, 1320, 420, "en")
+            replies = await conn.fetch(
+                "SELECT priority, reply, alert_id FROM deliveries WHERE address = $1 ORDER BY id", chat
+            )
+            assert all(r["alert_id"] is None and r["priority"] == REPLY_PRIORITY for r in replies)
+            assert "All set" in replies[-1]["reply"]["text"]
+        latest = await service.handle_event("telegram", chat, Command("latest"))
+        assert "No alerts" in latest[-1].text
+        await service.handle_event("telegram", chat, Command("stop"))
+        async with pool.acquire() as conn:
+            for table in ("subscriptions", "subscribers", "residents", "resident_places"):
+                assert await conn.fetchval(f"SELECT count(*) FROM {table}") == 0, table
+            # Only the farewell is still queued for the chat.
+            left = await conn.fetch("SELECT reply FROM deliveries WHERE address = $1 AND state = 'queued'", chat)
+            assert [r["reply"]["text"][:9] for r in left] == ["Your data"]
+    finally:
+        await pool.close()
