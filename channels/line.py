@@ -60,6 +60,7 @@ import aiohttp
 
 from channels.base import Channel, ChannelContext, Delivered, Health, Reject, Retry, SendResult
 from channels.lengths import utf16_units
+from channels.line_reply import reply_message
 from channels.quota import Quota, next_month
 from channels.templates import render_message
 from dispatcher.constraints import between, greater_than, http_url, one_of
@@ -257,7 +258,10 @@ class LineChannel(Channel):
             limit -= excess
 
     async def send(self, message: Message, recipients: Sequence[Recipient]) -> Mapping[int, SendResult]:
-        """One multicast of ``message`` to every recipient with a valid user ID."""
+        """One multicast of ``message`` to every recipient with a valid user ID; a bot reply: reply or push."""
+        reply = message.extra.get("reply")
+        if isinstance(reply, Mapping):
+            return {r.delivery_id: await self._reply(message, reply, r) for r in recipients}
         results: dict[int, SendResult] = {}
         valid: list[Recipient] = []
         for r in recipients:
@@ -283,22 +287,59 @@ class LineChannel(Channel):
         return results
 
     async def _multicast(self, message: Message, to: list[str]) -> SendResult:
-        headers = self._headers()
         key = message.idempotency_key
-        if key and _is_uuid(key):
-            headers["X-Line-Retry-Key"] = key
+        extra = {"X-Line-Retry-Key": key} if key and _is_uuid(key) else {}
         body = {"to": to, "messages": [{"type": "text", "text": message.text}]}
+        status, payload, headers = await self._post("/v2/bot/message/multicast", body, extra)
+        return self._answer(status, payload, headers)
+
+    async def _reply(self, message: Message, reply: Mapping[str, Any], recipient: Recipient) -> SendResult:
+        """A bot's reply: with the event's reply token if it has one (free), else a push (counted)."""
+        if not USER_ID.fullmatch(recipient.address):
+            return Reject("not a LINE user ID (U + 32 hex digits)", unsubscribe=True)
+        bundled = reply.get("more")
+        payloads = [reply, *(bundled if isinstance(bundled, list) else [])][:5]
+        try:
+            messages = [reply_message(p, message.language) for p in payloads if isinstance(p, Mapping)]
+        except ValueError as exc:
+            return Reject(f"reply not sendable on LINE: {exc}")
+        token = reply.get("reply_token")
+        if isinstance(token, str) and token:
+            body = {"replyToken": token, "messages": messages}
+            status, payload, headers = await self._post("/v2/bot/message/reply", body, {})
+            if status == 200:
+                return Delivered(headers.get("x-line-request-id"), "reply")
+            if not (status == 400 and "reply token" in str(payload.get("message", "")).lower()):
+                return self._answer(status, payload, headers)
+            # Expired or used: the person still gets the answer, as a push.
+        held = await self._check_quota(1)
+        if held is not None:
+            return held
+        key = message.idempotency_key
+        extra = {"X-Line-Retry-Key": key} if key and _is_uuid(key) else {}
+        status, payload, headers = await self._post(
+            "/v2/bot/message/push", {"to": recipient.address, "messages": messages}, extra
+        )
+        result = self._answer(status, payload, headers)
+        if isinstance(result, Delivered):
+            await self._count(1)
+        return result
+
+    async def _post(
+        self, path: str, body: Mapping[str, Any], extra: Mapping[str, str]
+    ) -> tuple[int, dict[str, Any], Mapping[str, str]]:
+        """POST ``body``; (status, JSON body, headers); a connection failure is status 0."""
         try:
             async with self.http.post(
-                self._url("/v2/bot/message/multicast"), json=body, headers=headers, timeout=self._timeout
+                self._url(path), json=body, headers={**self._headers(), **extra}, timeout=self._timeout
             ) as r:
                 try:
                     payload = await r.json(content_type=None)
                 except ValueError:
                     payload = {}
-                return self._answer(r.status, payload if isinstance(payload, dict) else {}, r.headers)
+                return r.status, payload if isinstance(payload, dict) else {}, r.headers
         except (aiohttp.ClientError, TimeoutError) as exc:
-            return Retry(f"line connection: {type(exc).__name__}: {exc}")
+            return 0, {"message": f"connection: {type(exc).__name__}: {exc}"}, {}
 
     def _answer(self, status: int, payload: dict[str, Any], headers: Mapping[str, str]) -> SendResult:
         if status == 200:
@@ -311,6 +352,8 @@ class LineChannel(Channel):
         if isinstance(details, list) and details:
             text += " (" + "; ".join(f"{d.get('property', '')}: {d.get('message', '')}" for d in details) + ")"
         reason = f"line {status} {text}".strip()
+        if status == 0:
+            return Retry(f"line {text}")
         if status == 429 and MONTHLY_LIMIT in text.lower():
             until = next_month(datetime.now(UTC))
             return Retry(

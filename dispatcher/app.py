@@ -257,10 +257,21 @@ class Service:
         secret = getattr(getattr(channel, "config", None), "channel_secret", None)
         if channel is None or not secret or self.pool is None:
             return []
+        from dispatcher.residents.directory import GeoDirectory
+        from dispatcher.residents.service import ResidentService
+        from dispatcher.residents.texts import load_ui_texts
+        from dispatcher.targeting import geo_index
         from dispatcher.web.line_hook import LineHook
 
-        areas = self.settings.service.area_codes[:1]
-        return LineHook(pool=self.pool, channel_secret=secret, default_areas=areas).routes()
+        s = self.settings
+        residents = ResidentService(
+            self.pool,
+            directory=GeoDirectory(geo_index(s.geo)),
+            ui=load_ui_texts(),
+            templates=Templates.load(local_area_codes=local_codes_for(s.service.area_codes)),
+            public_url=s.service.public_url,
+        )
+        return LineHook(pool=self.pool, channel_secret=secret, residents=residents).routes()
 
     async def _start_web(self) -> None:
         from dispatcher.web.app import create_app

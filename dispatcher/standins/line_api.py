@@ -49,6 +49,8 @@ CHAT_ID = re.compile(r"[UCR][0-9a-f]{32}")
 USER_ID = re.compile(r"U[0-9a-f]{32}")
 MESSAGE_TYPES = {"text", "textV2", "sticker", "image", "video", "audio", "location", "imagemap", "template", "flex"}
 MAX_TEXT = 5000
+MAX_QUICK_REPLY_ITEMS = 13
+QUICK_REPLY_ACTIONS = {"postback", "message", "uri", "datetimepicker", "camera", "cameraRoll", "location"}
 RETRY_KEY_TTL = 24 * 3600.0
 BOT_INFO: dict[str, Any] = {
     "userId": "U" + "7d0e5c8b1a2f4e6d9c3b5a7f1e2d4c6b",
@@ -271,6 +273,8 @@ class LineStandIn(StandInServer):
                     details.append(
                         {"message": f"Length must be between 0 and {MAX_TEXT}", "property": f"messages[{i}].text"}
                     )
+            if isinstance(message, dict) and "quickReply" in message:
+                details.extend(_check_quick_reply(message["quickReply"], f"messages[{i}].quickReply"))
         return details
 
     def _retry_key(self, request: web.Request) -> str | web.Response | None:
@@ -411,6 +415,41 @@ class LineStandIn(StandInServer):
     async def _info(self, request: web.Request) -> web.Response:
         refused = self._authorize(request)
         return refused if refused is not None else self._answer(BOT_INFO)
+
+
+def _check_quick_reply(quick: Any, where: str) -> list[dict[str, str]]:
+    """LINE's rules for quick replies: 1-13 items, each an action with a label of at most 20 characters.
+
+    https://developers.line.biz/en/reference/messaging-api/#quick-reply; postback data at
+    most 300 characters, displayText at most 300; the location action has only a label.
+    """
+    items = quick.get("items") if isinstance(quick, dict) else None
+    if not isinstance(items, list) or not 1 <= len(items) <= MAX_QUICK_REPLY_ITEMS:
+        return [{"message": f"Size must be between 1 and {MAX_QUICK_REPLY_ITEMS}", "property": f"{where}.items"}]
+    details: list[dict[str, str]] = []
+    for j, item in enumerate(items):
+        at = f"{where}.items[{j}].action"
+        action = item.get("action") if isinstance(item, dict) and item.get("type") == "action" else None
+        kind = action.get("type") if isinstance(action, dict) else None
+        if not isinstance(action, dict) or kind not in QUICK_REPLY_ACTIONS:
+            details.append(
+                {
+                    "message": "Must be one of the following values: " + str(sorted(QUICK_REPLY_ACTIONS)),
+                    "property": f"{at}.type",
+                }
+            )
+            continue
+        label = action.get("label")
+        if not isinstance(label, str) or not 1 <= len(label) <= 20:
+            details.append({"message": "Length must be between 1 and 20", "property": f"{at}.label"})
+        if kind == "postback":
+            data = action.get("data")
+            if not isinstance(data, str) or not 1 <= len(data) <= 300:
+                details.append({"message": "Length must be between 1 and 300", "property": f"{at}.data"})
+            shown = action.get("displayText")
+            if shown is not None and (not isinstance(shown, str) or not 1 <= len(shown) <= 300):
+                details.append({"message": "Length must be between 1 and 300", "property": f"{at}.displayText"})
+    return details
 
 
 # -- standalone ----------------------------------------------------------------

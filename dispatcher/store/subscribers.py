@@ -211,26 +211,6 @@ async def audience(
     return {r["channel"]: int(r["n"]) for r in rows}
 
 
-async def follow(
-    conn: asyncpg.Connection, *, channel: str, address: str, areas: Sequence[str], language: str = "ja"
-) -> tuple[int, bool]:
-    """A person started following the service on ``channel``: (subscription id, whether it is new).
-
-    New: subscribed to ``areas`` (the city's defaults) in ``language``. Known (a follow
-    sent again, or after a provider deactivated them): active again, settings kept.
-    """
-    async with conn.transaction():
-        existing = await conn.fetchval(
-            "UPDATE subscriptions SET active = true, deactivated_at = NULL, deactivated_reason = NULL"
-            " WHERE channel = $1 AND address = $2 RETURNING id",
-            channel,
-            address,
-        )
-        if existing is not None:
-            return int(existing), False
-        return await subscribe(conn, channel=channel, address=address, areas=areas, language=language), True
-
-
 async def forget(conn: asyncpg.Connection, *, channel: str, address: str) -> int:
     """Delete what the service keeps about ``address`` on ``channel``; return the subscriptions deleted.
 

@@ -6,11 +6,21 @@ secret, compared in constant time (:func:`channels.line_events.signed`) before a
 in the body is read. The events are parsed into :class:`channels.line_events.Inbound`
 and handled in order:
 
-* ``follow``: the person is subscribed with the city's defaults (``[service]
-  area_codes``' first code, Japanese) unless they are known, then made active again;
-* ``unfollow``: everything kept about them is deleted (:func:`dispatcher.store.subscribers.forget`);
-* ``text``, ``location``, ``press``: handed to the conversation, when one is given
-  (``conversation``), else logged and left.
+and handed, one transaction each, to the residents' conversation
+(:class:`dispatcher.residents.service.ResidentService`), which decides, stores the
+settings and queues the replies in the outbox:
+
+* ``follow`` → ``Follow`` (the language menu), ``unfollow`` → ``Unfollow``: everything
+  kept about the person is deleted, and here also what was still queued for them and
+  their address in past deliveries (:func:`dispatcher.store.subscribers.forget`);
+* ``text`` → ``Text``, or ``Command`` for ``/latest``-style commands and a few typed
+  words (最新, 設定, 地域, 停止, ヘルプ, テスト and their English names);
+* ``location`` → ``SharedLocation``; ``press`` (a postback) → ``Press`` (``Command`` when
+  its data starts with ``/``, as a rich menu's may).
+
+The replies of one event are bundled with its reply token (:mod:`dispatcher.store.replies`):
+one reply request, free of the monthly quota. An event LINE sends again (same
+``webhookEventId``) is handled once.
 
 Answers (JSON ``{"status": ..., ...}``): 200 handled (also for an empty ``events``
 list, LINE's check of the URL); 400 a body that is not a webhook request; 401 a missing
@@ -22,13 +32,15 @@ unfollow are idempotent).
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+import unicodedata
 
 import asyncpg
 from aiohttp import web
 
 from channels.line_events import BadWebhook, Inbound, parse, signed
-from dispatcher.store import subscribers
+from dispatcher.residents.conversation import Command, Event, Follow, Press, SharedLocation, Text, Unfollow
+from dispatcher.residents.service import ResidentService
+from dispatcher.store import replies, subscribers
 from dispatcher.store.db import DB_ERRORS
 from dispatcher.web import auth
 
@@ -38,20 +50,51 @@ PATH = "/hooks/line"
 # A webhook request of LINE carries a few events; a megabyte is far more than any.
 MAX_BODY = 1024 * 1024
 
-Conversation = Callable[[Inbound], Awaitable[None]]
+# Typed words that mean a command (LINE has no slash commands), case- and width-folded.
+WORDS = {
+    "latest": ("latest", "最新", "さいしん", "最新情報"),
+    "settings": ("settings", "設定", "せってい"),
+    "places": ("places", "地域", "場所", "ちいき"),
+    "stop": ("stop", "停止", "配信停止", "ていし"),
+    "help": ("help", "ヘルプ", "へるぷ"),
+    "test": ("test", "テスト"),
+}
+_COMMANDS = {unicodedata.normalize("NFKC", w).casefold(): name for name, words in WORDS.items() for w in words}
+
+
+def _command(text: str) -> Command | None:
+    folded = unicodedata.normalize("NFKC", text).strip().casefold()
+    if folded.startswith("/") and len(folded) > 1:
+        name, _, arg = folded[1:].partition(" ")
+        return Command(name.split("@")[0], arg.strip())
+    known = _COMMANDS.get(folded)
+    return Command(known) if known else None
+
+
+def to_event(event: Inbound) -> Event | None:
+    """The conversation's event for a LINE event (None: nothing to answer, e.g. a sticker)."""
+    if event.kind == "follow":
+        return Follow()
+    if event.kind == "unfollow":
+        return Unfollow()
+    if event.kind == "text":
+        return _command(event.text) or Text(event.text)
+    if event.kind == "location" and event.latitude is not None and event.longitude is not None:
+        return SharedLocation(event.latitude, event.longitude)
+    if event.kind == "press":
+        return _command(event.data) if event.data.startswith("/") else Press(event.data)
+    return None
 
 
 class LineHook:
-    """The webhook of the LINE channel: signature, events, follow and unfollow, the conversation."""
+    """The webhook of the LINE channel: the signature, the events, the residents' conversation."""
 
     def __init__(
         self,
         *,
         pool: asyncpg.Pool,
         channel_secret: str,
-        default_areas: Sequence[str],
-        language: str = "ja",
-        conversation: Conversation | None = None,
+        residents: ResidentService,
         max_body_bytes: int = MAX_BODY,
         channel: str = "line",
     ) -> None:
@@ -59,9 +102,7 @@ class LineHook:
             raise ValueError("the LINE webhook needs the channel secret")
         self.pool = pool
         self._secret = channel_secret
-        self.default_areas = list(default_areas)
-        self.language = language
-        self.conversation = conversation
+        self.residents = residents
         self.max_body_bytes = max_body_bytes
         self.channel = channel
 
@@ -95,21 +136,21 @@ class LineHook:
         return _answer(200, "ok", events=len(events))
 
     async def on_event(self, event: Inbound) -> None:
-        """Handle one event (see the module docstring)."""
-        if event.kind == "follow":
-            async with self.pool.acquire() as conn:
-                sid, new = await subscribers.follow(
-                    conn, channel=self.channel, address=event.address, areas=self.default_areas, language=self.language
-                )
-            log.info("LINE follow", extra={"channel": self.channel, "subscription_id": sid, "new": new})
-        elif event.kind == "unfollow":
-            async with self.pool.acquire() as conn:
-                n = await subscribers.forget(conn, channel=self.channel, address=event.address)
-            log.info("LINE unfollow: data deleted", extra={"channel": self.channel, "subscriptions": n})
-        if self.conversation is not None:
-            await self.conversation(event)
-        elif event.kind not in ("follow", "unfollow"):
-            log.info("LINE event without a conversation", extra={"channel": self.channel, "kind": event.kind})
+        """Handle one event in one transaction (see the module docstring)."""
+        wanted = to_event(event)
+        async with self.pool.acquire() as conn, conn.transaction():
+            if event.event_id and not await replies.first_time(conn, self.channel, event.event_id, event.kind):
+                log.info("LINE event already handled", extra={"channel": self.channel, "kind": event.kind})
+                return
+            if wanted is None:
+                return
+            before = await replies.last_delivery_id(conn)
+            await self.residents.handle_event(self.channel, event.address, wanted, conn=conn)
+            if isinstance(wanted, Unfollow):
+                await subscribers.forget(conn, channel=self.channel, address=event.address)
+                log.info("LINE unfollow: data deleted", extra={"channel": self.channel})
+            elif event.reply_token:
+                await replies.bundle_replies(conn, self.channel, event.address, before, event.reply_token)
 
 
 def _answer(status: int, state: str, **fields: object) -> web.Response:
