@@ -205,3 +205,32 @@ async def test_text_fits_5000_utf16_units_keeping_instruction_and_link(
         result = (await channel.send(message.with_idempotency_key(str(uuid.uuid4())), [to(1)]))[1]
         assert isinstance(result, Delivered), result
     assert standin.delivered_to(user(1))[-1].texts[0].startswith("【訓練】")
+
+
+async def test_a_reply_uses_its_token_once_then_falls_back_to_a_counted_push(
+    channel: LineChannel, standin: LineStandIn
+) -> None:
+    from dispatcher.worker import reply_message
+
+    token = standin.issue_reply_token(user(1))
+    payload = {
+        "text": "Choose",
+        "buttons": [[{"label": "English", "data": "L:en"}]],
+        "reply_token": token,
+        "more": [{"text": "and more"}],
+    }
+    message = reply_message(payload, "en").with_idempotency_key(str(uuid.uuid4()))
+    first = (await channel.send(message, [to(1)]))[1]
+    assert isinstance(first, Delivered) and first.detail == "reply"
+    (got,) = standin.delivered_to(user(1))
+    assert got.endpoint == "reply" and [m["text"] for m in got.messages] == ["Choose", "and more"]
+    assert got.messages[0]["quickReply"]["items"][0]["action"]["data"] == "L:en"
+    assert channel.quota is not None and channel.quota.used == 0, "replies are free"
+    # The token is spent (or expired): the answer still reaches her, as a push with the retry key.
+    again = (await channel.send(message, [to(1)]))[1]
+    assert isinstance(again, Delivered)
+    push = standin.delivered_to(user(1))[-1]
+    assert push.endpoint == "push" and push.retry_key == message.idempotency_key
+    assert channel.quota.used == 1
+    bad = reply_message({"text": "x", "buttons": [[{"label": "a", "data": f"D:{i}"} for i in range(14)]]}, "en")
+    assert isinstance((await channel.send(bad, [to(1)]))[1], Reject)

@@ -60,3 +60,50 @@ def test_not_a_webhook_body() -> None:
     for raw in (b"", b"[]", b'{"events": 3}', b"\xff"):
         with pytest.raises(BadWebhook):
             parse(raw)
+
+
+def test_events_map_to_the_conversation() -> None:
+    from channels.line_events import Inbound
+    from dispatcher.residents.conversation import Command, Follow, Press, SharedLocation, Text, Unfollow
+    from dispatcher.web.line_hook import to_event
+
+    def ev(kind: str, **kw: object) -> Inbound:
+        return Inbound(kind, "line", USER, **kw)  # type: ignore[arg-type]
+
+    assert to_event(ev("follow")) == Follow() and to_event(ev("unfollow")) == Unfollow()
+    assert to_event(ev("text", text="/latest")) == Command("latest")
+    assert to_event(ev("text", text="最新")) == Command("latest")
+    assert to_event(ev("text", text="ＳＴＯＰ")) == Command("stop")
+    assert to_event(ev("text", text="大岡")) == Text("大岡")
+    assert to_event(ev("location", latitude=35.1, longitude=138.9)) == SharedLocation(35.1, 138.9)
+    assert to_event(ev("press", data="L:en")) == Press("L:en")
+    assert to_event(ev("press", data="/settings")) == Command("settings")
+    assert to_event(ev("other")) is None
+
+
+def test_reply_as_quick_replies_within_lines_limits() -> None:
+    from channels.line_reply import reply_message
+
+    reply = {
+        "text": "Your places",
+        "buttons": [[{"label": "Pick a district from the list", "data": "P:0"}], [{"label": "Done", "data": "M:done"}]],
+    }
+    message = reply_message(reply, "ja")
+    items = message["quickReply"]["items"]
+    assert items[0]["action"] == {"type": "location", "label": "📍現在地を送る"}
+    assert items[1]["action"] == {
+        "type": "postback",
+        "label": "Pick a district fro…",
+        "data": "P:0",
+        "displayText": "Pick a district fro…",
+    }
+    assert all(len(i["action"]["label"]) <= 20 for i in items)
+    full = {"text": "x", "buttons": [[{"label": str(i), "data": f"P:{i}"} for i in range(13)]]}
+    assert len(reply_message(full, "en")["quickReply"]["items"]) == 13, "no room for the picker: not added"
+    assert "quickReply" not in reply_message({"text": "hi"}, "en")
+    with pytest.raises(ValueError, match="at most 13"):
+        reply_message({"text": "x", "buttons": [[{"label": "a", "data": f"D:{i}"} for i in range(14)]]}, "en")
+    with pytest.raises(ValueError, match="postback data"):
+        reply_message({"text": "x", "buttons": [[{"label": "a", "data": "D" * 301}]]}, "en")
+    long = reply_message({"text": "🌊" * 3000}, "en")["text"]
+    assert len(long.encode("utf-16-le")) // 2 <= 5000 and long.endswith("…")
