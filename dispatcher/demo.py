@@ -1,7 +1,7 @@
 """``dispatcher demo``: the real daemon against local stand-ins, on the embedded defaults.
 
 It starts a JMA feed stand-in replaying real JMA telegrams (``config/demo``),
-a Telegram Bot API stand-in and an SMTP server, subscribes a handful of demo
+a Telegram Bot API stand-in, a LINE Messaging API stand-in and an SMTP server, subscribes a handful of demo
 residents of 沼津市, and runs the real :class:`~dispatcher.app.Service` against
 a fresh ``dispatcher_demo`` database. Every alert and delivery can be watched in
 the log and on the dashboard. With ``--once`` it publishes everything at once,
@@ -24,6 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from channels.bluesky import BlueskyConfig
 from channels.email import EmailConfig
+from channels.line import LineConfig
 from channels.mastodon import MastodonConfig
 from channels.telegram import TelegramConfig
 from channels.x import XConfig
@@ -34,6 +35,7 @@ from dispatcher.console.demo_accounts import describe as describe_accounts
 from dispatcher.settings import ChannelSettings, Settings
 from dispatcher.standins.bluesky import BlueskyStandIn
 from dispatcher.standins.jma_feed import JmaFeedStandIn
+from dispatcher.standins.line_api import LineStandIn
 from dispatcher.standins.mastodon import MastodonStandIn
 from dispatcher.standins.smtp import SmtpStandIn
 from dispatcher.standins.telegram_api import TelegramStandIn
@@ -61,6 +63,7 @@ SUBSCRIBERS = (
     DemoSubscriber("John Smith", "telegram", "100002", "en"),
     DemoSubscriber("グエン・ヴァン・アン", "email", "nguyen@example.jp", "ja-easy"),
     DemoSubscriber("鈴木 一郎", "email", "suzuki@example.jp", "ja"),
+    DemoSubscriber("Maria Silva", "line", "U" + "6b" * 16, "en"),
     DemoSubscriber("沼津市 危機管理課 (test)", "telegram", "900001", "ja", test_recipient=True),
     DemoSubscriber("沼津市 危機管理課 (test)", "email", "kikikanri-test@example.jp", "ja", test_recipient=True),
 )
@@ -99,6 +102,7 @@ def expected_messages() -> Counter[tuple[str, str]]:
     return want
 
 
+LINE_SECRET = "demo-line-channel-secret"  # noqa: S105 - the demo's own, against the stand-in
 _X_DEMO = ("demo-consumer-key", "demo-consumer-secret", "demo-access-token", "demo-access-secret")
 
 
@@ -136,6 +140,8 @@ class Demo:
         self.feed = JmaFeedStandIn()
         self.telegram = TelegramStandIn()
         self.smtp = SmtpStandIn()
+        # The city's LINE official account (ライトプラン: 5,000 messages a month).
+        self.line = LineStandIn(quota=5000)
         # The city's social media accounts (broadcast channels: one post per public alert).
         self.mastodon = MastodonStandIn()
         self.x = XStandIn(OAuth1Credentials(*_X_DEMO))
@@ -159,6 +165,16 @@ class Demo:
                 "email",
                 enabled=True,
                 options=EmailConfig(host=host, port=port, sender="沼津市 防災情報 <bousai@city.numazu.example>"),
+            ),
+            "line": ChannelSettings(
+                "line",
+                enabled=True,
+                options=LineConfig(
+                    token="demo-line-token",  # noqa: S106 - the stand-in accepts any token
+                    channel_secret=LINE_SECRET,
+                    base_url=self.line.base_url,
+                    plan="light",
+                ),
             ),
             "mastodon": ChannelSettings(
                 "mastodon",
@@ -192,6 +208,7 @@ class Demo:
         await self.feed.start()
         await self.telegram.start()
         await self.smtp.start()
+        await self.line.start()
         for social in (self.mastodon, self.x, self.bluesky):
             await social.start()
         settings = self._settings()
@@ -216,6 +233,7 @@ class Demo:
         self.service = Service(settings, dsn=dsn)
         await self.service.start()
         print(describe_accounts(staff, self.service.web_url), flush=True)
+        print(self._line_help(), flush=True)
         log.info("demo: dashboard at %s, public site at %s/public/  (Ctrl-C to stop)", *[self.service.web_url] * 2)
         publisher = asyncio.create_task(self._publish())
         try:
@@ -230,6 +248,7 @@ class Demo:
             await self.service.stop()
             await self.telegram.stop()
             await self.smtp.stop()
+            await self.line.stop()
             for social in (self.mastodon, self.x, self.bluesky):
                 await social.stop()
             await self.feed.stop()
@@ -251,7 +270,20 @@ class Demo:
         for mail in self.smtp.messages:
             for rcpt in mail.rcpt_tos:
                 got[("email", rcpt)] += 1
+        for d in self.line.deliveries:
+            if d.endpoint == "multicast" and d.delivered:
+                got[("line", d.to)] += 1
         return got
+
+    def _line_help(self) -> str:
+        """How to talk to the LINE bot of the demo from another terminal."""
+        hook = f"{self.service.web_url if self.service else ''}/hooks/line"
+        return (
+            "LINE official account (stand-in): talk to the bot from another terminal with\n"
+            f"  .venv/bin/python -m dispatcher.standins.line_webhook --hook {hook}"
+            f" --secret {LINE_SECRET} --api {self.line.base_url}\n"
+            "  then type !follow, tap the numbered buttons, share !location 35.0956 138.8636, type /latest"
+        )
 
     def _check(self) -> tuple[bool, Counter[tuple[str, str]], Counter[tuple[str, str]]]:
         want, got = expected_messages(), self._received()
@@ -296,7 +328,7 @@ class Demo:
             f"  {'channel':<10} {'queued':>7} {'sending':>8} {'delivered':>10} {'failed':>7} {'expected':>9} "
             f"{'received':>9}",
         ]
-        for ch in ("telegram", "email"):
+        for ch in ("telegram", "email", "line"):
             t = totals.get(ch, dict.fromkeys(reports.STATES, 0))
             exp = sum(n for (c, _a), n in want.items() if c == ch)
             rec = sum(n for (c, _a), n in got.items() if c == ch)

@@ -62,6 +62,8 @@ BOT_INFO: dict[str, Any] = {
 }
 RATE_LIMITED = "The API rate limit has been exceeded. Try again later."
 MONTHLY_LIMIT = "You have reached your monthly limit."
+# Not LINE's: where another process (the chat tool of line_webhook) gets a reply token.
+REPLY_TOKEN_PATH = "/_standin/reply_token"  # noqa: S105 - a path, not a secret
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +191,7 @@ class LineStandIn(StandInServer):
         router.add_get("/v2/bot/message/quota", self._quota)
         router.add_get("/v2/bot/message/quota/consumption", self._consumption)
         router.add_get("/v2/bot/info", self._info)
+        router.add_post(REPLY_TOKEN_PATH, self._mint_reply_token)
 
     def provider_stats(self, since: int) -> dict[str, Any]:
         return {
@@ -197,7 +200,15 @@ class LineStandIn(StandInServer):
             "total_usage": self.quota_used,
             "delivery_count": len(self.deliveries),
             "deliveries": [
-                {"request_id": d.request_id, "endpoint": d.endpoint, "to": d.to, "delivered": d.delivered, "at": d.at}
+                {
+                    "request_id": d.request_id,
+                    "endpoint": d.endpoint,
+                    "to": d.to,
+                    "delivered": d.delivered,
+                    "at": d.at,
+                    "texts": d.texts,
+                    "quick_replies": _quick_replies(d.messages),
+                }
                 for d in self.deliveries[since:]
             ],
         }
@@ -412,9 +423,30 @@ class LineStandIn(StandInServer):
         refused = self._authorize(request)
         return refused if refused is not None else self._answer({"totalUsage": self.quota_used})
 
+    async def _mint_reply_token(self, request: web.Request) -> web.Response:
+        """Not LINE's: a reply token for a webhook event sent from another process (``{"userId"}``)."""
+        try:
+            body = await json_body(request)
+            user_id = str(body["userId"])
+        except (ValueError, KeyError, TypeError):
+            return web.json_response({"error": "userId required"}, status=400)
+        return web.json_response({"replyToken": self.issue_reply_token(user_id)})
+
     async def _info(self, request: web.Request) -> web.Response:
         refused = self._authorize(request)
         return refused if refused is not None else self._answer(BOT_INFO)
+
+
+def _quick_replies(messages: tuple[dict[str, Any], ...]) -> list[dict[str, str]]:
+    """The quick replies under the last message (what the person can tap), for stats: label, type, data."""
+    quick = messages[-1].get("quickReply") if messages else None
+    items = quick.get("items", []) if isinstance(quick, dict) else []
+    actions = [i.get("action") for i in items if isinstance(i, dict)]
+    return [
+        {"label": str(a.get("label", "")), "type": str(a.get("type", "")), "data": str(a.get("data", ""))}
+        for a in actions
+        if isinstance(a, dict)
+    ]
 
 
 def _check_quick_reply(quick: Any, where: str) -> list[dict[str, str]]:

@@ -258,3 +258,14 @@ async def test_url_check_and_malformed_bodies(stack: Stack) -> None:
         assert r.status == 400 and (await r.json())["error"] == "malformed"
     async with aiohttp.ClientSession() as http, http.post(stack.hook.url, data=body) as r:
         assert r.status == 401, "no signature: refused before the body is read"
+
+
+async def test_the_demo_chat_tool_talks_to_the_bot(stack: Stack, capsys: pytest.CaptureFixture[str]) -> None:
+    from dispatcher.standins.line_webhook import chat
+
+    await chat(stack.hook.url, SECRET, stack.api.base_url, TARO, lines=["!follow", "3", "/latest", "!quit"])
+    out = capsys.readouterr().out
+    assert "Please choose your language." in out
+    assert "[3] English" in out and "< Welcome to Numazu City" in out
+    assert "[1] 📍Share location (location)" in out
+    assert all(d.endpoint == "reply" for d in stack.api.delivered_to(TARO)), "tokens minted by the stand-in"
