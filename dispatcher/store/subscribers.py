@@ -214,9 +214,10 @@ async def audience(
 async def forget(conn: asyncpg.Connection, *, channel: str, address: str) -> int:
     """Delete what the service keeps about ``address`` on ``channel``; return the subscriptions deleted.
 
-    The subscription goes, and its subscriber when nothing else is left of them; nothing
+    The subscription goes, and its subscriber when nothing else is left of them; no alert
     still queued is sent to the address; past deliveries keep their outcome but lose the
-    address (replaced by ``forgotten-<delivery id>``).
+    address (replaced by ``forgotten-<delivery id>``). A bot reply still queued (the
+    goodbye after ``stop``) keeps it until it is sent.
     """
     async with conn.transaction():
         owners = await conn.fetch(
@@ -229,7 +230,7 @@ async def forget(conn: asyncpg.Connection, *, channel: str, address: str) -> int
         )
         await conn.execute(
             "UPDATE deliveries SET state = 'failed', last_error = 'the recipient left (their data was deleted)',"
-            " updated_at = now() WHERE channel = $1 AND address = $2 AND state = 'queued'",
+            " updated_at = now() WHERE channel = $1 AND address = $2 AND state = 'queued' AND alert_id IS NOT NULL",
             channel,
             address,
         )
@@ -237,7 +238,8 @@ async def forget(conn: asyncpg.Connection, *, channel: str, address: str) -> int
         await conn.execute(
             "WITH quiet AS (SELECT set_config('dispatcher.quiet_update', 'on', true))"
             " UPDATE deliveries d SET address = 'forgotten-' || d.id FROM quiet"
-            " WHERE d.channel = $1 AND d.address = $2 AND d.state <> 'sending'",
+            " WHERE d.channel = $1 AND d.address = $2 AND d.state <> 'sending'"
+            " AND NOT (d.alert_id IS NULL AND d.state = 'queued')",
             channel,
             address,
         )

@@ -11,8 +11,9 @@ and handed, one transaction each, to the residents' conversation
 settings and queues the replies in the outbox:
 
 * ``follow`` → ``Follow`` (the language menu), ``unfollow`` → ``Unfollow``: everything
-  kept about the person is deleted, and here also what was still queued for them and
-  their address in past deliveries (:func:`dispatcher.store.subscribers.forget`);
+  kept about the person is deleted, and here also the alerts still queued for them and
+  their address in past deliveries (:func:`dispatcher.store.subscribers.forget`), as
+  after ``stop``;
 * ``text`` → ``Text``, or ``Command`` for ``/latest``-style commands and a few typed
   words (最新, 設定, 地域, 停止, ヘルプ, テスト and their English names);
 * ``location`` → ``SharedLocation``; ``press`` (a postback) → ``Press`` (``Command`` when
@@ -146,10 +147,10 @@ class LineHook:
                 return
             before = await replies.last_delivery_id(conn)
             await self.residents.handle_event(self.channel, event.address, wanted, conn=conn)
-            if isinstance(wanted, Unfollow):
+            if isinstance(wanted, Unfollow) or (isinstance(wanted, Command) and wanted.name == "stop"):
                 await subscribers.forget(conn, channel=self.channel, address=event.address)
-                log.info("LINE unfollow: data deleted", extra={"channel": self.channel})
-            elif event.reply_token:
+                log.info("LINE resident left: data deleted", extra={"channel": self.channel})
+            if event.reply_token and not isinstance(wanted, Unfollow):
                 await replies.bundle_replies(conn, self.channel, event.address, before, event.reply_token)
 
 

@@ -170,3 +170,43 @@ async def test_quota_on_record_and_sends_held_before_it_is_exceeded(database: st
     finally:
         await pool.close()
         await standin.stop()
+
+
+async def test_a_restart_retries_the_batch_a_dead_worker_sent_with_its_stored_key(database: str) -> None:
+    """A worker claims a batch, stores its key, LINE accepts it, and the worker dies before recording."""
+    from dispatcher.model import Message, Recipient
+    from dispatcher.pipeline import CodeTargeter, Pipeline
+    from dispatcher.store import outbox
+
+    standin = LineStandIn(TOKEN)
+    await standin.start()
+    pool = await db.create_pool(database, min_size=1, max_size=2)
+    try:
+        await add_subscribers(database, "line", users(30))
+        # The first life: the pipeline writes the deliveries, a worker claims them all and sends.
+        await Pipeline(pool, targeter=CodeTargeter(), channels=["line"]).ingest(alert("R1"))
+        async with pool.acquire() as conn:
+            claimed = await outbox.claim(conn, "line", 100, 1.0)
+            await outbox.assign_retry_key(
+                conn, [c.id for c in claimed], [c.claim for c in claimed], "6f1c1b6e-0f6e-4a57-9b59-2f6c0e7d3a10"
+            )
+        dead = line(standin)
+        text = Message("【大雨警報】test R1", "ja", idempotency_key="6f1c1b6e-0f6e-4a57-9b59-2f6c0e7d3a10")
+        sent = await dead.send(text, [Recipient(c.id, c.address) for c in claimed])
+        await dead.close()
+        assert len(sent) == 30 and len(standin.deliveries) == 30
+        await asyncio.sleep(1.2)  # its lease runs out: nobody answered for it
+        # The second life: a new worker takes the batch over and sends it again, same key.
+        async with engine(database, FAST, [(line(standin), ChannelSettings("line", enabled=True))]):
+
+            async def done() -> bool:
+                return (await states(database, "line")) == Counter({"delivered": 30})
+
+            await wait_until(done, 20, "the batch taken over and recorded")
+        assert len(standin.deliveries) == 30, "LINE did not send it twice"
+        assert [r.status for r in standin.refusals] == [409]
+        got = await rows(database, "SELECT DISTINCT retry_key::text AS k, attempts FROM deliveries")
+        assert [(r["k"], r["attempts"]) for r in got] == [("6f1c1b6e-0f6e-4a57-9b59-2f6c0e7d3a10", 1)]
+    finally:
+        await pool.close()
+        await standin.stop()

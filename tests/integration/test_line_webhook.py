@@ -224,6 +224,11 @@ async def test_a_resident_follows_chooses_settings_gets_an_alert_by_multicast_an
     assert [r["address"] for r in await stack.fetch("SELECT address FROM subscriptions")] == [TARO]
     assert not await stack.fetch("SELECT 1 FROM deliveries WHERE address = $1", HANAKO)
     assert not await stack.fetch("SELECT 1 FROM resident_places")
+    # Taro types 停止 (stop): he is told, then forgotten too.
+    assert (await hook.send(hook.text(TARO, "停止"))).status == 200
+    await wait_until(lambda: replies(stack, TARO) == 2, 10, "the goodbye")
+    assert not await stack.fetch("SELECT 1 FROM subscriptions")
+    assert not await stack.fetch("SELECT 1 FROM subscribers")
     print("\n".join(transcript))
 
 
