@@ -181,7 +181,8 @@ class LineChannel(Channel):
                 log.warning("LINE quota unreadable", extra={"channel": self.name, "error": str(exc)})
                 if self.quota is not None:
                     return self.quota
-                quota = Quota(plan, PLAN_QUOTA.get(plan), 0, 0.0)
+                # The plan's own figure until LINE answers; asked again in half a minute.
+                quota = Quota(plan, PLAN_QUOTA.get(plan), 0, time.time() - self.config.quota_refresh_seconds + 30)
         await self._record(quota)
         return quota
 
