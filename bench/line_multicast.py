@@ -48,8 +48,8 @@ async def line_standin_process() -> AsyncIterator[str]:
         await proc.wait()
 
 
-async def stats(session: aiohttp.ClientSession, base_url: str) -> dict[str, Any]:
-    async with session.get(f"{base_url}/_standin/stats") as resp:
+async def stats(session: aiohttp.ClientSession, base_url: str, since: int = 0) -> dict[str, Any]:
+    async with session.get(f"{base_url}/_standin/stats", params={"since": str(since)}) as resp:
         body: dict[str, Any] = await resp.json()
         return body
 
@@ -75,15 +75,16 @@ async def main() -> None:
                 started = time.monotonic()
                 await service.pipeline.ingest(make_alert("line-bench"))
                 handed_over = time.monotonic()
-                got: dict[str, Any] = {}
+                deliveries: list[dict[str, Any]] = []
                 while time.monotonic() < started + 120:
-                    got = await stats(session, base_url)
-                    if got["delivery_count"] >= n:
+                    got = await stats(session, base_url, len(deliveries))
+                    deliveries += got["deliveries"]
+                    if len(deliveries) >= n:
                         break
                     await asyncio.sleep(0.05)
                 seen = time.monotonic()
-            got = await stats(session, base_url)
-    deliveries = got["deliveries"]
+            got = await stats(session, base_url, len(deliveries))
+            deliveries += got["deliveries"]
     per_request = Counter(d["request_id"] for d in deliveries)
     per_user = Counter(d["to"] for d in deliveries)
     times = sorted(float(d["at"]) for d in deliveries)

@@ -106,9 +106,11 @@ class OutboxWorker:
         # lease expiry, and a higher-priority alert is claimed within about a second.
         # A claim holds at least one full provider request (LINE: 500 recipients a multicast).
         self.claim_size = max(self.batch_size, min(delivery.batch_size, int(rate * self.batch_size) or 1))
-        # Fast channels keep up to a second of work (at most 1,000) in flight, so
-        # that claiming and recording (a commit each) never leave the sends idle.
-        self.max_inflight = max(2 * self.claim_size, min(int(rate), 1000))
+        # Fast channels keep up to a second of work (at most 1,000 deliveries, or 10,000 on a
+        # channel that sends many per request) in flight, so that claiming and recording (a
+        # commit each) never leave the sends idle.
+        per_second = int(rate) if self.batch_size == 1 else int(rate * self.batch_size)
+        self.max_inflight = max(2 * self.claim_size, min(per_second, 1000 if self.batch_size == 1 else 10_000))
         self.concurrency: int = max(1, configured("concurrency") or delivery.concurrency)
         # Channels without per-recipient pacing are driven by a fixed pool of sender
         # coroutines fed by a queue: no task and no slot to wait for per delivery.
