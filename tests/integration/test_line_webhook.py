@@ -274,3 +274,47 @@ async def test_the_demo_chat_tool_talks_to_the_bot(stack: Stack, capsys: pytest.
     assert "[3] English" in out and "< Welcome to Numazu City" in out
     assert "[1] 📍Share location (location)" in out
     assert all(d.endpoint == "reply" for d in stack.api.delivered_to(TARO)), "tokens minted by the stand-in"
+
+
+async def test_quiet_hours_hold_an_advisory_but_not_a_tsunami_warning(stack: Stack) -> None:
+    from datetime import UTC, datetime
+
+    from dispatcher.model import JST, Priority
+
+    hook = stack.hook
+    for event in (
+        hook.follow(HANAKO),
+        hook.postback(HANAKO, "L:en"),
+        hook.postback(HANAKO, "D:numazu-ooka"),
+        hook.postback(HANAKO, "M:done"),
+        hook.postback(HANAKO, "V:all"),
+        hook.postback(HANAKO, "Q:off"),
+    ):
+        assert (await hook.send(event)).status == 200
+    # Her quiet hours: from half an hour ago to an hour from now (Japan time).
+    now = datetime.now(UTC).astimezone(JST)
+    minute = now.hour * 60 + now.minute
+    conn = await asyncpg.connect(stack.dsn)
+    try:
+        await conn.execute(
+            "UPDATE subscriptions SET quiet_start = $1, quiet_end = $2 WHERE address = $3",
+            (minute - 30) % 1440,
+            (minute + 60) % 1440,
+            HANAKO,
+        )
+    finally:
+        await conn.close()
+    assert stack.service.pipeline is not None
+    await stack.service.pipeline.ingest(alert("ADV", priority=Priority.LOW, codes=("numazu-ooka",)))
+    await stack.service.pipeline.ingest(alert("TSUNAMI", priority=Priority.CRITICAL, codes=("numazu-ooka",)))
+    await wait_until(
+        lambda: any(d.endpoint == "multicast" for d in stack.api.delivered_to(HANAKO)), 15, "the tsunami warning"
+    )
+    await asyncio.sleep(1.0)
+    got = [d.texts[0] for d in stack.api.delivered_to(HANAKO) if d.endpoint == "multicast"]
+    assert len(got) == 1 and "test TSUNAMI" in got[0]
+    held = await stack.fetch(
+        "SELECT d.state::text AS state, d.not_before FROM deliveries d JOIN alerts a ON a.id = d.alert_id"
+        " WHERE a.identifier = 'ADV'"
+    )
+    assert held[0]["state"] == "queued" and (held[0]["not_before"] - datetime.now(UTC)).total_seconds() > 3000
