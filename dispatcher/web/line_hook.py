@@ -33,6 +33,7 @@ unfollow are idempotent).
 from __future__ import annotations
 
 import logging
+import time
 import unicodedata
 
 import asyncpg
@@ -42,6 +43,7 @@ from channels.line_events import BadWebhook, Inbound, parse, signed
 from dispatcher.residents.conversation import Command, Event, Follow, Press, SharedLocation, Text, Unfollow
 from dispatcher.residents.service import ResidentService
 from dispatcher.store import replies, subscribers
+from dispatcher.store import residents as residents_store
 from dispatcher.store.db import DB_ERRORS
 from dispatcher.web import auth
 
@@ -50,6 +52,9 @@ log = logging.getLogger(__name__)
 PATH = "/hooks/line"
 # A webhook request of LINE carries a few events; a megabyte is far more than any.
 MAX_BODY = 1024 * 1024
+# Seconds between two purges of the events handled more than a day ago (LINE redelivers
+# for a few minutes at most).
+PURGE_EVERY = 3600.0
 
 # Typed words that mean a command (LINE has no slash commands), case- and width-folded.
 WORDS = {
@@ -106,6 +111,7 @@ class LineHook:
         self.residents = residents
         self.max_body_bytes = max_body_bytes
         self.channel = channel
+        self._purged = 0.0
 
     def routes(self) -> list[web.RouteDef]:
         """The route, public: the signature is its authentication."""
@@ -131,6 +137,10 @@ class LineHook:
         try:
             for event in events:
                 await self.on_event(event)
+            if events and time.monotonic() - self._purged > PURGE_EVERY:
+                self._purged = time.monotonic()
+                async with self.pool.acquire() as conn:
+                    await residents_store.purge_done(conn, self.channel, hours=24.0)
         except DB_ERRORS as exc:
             log.warning("LINE webhook: database unavailable", extra={"channel": self.channel, "error": str(exc)})
             return _answer(503, "unavailable", error="unavailable")
