@@ -425,6 +425,23 @@ class OutboxWorker:
                 self.gate.take(decision.pause, c)
             self._answer(c, decision)
             self._log(c, result, decision, elapsed)
+            if isinstance(result, Reject) and result.moved_to:
+                task = asyncio.create_task(self._move(c, result.moved_to))
+                self._sends.add(task)
+                task.add_done_callback(self._sends.discard)
+
+    async def _move(self, c: Claimed, new_address: str) -> None:
+        """The recipient moved (a group became a supergroup): record its new address, send there again."""
+        try:
+            async with self.pool.acquire() as conn:
+                moved = await outbox.move_recipient(conn, c.id, new_address)
+        except DB_ERRORS as exc:
+            log.warning("could not follow a moved recipient", extra={"channel": self.name, "error": str(exc)})
+            return
+        log.info(
+            "recipient moved; message queued again",
+            extra={"channel": self.name, "delivery_id": c.id, "new_delivery_id": moved},
+        )
 
     def _log(self, c: Claimed, result: SendResult, decision: Decision, elapsed: float) -> None:
         extra: dict[str, Any] = {"channel": self.name, "delivery_id": c.id, "alert_id": c.alert_id}

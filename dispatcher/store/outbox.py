@@ -291,6 +291,33 @@ async def deactivate_subscriptions(conn: asyncpg.Connection, ids: Sequence[int],
         )
 
 
+async def move_recipient(conn: asyncpg.Connection, delivery_id: int, new_address: str) -> int | None:
+    """The recipient of ``delivery_id`` moved (a Telegram group became a supergroup): follow it.
+
+    Its subscription takes the new address (unless another subscription has it already),
+    and the delivery is queued again for the new address; returns the new delivery's id
+    (None: one exists already for that address).
+    """
+    async with conn.transaction():
+        await conn.execute(
+            "UPDATE subscriptions s SET address = $2 FROM deliveries d"
+            " WHERE d.id = $1 AND s.id = d.subscription_id AND NOT EXISTS ("
+            "   SELECT 1 FROM subscriptions o WHERE o.channel = s.channel AND o.address = $2)",
+            delivery_id,
+            new_address,
+        )
+        value = await conn.fetchval(
+            "INSERT INTO deliveries (alert_id, channel, subscription_id, address, language, priority, place, level,"
+            " reply)"
+            " SELECT alert_id, channel, subscription_id, $2, language, priority, place, level, reply"
+            " FROM deliveries WHERE id = $1"
+            " ON CONFLICT (alert_id, channel, address) DO NOTHING RETURNING id",
+            delivery_id,
+            new_address,
+        )
+    return None if value is None else int(value)
+
+
 async def pause_recipient(conn: asyncpg.Connection, channel: str, address: str, until: datetime) -> None:
     await conn.execute(
         "INSERT INTO recipient_pauses (channel, address, paused_until) VALUES ($1, $2, $3)"

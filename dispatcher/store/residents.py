@@ -193,6 +193,18 @@ async def delete(conn: asyncpg.Connection, channel: str, address: str) -> bool:
     return True
 
 
+async def rename_address(conn: asyncpg.Connection, channel: str, old: str, new: str) -> bool:
+    """The chat at ``old`` now lives at ``new`` (a group became a supergroup); False if ``new`` is taken."""
+    result = await conn.execute(
+        "UPDATE subscriptions SET address = $3 WHERE channel = $1 AND address = $2"
+        " AND NOT EXISTS (SELECT 1 FROM subscriptions o WHERE o.channel = $1 AND o.address = $3)",
+        channel,
+        old,
+        new,
+    )
+    return bool(result.split()[-1] != "0")
+
+
 async def queue_replies(
     conn: asyncpg.Connection,
     *,
