@@ -189,7 +189,7 @@ async def test_a_resident_subscribes_receives_looks_back_sleeps_and_leaves(bot: 
 
     await bot.type("/stop", "Your data has been deleted.")
     for table in ("subscriptions", "residents", "resident_places", "subscribers"):
-        assert await bot.fetchval(f"SELECT count(*) FROM {table}") == 0, table  # noqa: S608 (constants)
+        assert await bot.fetchval(f"SELECT count(*) FROM {table}") == 0, table
     # Deleting the subscription forgot its link; nothing queued for the chat is left but history.
     assert (
         await bot.fetchval("SELECT count(*) FROM deliveries WHERE address = $1 AND subscription_id IS NOT NULL", CHAT)
