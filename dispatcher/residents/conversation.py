@@ -342,7 +342,7 @@ def _location(r: Resident, loc: SharedLocation, ctx: _Ctx) -> Outcome:
         return Outcome(r, (_language_menu(ctx, r),))
     match = ctx.directory.locate(loc.lat, loc.lon)
     if match.district is None:
-        return Outcome(r, (Reply(_t(ctx, r, "outside")), _places_menu(ctx, r)))
+        return Outcome(r, (_places_menu(ctx, r, note=_t(ctx, r, "outside")),))
     if len(r.places) >= MAX_PLACES:
         return Outcome(r, (_places_menu(ctx, r, note=_t(ctx, r, "places_full", max=MAX_PLACES)),))
     label = match.district.label(r.lang)
@@ -366,7 +366,8 @@ def _press(r: Resident, data: str, ctx: _Ctx) -> Outcome:
         new = dataclasses.replace(r, language=value)
         if not new.onboarded:
             new = dataclasses.replace(new, step=Step.PLACES)
-            return Outcome(new, (Reply(_t(ctx, new, "welcome")), _places_menu(ctx, new)))
+            # One message: Telegram paces a chat at one message a second.
+            return Outcome(new, (_places_menu(ctx, new, note=_t(ctx, new, "welcome")),))
         return Outcome(new, (_settings(ctx, new),))
     if r.language is None:
         return Outcome(r, (_language_menu(ctx, r),))
