@@ -78,11 +78,14 @@ async def claim(
     lease_seconds: float,
     *,
     partition: tuple[int, int] | None = None,
+    more_urgent_than: int | None = None,
 ) -> list[Claimed]:
     """Claim up to ``limit`` due deliveries of ``channel``, most urgent first.
 
     ``partition`` ``(n, k)``: only recipients whose address hashes to ``k`` modulo
     ``n`` (daemons sharing a per-recipient-paced channel, see :mod:`dispatcher.peers`).
+    ``more_urgent_than``: only deliveries of a lower priority number (the worker's
+    overtaking claim while it is full of less urgent work).
     """
     n, k = _partition_args(partition)
     rows = await conn.fetch(
@@ -91,6 +94,7 @@ async def claim(
             SELECT d.id, d.alert_id FROM deliveries d
             WHERE d.channel = $1 AND d.state = 'queued' AND d.not_before <= now()
               AND ($4::int IS NULL OR abs(hashtext(d.address)::bigint) % $4 = $5)
+              AND ($6::smallint IS NULL OR d.priority < $6::smallint)
               AND NOT EXISTS (SELECT 1 FROM recipient_pauses p
                               WHERE p.channel = d.channel AND p.address = d.address
                                 AND p.paused_until > now())
@@ -112,6 +116,7 @@ async def claim(
         lease_seconds,
         n,
         k,
+        more_urgent_than,
     )
     out = [
         Claimed(
