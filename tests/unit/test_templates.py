@@ -312,9 +312,9 @@ def _real(shared_data: Path, rel: str) -> Alert:
 def _written_in(templates: Templates, alert: Alert, language: str) -> str:
     """The language a message is written in: a partial pack's fallback for families it has no template of."""
     fallback = str(templates.pack(language).meta.get("fallback") or "")
-    if fallback and templates.template_key(alert, language) == "default":
-        if templates.template_key(alert, fallback) != "default":
-            return fallback
+    own = templates.template_key(alert, language)
+    if fallback and own == "default" and templates.template_key(alert, fallback) != "default":
+        return fallback
     return language
 
 
