@@ -52,3 +52,28 @@ async def test_onboarding_is_stored_and_stop_deletes_everything(database: str) -
             assert [r["reply"]["text"][:9] for r in left] == ["Your data"]
     finally:
         await pool.close()
+
+
+async def test_a_group_migrated_to_a_supergroup_is_followed_and_gets_the_message(database: str) -> None:
+    from dispatcher.settings import ChannelSettings
+    from dispatcher.store.subscribers import subscribe
+    from tests.integration.test_delivery import FAST, engine, telegram, telegram_standin, wait_until
+    from tests.samples import NUMAZU, make_alert
+
+    conn = await db.connect(database)
+    try:
+        await subscribe(conn, channel="telegram", address="-4001", areas=[NUMAZU], language="en")
+    finally:
+        await conn.close()
+    async with telegram_standin() as tg:
+        tg.migrate("-4001", -1007770001)
+        async with engine(database, FAST, [(telegram(tg), ChannelSettings("telegram", enabled=True))]) as (pipe, _w):
+            await pipe.ingest(make_alert("migrated-1"))
+            await wait_until(lambda: any(m.chat_id == "-1007770001" for m in tg.messages), 20, "the re-send")
+    conn = await db.connect(database)
+    try:
+        assert await conn.fetchval("SELECT address FROM subscriptions") == "-1007770001"
+        rows = await conn.fetch("SELECT address, state::text AS state FROM deliveries ORDER BY id")
+        assert [(r["address"], r["state"]) for r in rows] == [("-4001", "failed"), ("-1007770001", "delivered")]
+    finally:
+        await conn.close()
