@@ -67,7 +67,7 @@ from telegram.request import HTTPXRequest
 from telegram.warnings import PTBDeprecationWarning
 
 from channels.base import Channel, ChannelContext, Delivered, Health, Reject, Retry, SendResult
-from dispatcher.constraints import at_least, greater_than, http_url
+from dispatcher.constraints import at_least, greater_than, http_url, replaced_whole
 from dispatcher.model import Alert, Area, Message, Recipient
 
 logger = logging.getLogger(__name__)
@@ -105,6 +105,9 @@ class TelegramConfig:
     webhook_secret: str = field(default="", repr=False)
     # getUpdates long-polling timeout, seconds.
     poll_timeout: int = field(default=30, metadata=at_least(0))
+    # Public Telegram channels the service posts each alert to once: district code (or
+    # "all": the whole city) → chat id ("-100…") or "@username". The bot must be an admin there.
+    district_channels: Mapping[str, str] = field(default_factory=dict, metadata=replaced_whole())
 
     def __post_init__(self) -> None:
         # Messages name no section: the loader adds "[channels.telegram]" and the file.
@@ -119,6 +122,9 @@ class TelegramConfig:
             raise ValueError("updates = webhook needs webhook_secret (webhook_secret_env / webhook_secret_file)")
         if secret and (len(secret) < 32 or len(secret) > 256 or not all(c.isalnum() or c in "_-" for c in secret)):
             raise ValueError("webhook_secret must be 32-256 characters of A-Z, a-z, 0-9, _ and - (Telegram's rule)")
+        for district, chat in self.district_channels.items():
+            if not isinstance(chat, str) or not (chat.startswith("@") or chat.lstrip("-").isdigit()):
+                raise ValueError(f"district_channels.{district} must be a chat id (-100…) or @username, not {chat!r}")
         if self.webhook_url and not self.webhook_url.startswith(("https://", "http://")):
             raise ValueError(f"webhook_url must be an http(s) URL, not {self.webhook_url!r}")
 

@@ -144,7 +144,7 @@ class Service:
             self.workers.append(worker)
             self._worker_tasks.append(asyncio.create_task(worker.run(), name=f"worker-{name}"))
         self._relocation = asyncio.create_task(self._relocate(), name="relocate")
-        self._start_bots()
+        await self._start_bots()
         self._start_sources()
         if self.links is not None:  # the public site, in memory and its static copy; the forms' needs
             self.publication = await start_for(s, self.pool, self.dsn, self.links, self.channels)
@@ -233,14 +233,17 @@ class Service:
         except Exception:
             log.exception("poll failed", extra={"source": source.name})
 
-    def _start_bots(self) -> None:
-        """The residents' Telegram bot, when ``[channels.telegram] updates`` is not "off"."""
+    async def _start_bots(self) -> None:
+        """The district channels and the residents' Telegram bot (``[channels.telegram] updates``)."""
         channel = self.channels.get("telegram")
-        if channel is None or getattr(channel.config, "updates", "off") == "off":
+        if channel is None:
             return
-        from dispatcher.residents.wiring import telegram_bot
+        from dispatcher.residents.wiring import sync_district_channels, telegram_bot
 
         assert self.pool is not None
+        await sync_district_channels(self.settings, self.pool, channel.config)
+        if getattr(channel.config, "updates", "off") == "off":
+            return
         self.telegram_bot = telegram_bot(self.settings, self.pool, channel.config, channel.context.templates)
         self.telegram_bot.start()
 
