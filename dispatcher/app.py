@@ -390,6 +390,14 @@ def preflight(settings: Settings) -> None:
         default_targeter(settings.geo)
     except (ValueError, OSError) as exc:
         raise ConfigError(f"{where}: [geo] cannot load the layers: {exc}") from None
+    telegram = service.channels.get("telegram")
+    if telegram is not None:
+        from dispatcher.residents.wiring import district_follows
+
+        try:
+            district_follows(settings, telegram.config)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
     from dispatcher.console.messages import MessagesError, load_messages
 
     try:
