@@ -285,10 +285,10 @@ class OutboxWorker:
         return True
 
     async def _overtake(self) -> bool:
-        """Full of less urgent work (bot replies, advisories) and something new was queued: claim what is
-        more urgent than the least urgent in flight, beyond the in-flight limit by one claim at most.
+        """Full, and something was queued: claim what is more urgent than the least urgent in flight.
 
-        The gate's send slots go most urgent first, so it leaves next, not after the held work.
+        At most one claim beyond the in-flight limit; the gate's send slots go most urgent
+        first, so a CRITICAL alert leaves next, not after the bot replies already held.
         """
         self.wakeup.clear()
         held = self.leases.held()
