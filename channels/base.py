@@ -72,6 +72,9 @@ class Reject:
 
     reason: str
     unsubscribe: bool = False
+    # The recipient lives at another address now (a Telegram group migrated to a
+    # supergroup): the dispatcher records it and sends the message there again.
+    moved_to: str | None = None
 
 
 SendResult = Delivered | Retry | Reject

@@ -36,6 +36,8 @@ from dispatcher.peers import Peers
 from dispatcher.pipeline import Pipeline
 from dispatcher.publication.tokens import Links
 from dispatcher.publication.wiring import Publication, links_for, start_for
+from dispatcher.residents.levels import alert_class
+from dispatcher.residents.telegram import TelegramBot
 from dispatcher.settings import Settings
 from dispatcher.store import db
 from dispatcher.store.posts import StorePostLog
@@ -89,6 +91,8 @@ class Service:
         # The public site, feeds and subscription forms ([publication]), and the signed links mails carry.
         self.links: Links | None = None
         self.publication: Publication | None = None
+        # The residents' Telegram bot ([channels.telegram] updates), if on.
+        self.telegram_bot: TelegramBot | None = None
 
     @property
     def dsn(self) -> str:
@@ -116,8 +120,13 @@ class Service:
         # Every channel serves its subscriptions (a webhook subscription is a
         # subscriber's own endpoint); broadcast channels also post once per alert.
         broadcast = [n for n, ch in self.channels.items() if ch.broadcast]
+        city_codes = tuple(s.service.area_codes)
         self.pipeline = Pipeline(
-            self.pool, targeter=default_targeter(s.geo), channels=list(self.channels), broadcast_channels=broadcast
+            self.pool,
+            targeter=default_targeter(s.geo),
+            channels=list(self.channels),
+            broadcast_channels=broadcast,
+            classify=lambda alert: alert_class(alert, city_codes=city_codes, defaults=s.residents),
         )
         self.context = ServiceContext(self.pool, self.pipeline)
         self.wakeups = Wakeups(self.dsn)
@@ -136,6 +145,7 @@ class Service:
             self.workers.append(worker)
             self._worker_tasks.append(asyncio.create_task(worker.run(), name=f"worker-{name}"))
         self._relocation = asyncio.create_task(self._relocate(), name="relocate")
+        await self._start_bots()
         self._start_sources()
         if self.links is not None:  # the public site, in memory and its static copy; the forms' needs
             self.publication = await start_for(s, self.pool, self.dsn, self.links, self.channels)
@@ -225,12 +235,30 @@ class Service:
         except Exception:
             log.exception("poll failed", extra={"source": source.name})
 
+    async def _start_bots(self) -> None:
+        """The district channels and the residents' Telegram bot (``[channels.telegram] updates``)."""
+        channel = self.channels.get("telegram")
+        if channel is None:
+            return
+        from dispatcher.residents.wiring import sync_district_channels, telegram_bot
+
+        assert self.pool is not None
+        await sync_district_channels(self.settings, self.pool, channel.config)
+        if getattr(channel.config, "updates", "off") == "off":
+            return
+        self.telegram_bot = telegram_bot(self.settings, self.pool, channel.config, channel.context.templates)
+        self.telegram_bot.start()
+
     def web_context(self) -> WebContext:
         """What the web server reads of the daemon (started: the pool exists)."""
         assert self.pool is not None
         s = self.settings
         # Pushed sources (webhooks) bring their own routes.
         routes = [r for source in self.pushed for r in source.routes(self.context)] if self.context else []
+        if self.telegram_bot is not None:
+            from dispatcher.residents.telegram import route
+
+            routes.append(route(self.telegram_bot))
         routes += self._line_routes()
         from dispatcher.console.wiring import console_setup
 
@@ -327,6 +355,8 @@ class Service:
         log.info("stopping: polling off, finishing in-flight sends")
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
+        if self.telegram_bot is not None:
+            await self.telegram_bot.stop()
         for worker in self.workers:
             worker.stop()
         if self._worker_tasks:
@@ -385,6 +415,14 @@ def preflight(settings: Settings) -> None:
         default_targeter(settings.geo)
     except (ValueError, OSError) as exc:
         raise ConfigError(f"{where}: [geo] cannot load the layers: {exc}") from None
+    telegram = service.channels.get("telegram")
+    if telegram is not None:
+        from dispatcher.residents.wiring import district_follows
+
+        try:
+            district_follows(settings, telegram.config)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
     from dispatcher.console.messages import MessagesError, load_messages
 
     try:

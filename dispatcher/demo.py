@@ -46,6 +46,8 @@ from dispatcher.store.subscribers import subscribe
 log = logging.getLogger("dispatcher.demo")
 
 DEMO_DATABASE = "dispatcher_demo"
+# The chat of the scripted conversation with the bot (--once).
+DEMO_CHAT = "300001"
 NUMAZU = "2220300"
 
 
@@ -106,6 +108,18 @@ LINE_SECRET = "demo-line-channel-secret"  # noqa: S105 - the demo's own, against
 _X_DEMO = ("demo-consumer-key", "demo-consumer-secret", "demo-access-token", "demo-access-secret")
 
 
+def chat_help(standin_url: str) -> str:
+    """How to talk to the demo's bot as a resident (printed at start)."""
+    root = standin_url.removesuffix("/bot")
+    return (
+        "\nTalk to the residents' bot (Telegram stand-in at " + root + "):\n"
+        f"  dispatcher standin-chat {root} 300002        # interactive: text, /commands, button numbers\n"
+        f'  curl -s -XPOST {root}/_standin/chats/300002/type -d \'{{"text": "/start"}}\'\n'
+        f'  curl -s -XPOST {root}/_standin/chats/300002/press -d \'{{"data": "L:en"}}\'\n'
+        f"  curl -s {root}/_standin/chats/300002/messages\n"
+    )
+
+
 def _free_port() -> int:
     import socket
 
@@ -159,6 +173,9 @@ class Demo:
                 options=TelegramConfig(
                     token="123456:DEMO",  # noqa: S106 - the stand-in accepts any token
                     base_url=self.telegram.base_url,
+                    # The residents' bot, long-polling the stand-in (dispatcher standin-chat talks to it).
+                    updates="polling",
+                    poll_timeout=10,
                 ),
             ),
             "email": ChannelSettings(
@@ -235,10 +252,12 @@ class Demo:
         print(describe_accounts(staff, self.service.web_url), flush=True)
         print(self._line_help(), flush=True)
         log.info("demo: dashboard at %s, public site at %s/public/  (Ctrl-C to stop)", *[self.service.web_url] * 2)
+        print(chat_help(self.telegram.base_url), flush=True)
         publisher = asyncio.create_task(self._publish())
         try:
             if self.once:
                 ok = await self._wait_for_expected(timeout=90.0)
+                ok = await self._converse() and ok
             else:
                 await self._wait_for_signal()
                 ok = self._check()[0]
@@ -263,9 +282,27 @@ class Demo:
             self.feed.publish(t.feed, t.file, body, title=t.why, updated=datetime.now(UTC))
             log.info("demo: JMA stand-in publishes %s (%s)", t.file, t.why)
 
+    async def _converse(self) -> bool:
+        """A resident talks to the bot (scripted): the transcript is printed; True if it went as expected."""
+        import aiohttp
+
+        from dispatcher.standins.telegram_chat import StandinChat
+
+        script = ["/start", "3", "1", "2", "Heda", "4", "1", "4", "/latest", "/test", "/stop"]
+        async with aiohttp.ClientSession() as http:
+            chat = StandinChat(self.telegram.base_url, DEMO_CHAT, http)
+            for line in script:
+                await chat.say(line)
+                await chat.news(wait=5.0)
+        print("\nDemo conversation with the bot (chat " + DEMO_CHAT + "):\n" + "\n".join(chat.transcript), flush=True)
+        said = "\n".join(chat.transcript)
+        return "All set" in said and "Your data has been deleted" in said
+
     def _received(self) -> Counter[tuple[str, str]]:
         got: Counter[tuple[str, str]] = Counter()
         for m in self.telegram.messages:
+            if str(m.chat_id) == DEMO_CHAT:
+                continue  # the bot's conversation, not an alert delivery
             got[("telegram", str(m.chat_id))] += 1
         for mail in self.smtp.messages:
             for rcpt in mail.rcpt_tos:

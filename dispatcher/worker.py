@@ -69,6 +69,16 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+async def _first(*events: asyncio.Event, timeout: float) -> None:
+    """Wait until any of ``events`` is set, at most ``timeout`` seconds."""
+    waits = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+
+
 def reply_message(reply: Mapping[str, Any], language: str) -> Message:
     """The message of a bot's reply delivery: its text, the whole payload in ``extra["reply"]``."""
     return Message(text=str(reply.get("text") or ""), language=language, extra={"reply": reply})
@@ -244,10 +254,11 @@ class OutboxWorker:
         """Claim one batch and start sending it; False when there was nothing to claim."""
         free = self.max_inflight - len(self.leases)
         if free < max(1, self.claim_size // 2):
-            # Full: wait until the recorder has made room.
+            if self.wakeup.is_set() and await self._overtake():
+                return True
+            # Full: wait until the recorder has made room, or something new is queued.
             self.recorder.recorded.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.recorder.recorded.wait(), timeout=1.0)
+            await _first(self.recorder.recorded, self.wakeup, timeout=1.0)
             return True
         self._apply_share()
         if self.gate.generation is None:
@@ -274,6 +285,39 @@ class OutboxWorker:
                 # Only the body is cached; the alert's state comes with every claim.
                 self._alerts.update(await alert_store.alerts_by_ids(conn, missing))
                 self._forget_old_alerts()
+        self._dispatch(claimed)
+        return True
+
+    async def _overtake(self) -> bool:
+        """Full, and something was queued: claim what is more urgent than the least urgent in flight.
+
+        At most one claim beyond the in-flight limit; the gate's send slots go most urgent
+        first, so a CRITICAL alert leaves next, not after the bot replies already held.
+        """
+        self.wakeup.clear()
+        held = self.leases.held()
+        if not held or self.gate.paused_seconds > 0:
+            return False
+        least = max(c.priority for c in held)
+        if least <= 0:
+            return False
+        async with self.pool.acquire() as conn:
+            claimed_at = time.monotonic()
+            claimed = await outbox.claim(
+                conn,
+                self.name,
+                self.claim_size,
+                self.cfg.lease_seconds,
+                partition=self._partition(),
+                more_urgent_than=least,
+            )
+            if not claimed:
+                return False
+            self.leases.hold(claimed, claimed_at)
+            missing = {c.alert_id for c in claimed if not c.is_reply} - set(self._alerts)
+            if missing:
+                self._alerts.update(await alert_store.alerts_by_ids(conn, missing))
+        log.info("urgent deliveries overtake the work in flight", extra={"channel": self.name, "count": len(claimed)})
         self._dispatch(claimed)
         return True
 
@@ -460,6 +504,23 @@ class OutboxWorker:
                 self.gate.take(decision.pause, c)
             self._answer(c, decision)
             self._log(c, result, decision, elapsed)
+            if isinstance(result, Reject) and result.moved_to:
+                task = asyncio.create_task(self._move(c, result.moved_to))
+                self._sends.add(task)
+                task.add_done_callback(self._sends.discard)
+
+    async def _move(self, c: Claimed, new_address: str) -> None:
+        """The recipient moved (a group became a supergroup): record its new address, send there again."""
+        try:
+            async with self.pool.acquire() as conn:
+                moved = await outbox.move_recipient(conn, c.id, new_address)
+        except DB_ERRORS as exc:
+            log.warning("could not follow a moved recipient", extra={"channel": self.name, "error": str(exc)})
+            return
+        log.info(
+            "recipient moved; message queued again",
+            extra={"channel": self.name, "delivery_id": c.id, "new_delivery_id": moved},
+        )
 
     def _log(self, c: Claimed, result: SendResult, decision: Decision, elapsed: float) -> None:
         extra: dict[str, Any] = {"channel": self.name, "delivery_id": c.id, "alert_id": c.alert_id}

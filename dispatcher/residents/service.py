@@ -41,13 +41,16 @@ from dispatcher.store import residents as store
 log = logging.getLogger(__name__)
 
 
-def reply_payload(reply: Reply) -> dict[str, Any]:
+def reply_payload(reply: Reply, edit_target: str | None = None) -> dict[str, Any]:
     """What a reply delivery stores in ``deliveries.reply`` (and a channel gets in ``Message.extra["reply"]``)."""
-    return {
+    payload: dict[str, Any] = {
         "text": reply.text,
         "buttons": [[{"label": b.label, "data": b.data} for b in row] for row in reply.rows()],
         "edit": reply.edit,
     }
+    if reply.edit and edit_target:
+        payload["edit_message_id"] = edit_target
+    return payload
 
 
 def to_resident(channel: str, address: str, row: store.ResidentRow) -> Resident:
@@ -91,12 +94,23 @@ class ResidentService:
         self.public_url = public_url
 
     async def handle_event(
-        self, channel: str, address: str, event: Event, *, conn: asyncpg.Connection | None = None
+        self,
+        channel: str,
+        address: str,
+        event: Event,
+        *,
+        conn: asyncpg.Connection | None = None,
+        edit_target: str | None = None,
     ) -> list[Reply]:
-        """Decide ``event``, store the result and queue the replies; return the replies queued."""
+        """Decide ``event``, store the result and queue the replies; return the replies queued.
+
+        ``edit_target``: the provider's id of the message whose button was pressed; a
+        reply marked ``edit`` carries it as ``edit_message_id`` (Telegram edits it in place).
+        Inside ``conn``'s transaction, if given (a savepoint), else on a connection of its own.
+        """
         if conn is None:
             async with self.pool.acquire() as own:
-                return await self.handle_event(channel, address, event, conn=own)
+                return await self.handle_event(channel, address, event, conn=own, edit_target=edit_target)
         async with conn.transaction():
             row = await store.load(conn, channel, address, lock=True)
             resident = to_resident(channel, address, row) if row is not None else None
@@ -113,7 +127,7 @@ class ResidentService:
                 subscription_id=sid,
                 language=lang,
                 priority=REPLY_PRIORITY,
-                replies=[reply_payload(r) for r in replies],
+                replies=[reply_payload(r, edit_target) for r in replies],
             )
         return replies
 

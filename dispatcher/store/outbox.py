@@ -80,11 +80,14 @@ async def claim(
     lease_seconds: float,
     *,
     partition: tuple[int, int] | None = None,
+    more_urgent_than: int | None = None,
 ) -> list[Claimed]:
     """Claim up to ``limit`` due deliveries of ``channel``, most urgent first.
 
     ``partition`` ``(n, k)``: only recipients whose address hashes to ``k`` modulo
     ``n`` (daemons sharing a per-recipient-paced channel, see :mod:`dispatcher.peers`).
+    ``more_urgent_than``: only deliveries of a lower priority number (the worker's
+    overtaking claim while it is full of less urgent work).
     """
     n, k = _partition_args(partition)
     rows = await conn.fetch(
@@ -93,6 +96,7 @@ async def claim(
             SELECT d.id, d.alert_id FROM deliveries d
             WHERE d.channel = $1 AND d.state = 'queued' AND d.not_before <= now()
               AND ($4::int IS NULL OR abs(hashtext(d.address)::bigint) % $4 = $5)
+              AND ($6::smallint IS NULL OR d.priority < $6::smallint)
               AND NOT EXISTS (SELECT 1 FROM recipient_pauses p
                               WHERE p.channel = d.channel AND p.address = d.address
                                 AND p.paused_until > now())
@@ -115,6 +119,7 @@ async def claim(
         lease_seconds,
         n,
         k,
+        more_urgent_than,
     )
     out = [
         Claimed(
@@ -322,6 +327,33 @@ async def deactivate_subscriptions(conn: asyncpg.Connection, ids: Sequence[int],
             list(ids),
             reason,
         )
+
+
+async def move_recipient(conn: asyncpg.Connection, delivery_id: int, new_address: str) -> int | None:
+    """The recipient of ``delivery_id`` moved (a Telegram group became a supergroup): follow it.
+
+    Its subscription takes the new address (unless another subscription has it already),
+    and the delivery is queued again for the new address; returns the new delivery's id
+    (None: one exists already for that address).
+    """
+    async with conn.transaction():
+        await conn.execute(
+            "UPDATE subscriptions s SET address = $2 FROM deliveries d"
+            " WHERE d.id = $1 AND s.id = d.subscription_id AND NOT EXISTS ("
+            "   SELECT 1 FROM subscriptions o WHERE o.channel = s.channel AND o.address = $2)",
+            delivery_id,
+            new_address,
+        )
+        value = await conn.fetchval(
+            "INSERT INTO deliveries (alert_id, channel, subscription_id, address, language, priority, place, level,"
+            " reply)"
+            " SELECT alert_id, channel, subscription_id, $2, language, priority, place, level, reply"
+            " FROM deliveries WHERE id = $1"
+            " ON CONFLICT (alert_id, channel, address) DO NOTHING RETURNING id",
+            delivery_id,
+            new_address,
+        )
+    return None if value is None else int(value)
 
 
 async def pause_recipient(conn: asyncpg.Connection, channel: str, address: str, until: datetime) -> None:

@@ -193,6 +193,52 @@ async def delete(conn: asyncpg.Connection, channel: str, address: str) -> bool:
     return True
 
 
+async def sync_district_channels(conn: asyncpg.Connection, channel: str, follows: Mapping[str, Sequence[str]]) -> int:
+    """Make the district channels' subscriptions exactly ``follows`` (chat → codes); return how many.
+
+    A chat no longer configured is deleted; its deliveries keep their history.
+    """
+    async with conn.transaction():
+        await conn.execute(
+            "DELETE FROM subscriptions WHERE channel = $1 AND district_channel AND NOT (address = ANY($2::text[]))",
+            channel,
+            list(follows),
+        )
+        for chat, codes in follows.items():
+            sid = await conn.fetchval(
+                "UPDATE subscriptions SET areas = $3, active = true, district_channel = true, deactivated_at = NULL,"
+                " deactivated_reason = NULL WHERE channel = $1 AND address = $2 RETURNING id",
+                channel,
+                chat,
+                list(codes),
+            )
+            if sid is None:
+                subscriber = await conn.fetchval(
+                    "INSERT INTO subscribers (display_name, language) VALUES ('district channel', 'ja') RETURNING id"
+                )
+                await conn.execute(
+                    "INSERT INTO subscriptions (subscriber_id, channel, address, areas, district_channel)"
+                    " VALUES ($1, $2, $3, $4, true)",
+                    subscriber,
+                    channel,
+                    chat,
+                    list(codes),
+                )
+    return len(follows)
+
+
+async def rename_address(conn: asyncpg.Connection, channel: str, old: str, new: str) -> bool:
+    """The chat at ``old`` now lives at ``new`` (a group became a supergroup); False if ``new`` is taken."""
+    result = await conn.execute(
+        "UPDATE subscriptions SET address = $3 WHERE channel = $1 AND address = $2"
+        " AND NOT EXISTS (SELECT 1 FROM subscriptions o WHERE o.channel = $1 AND o.address = $3)",
+        channel,
+        old,
+        new,
+    )
+    return bool(result.split()[-1] != "0")
+
+
 async def queue_replies(
     conn: asyncpg.Connection,
     *,

@@ -130,6 +130,8 @@ CREATE TABLE subscriptions (
     max_class          smallint CONSTRAINT subscriptions_max_class CHECK (max_class BETWEEN 0 AND 2),
     quiet_start        smallint,
     quiet_end          smallint,
+    -- 0010: a district's public Telegram channel ([channels.telegram] district_channels).
+    district_channel   boolean NOT NULL DEFAULT false,
     UNIQUE (channel, address),
     CONSTRAINT subscriptions_quiet CHECK (
         (quiet_start IS NULL) = (quiet_end IS NULL)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from channels.templates import Templates
 from dispatcher.residents import REPLY_PRIORITY, Command, Press, Text, load_ui_texts
 from dispatcher.residents.directory import GeoDirectory
@@ -52,3 +54,67 @@ async def test_onboarding_is_stored_and_stop_deletes_everything(database: str) -
             assert [r["reply"]["text"][:9] for r in left] == ["Your data"]
     finally:
         await pool.close()
+
+
+async def test_a_group_migrated_to_a_supergroup_is_followed_and_gets_the_message(database: str) -> None:
+    from dispatcher.settings import ChannelSettings
+    from dispatcher.store.subscribers import subscribe
+    from tests.integration.test_delivery import FAST, engine, telegram, telegram_standin, wait_until
+    from tests.samples import NUMAZU, make_alert
+
+    conn = await db.connect(database)
+    try:
+        await subscribe(conn, channel="telegram", address="-4001", areas=[NUMAZU], language="en")
+    finally:
+        await conn.close()
+    async with telegram_standin() as tg:
+        tg.migrate("-4001", -1007770001)
+        async with engine(database, FAST, [(telegram(tg), ChannelSettings("telegram", enabled=True))]) as (pipe, _w):
+            await pipe.ingest(make_alert("migrated-1"))
+            await wait_until(lambda: any(m.chat_id == "-1007770001" for m in tg.messages), 20, "the re-send")
+    conn = await db.connect(database)
+    try:
+        assert await conn.fetchval("SELECT address FROM subscriptions") == "-1007770001"
+        rows = await conn.fetch("SELECT address, state::text AS state FROM deliveries ORDER BY id")
+        assert [(r["address"], r["state"]) for r in rows] == [("-4001", "failed"), ("-1007770001", "delivered")]
+    finally:
+        await conn.close()
+
+
+async def test_district_channels_get_each_alert_of_their_district_once(database: str) -> None:
+    import dataclasses
+
+    from channels.telegram import TelegramConfig
+    from dispatcher.model import Area
+    from dispatcher.residents.wiring import district_follows
+    from dispatcher.settings import ChannelSettings, load
+    from dispatcher.store import residents as store
+    from tests.integration.test_delivery import FAST, engine, telegram, telegram_standin, wait_until
+    from tests.samples import make_alert
+
+    settings = load(None, env={})
+    config = TelegramConfig(token="42:X", district_channels={"numazu-heda": "-100500", "all": "@numazu_bousai"})
+    follows = district_follows(settings, config)
+    assert follows["-100500"] == ["numazu-heda"] and "2220300" in follows["@numazu_bousai"]
+    conn = await db.connect(database)
+    try:
+        await store.sync_district_channels(conn, "telegram", follows)
+        await store.sync_district_channels(conn, "telegram", follows)  # again at the next start: no change
+        assert await conn.fetchval("SELECT count(*) FROM subscriptions WHERE district_channel") == 2
+    finally:
+        await conn.close()
+    async with telegram_standin() as tg:
+        channel = telegram(tg)
+        async with engine(database, FAST, [(channel, ChannelSettings("telegram", enabled=True))]) as (pipe, _w):
+            await pipe.ingest(make_alert("heda-1", areas=(Area("戸田", ("numazu-heda",)),)))
+            await pipe.ingest(make_alert("hara-1", areas=(Area("原", ("numazu-hara",)),)))
+            await wait_until(lambda: len(tg.messages) >= 3, 20, "three posts")
+            await asyncio.sleep(0.5)
+    assert sorted(m.chat_id for m in tg.messages) == ["-100500", "@numazu_bousai", "@numazu_bousai"]
+    conn = await db.connect(database)
+    try:
+        await store.sync_district_channels(conn, "telegram", {"-100500": ["numazu-heda"]})
+        assert [r["address"] for r in await conn.fetch("SELECT address FROM subscriptions")] == ["-100500"]
+    finally:
+        await conn.close()
+    assert dataclasses.is_dataclass(config)

@@ -10,6 +10,9 @@ ALTER TABLE subscriptions
     ADD COLUMN max_class smallint CONSTRAINT subscriptions_max_class CHECK (max_class BETWEEN 0 AND 2),
     ADD COLUMN quiet_start smallint,
     ADD COLUMN quiet_end smallint,
+    -- A public Telegram channel of a district ([channels.telegram] district_channels),
+    -- kept in step with the configuration at start; posted to once per alert.
+    ADD COLUMN district_channel boolean NOT NULL DEFAULT false,
     ADD CONSTRAINT subscriptions_quiet CHECK (
         (quiet_start IS NULL) = (quiet_end IS NULL)
         AND quiet_start BETWEEN 0 AND 1439 AND quiet_end BETWEEN 0 AND 1439 AND quiet_start <> quiet_end
