@@ -155,11 +155,13 @@ async def test_a_resident_follows_chooses_settings_gets_an_alert_by_multicast_an
     (first,) = [d for d in api.delivered_to(HANAKO)]
     assert first.endpoint == "reply", "answered with the event's reply token, free"
     welcome = await say(hook.postback(HANAKO, "L:en"), "[English]")
-    assert len(welcome) == 2 and welcome[0]["text"].startswith("Welcome"), "one reply, two messages"
+    assert welcome[0]["text"].startswith("Welcome") and len(welcome) <= 5, "one reply request"
     offered = buttons(welcome)
     assert next(iter(offered.values())) == "location", "the location picker comes first"
     assert "P:0" in offered.values() and "M:done" in offered.values()
     await say(hook.postback(HANAKO, "D:numazu-ooka"), "[Ooka]")
+    outside = await say(hook.location(HANAKO, 35.6812, 139.7671, title="東京駅"), "(shares a location at 東京駅)")
+    assert "outside" in outside[0]["text"] and "P:0" in buttons(outside).values()
     keep = await say(hook.location(HANAKO, 35.0956, 138.8636, title="沼津駅"), "(shares a location at 沼津駅)")
     assert set(buttons(keep).values()) == {"K:1", "K:0"}
     await say(hook.postback(HANAKO, "K:0"), "[don't keep the point]")
@@ -318,3 +320,26 @@ async def test_quiet_hours_hold_an_advisory_but_not_a_tsunami_warning(stack: Sta
         " WHERE a.identifier = 'ADV'"
     )
     assert held[0]["state"] == "queued" and (held[0]["not_before"] - datetime.now(UTC)).total_seconds() > 3000
+
+
+async def test_the_replies_of_one_event_are_bundled_with_its_reply_token(database: str) -> None:
+    from dispatcher.store import replies
+    from dispatcher.store import residents as store
+
+    conn = await asyncpg.connect(database)
+    try:
+        async with conn.transaction():
+            before = await replies.last_delivery_id(conn)
+            payloads = [{"text": f"reply {i}", "buttons": [], "edit": False} for i in range(7)]
+            await store.queue_replies(
+                conn, channel="line", address=HANAKO, subscription_id=None, language="en", priority=9, replies=payloads
+            )
+            assert await replies.bundle_replies(conn, "line", HANAKO, before, "token-1") == 5
+        rows = await conn.fetch("SELECT reply FROM deliveries ORDER BY id")
+    finally:
+        await conn.close()
+    first = json.loads(rows[0]["reply"])
+    assert first["reply_token"] == "token-1" and first["text"] == "reply 0"
+    assert [m["text"] for m in first["more"]] == ["reply 1", "reply 2", "reply 3", "reply 4"]
+    # Beyond LINE's five messages a request, the rest stay as they were (sent as pushes).
+    assert [json.loads(r["reply"])["text"] for r in rows[1:]] == ["reply 5", "reply 6"]
