@@ -49,6 +49,12 @@ def _x() -> ChannelClass:
     return XChannel
 
 
+def _line() -> ChannelClass:
+    from channels.line import LineChannel
+
+    return LineChannel
+
+
 def _bluesky() -> ChannelClass:
     from channels.bluesky import BlueskyChannel
 
@@ -63,6 +69,7 @@ REGISTRY: dict[str, Callable[[], ChannelClass]] = {
     "mastodon": _mastodon,
     "x": _x,
     "bluesky": _bluesky,
+    "line": _line,
 }
 
 

@@ -26,6 +26,7 @@ import aiohttp
 
 from channels.lengths import characters
 from channels.posts import PostLog, not_ours
+from channels.quota import QuotaBook
 from channels.templates import Templates, render_message
 from dispatcher.model import Alert, Area, Message, Recipient
 
@@ -71,6 +72,9 @@ class Reject:
 
     reason: str
     unsubscribe: bool = False
+    # The recipient lives at another address now (a Telegram group migrated to a
+    # supergroup): the dispatcher records it and sends the message there again.
+    moved_to: str | None = None
 
 
 SendResult = Delivered | Retry | Reject
@@ -148,7 +152,8 @@ class ChannelContext:
     alert's page; ``session`` is the service's shared HTTP session (None: each channel
     that needs one makes its own); ``posts`` is where broadcast channels remember their
     posts (None: in memory, per channel); ``links`` signs subscribers' own links (None:
-    messages carry none).
+    messages carry none); ``quotas`` is where a channel with a monthly message quota
+    (LINE) records each reading of it, for operators (None: nowhere).
     """
 
     templates: Templates
@@ -156,6 +161,7 @@ class ChannelContext:
     session: aiohttp.ClientSession | None = None
     posts: PostLog | None = None
     links: SubscriberLinks | None = None
+    quotas: QuotaBook | None = None
 
 
 class Channel:
@@ -192,6 +198,12 @@ class Channel:
     # Whether the provider names what it accepted (``Delivered.remote_id``): a delivery
     # the database calls delivered without one is then a mismatch (``dispatcher reconcile``).
     remote_ids: ClassVar[bool] = True
+    # True when the provider takes an idempotency key per request of many recipients that
+    # must be a fresh UUID per batch and the same on every retry of it (LINE's
+    # X-Line-Retry-Key): the worker then mints the key, stores it with the batch's
+    # deliveries before the request, and reuses it only for exactly the deliveries still
+    # holding it (``Message.idempotency_key``). False: a key derived from the delivery ids.
+    durable_batch_keys: ClassVar[bool] = False
 
     config: Any
 

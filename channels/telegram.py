@@ -32,11 +32,14 @@ would keep the other workers hammering Telegram, which answers with longer flood
 bans. Overestimating costs at most ``retry_after`` seconds once.
 
 Why a migrated group is a Reject: the old chat id will never work again, and a
-channel never re-sends on its own. The reason names the new id
-(``new_chat_id=-100…``, masked like every address before it is stored), but nothing
-acts on it yet: the subscription keeps the old id and is not deactivated, so each
-later alert fails the same way until the address is changed by hand (recording the
-new id is left to a later issue).
+channel never re-sends on its own. The Reject carries the new id (``moved_to``); the
+dispatcher records it on the subscription and queues the message again for the new
+chat (:func:`dispatcher.store.outbox.move_recipient`).
+
+A bot's reply (``Message.extra["reply"]``, see :mod:`dispatcher.residents`) carries its
+buttons as an inline keyboard (``callback_data`` at most 64 bytes), and a keyboard page
+with ``edit_message_id`` replaces the message whose button was pressed
+(``editMessageText``; if that message cannot be edited, it is sent anew).
 """
 
 from __future__ import annotations
@@ -44,11 +47,12 @@ from __future__ import annotations
 import html
 import logging
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
-from telegram import Bot, LinkPreviewOptions
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, LinkPreviewOptions
 from telegram.error import (
     BadRequest,
     ChatMigrated,
@@ -63,7 +67,7 @@ from telegram.request import HTTPXRequest
 from telegram.warnings import PTBDeprecationWarning
 
 from channels.base import Channel, ChannelContext, Delivered, Health, Reject, Retry, SendResult
-from dispatcher.constraints import at_least, greater_than, http_url
+from dispatcher.constraints import at_least, greater_than, http_url, replaced_whole
 from dispatcher.model import Alert, Area, Message, Recipient
 
 logger = logging.getLogger(__name__)
@@ -93,6 +97,17 @@ class TelegramConfig:
     write_timeout: float = field(default=10.0, metadata=greater_than(0))
     pool_timeout: float = field(default=2.0, metadata=greater_than(0))
     connection_pool_size: int = field(default=64, metadata=at_least(1))
+    # The residents' bot (dispatcher/residents/telegram.py): how updates arrive.
+    updates: Literal["off", "webhook", "polling"] = "off"
+    # Where Telegram posts updates (webhook); empty: [service] public_url + /hooks/telegram.
+    webhook_url: str = ""
+    # The setWebhook secret_token Telegram sends back in X-Telegram-Bot-Api-Secret-Token.
+    webhook_secret: str = field(default="", repr=False)
+    # getUpdates long-polling timeout, seconds.
+    poll_timeout: int = field(default=30, metadata=at_least(0))
+    # Public Telegram channels the service posts each alert to once: district code (or
+    # "all": the whole city) → chat id ("-100…") or "@username". The bot must be an admin there.
+    district_channels: Mapping[str, str] = field(default_factory=dict, metadata=replaced_whole())
 
     def __post_init__(self) -> None:
         # Messages name no section: the loader adds "[channels.telegram]" and the file.
@@ -100,6 +115,18 @@ class TelegramConfig:
             raise ValueError("token is empty")
         if self.parse_mode not in (None, "HTML"):
             raise ValueError(f"parse_mode must be HTML or absent, not {self.parse_mode!r}")
+        if self.updates not in ("off", "webhook", "polling"):
+            raise ValueError(f"updates must be off, webhook or polling, not {self.updates!r}")
+        secret = self.webhook_secret
+        if self.updates == "webhook" and not secret:
+            raise ValueError("updates = webhook needs webhook_secret (webhook_secret_env / webhook_secret_file)")
+        if secret and (len(secret) < 32 or len(secret) > 256 or not all(c.isalnum() or c in "_-" for c in secret)):
+            raise ValueError("webhook_secret must be 32-256 characters of A-Z, a-z, 0-9, _ and - (Telegram's rule)")
+        for district, chat in self.district_channels.items():
+            if not isinstance(chat, str) or not (chat.startswith("@") or chat.lstrip("-").isdigit()):
+                raise ValueError(f"district_channels.{district} must be a chat id (-100…) or @username, not {chat!r}")
+        if self.webhook_url and not self.webhook_url.startswith(("https://", "http://")):
+            raise ValueError(f"webhook_url must be an http(s) URL, not {self.webhook_url!r}")
 
 
 class _RedactToken(logging.Filter):
@@ -213,19 +240,26 @@ class TelegramChannel(Channel):
         )
 
     async def send_one(self, message: Message, recipient: Recipient) -> SendResult:
-        """One ``sendMessage`` (``address`` is the chat id)."""
+        """One ``sendMessage`` (``address`` is the chat id), or ``editMessageText`` for a keyboard page."""
         bot = self._bot
         if bot is None:
             raise RuntimeError("TelegramChannel.send called before open()")
         use_html = self.config.parse_mode == "HTML" and message.html is not None
         text = message.html if use_html and message.html is not None else message.text
+        reply = message.extra.get("reply")
+        markup = inline_keyboard(reply) if isinstance(reply, Mapping) else None
         try:
+            if isinstance(reply, Mapping) and reply.get("edit") and reply.get("edit_message_id"):
+                edited = await self._edit(bot, recipient.address, int(reply["edit_message_id"]), text, markup)
+                if edited is not None:
+                    return edited
             sent = await bot.send_message(
                 chat_id=recipient.address,
                 text=text[: self.max_text_length],
                 parse_mode="HTML" if use_html else None,
                 # A preview card of our own page adds nothing to an alert and costs a fetch.
                 link_preview_options=LinkPreviewOptions(is_disabled=True),
+                reply_markup=markup,
             )
         except RetryAfter as exc:
             return Retry(
@@ -238,6 +272,7 @@ class TelegramChannel(Channel):
             return Reject(
                 reason=f"group migrated to a supergroup: new_chat_id={exc.new_chat_id}",
                 unsubscribe=False,
+                moved_to=str(exc.new_chat_id),
             )
         except Forbidden as exc:
             return Reject(reason=f"telegram 403: {self._safe(exc)}", unsubscribe=True)
@@ -256,6 +291,20 @@ class TelegramChannel(Channel):
             return Retry(reason=f"telegram error: {self._safe(exc)}")
         return Delivered(remote_id=str(sent.message_id))
 
+    async def _edit(
+        self, bot: Bot, chat_id: str, message_id: int, text: str, markup: InlineKeyboardMarkup | None
+    ) -> SendResult | None:
+        """Replace a keyboard page in place; None: it cannot be edited (too old, deleted), send anew."""
+        try:
+            await bot.edit_message_text(
+                text=text[: self.max_text_length], chat_id=chat_id, message_id=message_id, reply_markup=markup
+            )
+        except BadRequest as exc:
+            if "not modified" in str(exc).lower():
+                return Delivered(remote_id=str(message_id), detail="unchanged")
+            return None
+        return Delivered(remote_id=str(message_id), detail="edited")
+
     def _safe(self, exc: BaseException) -> str:
         return str(exc).replace(self.config.token, "<token>")
 
@@ -266,3 +315,13 @@ def _retry_after_seconds(exc: RetryAfter) -> float:
     if isinstance(value, timedelta):
         return value.total_seconds()
     return float(value)
+
+
+def inline_keyboard(reply: Mapping[str, Any]) -> InlineKeyboardMarkup | None:
+    """The reply's button rows (``[[{"label", "data"}…]…]``) as an inline keyboard; None without buttons."""
+    rows = [
+        [InlineKeyboardButton(str(b["label"]), callback_data=str(b["data"])) for b in row]
+        for row in reply.get("buttons") or ()
+        if row
+    ]
+    return InlineKeyboardMarkup(rows) if rows else None

@@ -39,9 +39,12 @@ from dispatcher.pipeline import Pipeline
 from dispatcher.publication.tokens import Links
 from dispatcher.publication.wiring import Publication, links_for, start_for
 from dispatcher.reconcile import Report
+from dispatcher.residents.levels import alert_class
+from dispatcher.residents.telegram import TelegramBot
 from dispatcher.settings import Settings
 from dispatcher.store import db
 from dispatcher.store.posts import StorePostLog
+from dispatcher.store.quotas import StoreQuotaBook
 from dispatcher.store.wakeups import Wakeups
 from dispatcher.targeting import default_targeter
 from dispatcher.web.context import ChannelInfo, WebContext
@@ -93,6 +96,8 @@ class Service:
         self.publication: Publication | None = None
         # This daemon's /metrics, in a registry of its own (several daemons may share a process).
         self.metrics: Metrics | None = None
+        # The residents' Telegram bot ([channels.telegram] updates), if on.
+        self.telegram_bot: TelegramBot | None = None
 
     @property
     def dsn(self) -> str:
@@ -120,8 +125,13 @@ class Service:
         # Every channel serves its subscriptions (a webhook subscription is a
         # subscriber's own endpoint); broadcast channels also post once per alert.
         broadcast = [n for n, ch in self.channels.items() if ch.broadcast]
+        city_codes = tuple(s.service.area_codes)
         self.pipeline = Pipeline(
-            self.pool, targeter=default_targeter(s.geo), channels=list(self.channels), broadcast_channels=broadcast
+            self.pool,
+            targeter=default_targeter(s.geo),
+            channels=list(self.channels),
+            broadcast_channels=broadcast,
+            classify=lambda alert: alert_class(alert, city_codes=city_codes, defaults=s.residents),
         )
         self.metrics = Metrics(list(self.channels))
         self.context = ServiceContext(self.pool, self.pipeline, metrics=self.metrics)
@@ -142,6 +152,7 @@ class Service:
             self.workers.append(worker)
             self._worker_tasks.append(asyncio.create_task(worker.run(), name=f"worker-{name}"))
         self._relocation = asyncio.create_task(self._relocate(), name="relocate")
+        await self._start_bots()
         self._start_sources()
         if self.links is not None:  # the public site, in memory and its static copy; the forms' needs
             self.publication = await start_for(s, self.pool, self.dsn, self.links, self.channels)
@@ -169,8 +180,9 @@ class Service:
         s = self.settings.service
         templates = Templates.load(local_area_codes=local_codes_for(s.area_codes))
         posts = StorePostLog(self.pool) if self.pool is not None else None
+        quotas = StoreQuotaBook(self.pool) if self.pool is not None else None
         context = ChannelContext(
-            templates=templates, public_url=s.public_url, session=session, posts=posts, links=self.links
+            templates=templates, public_url=s.public_url, session=session, posts=posts, links=self.links, quotas=quotas
         )
         return {cs.name: load_channel_class(cs.name)(cs.options, context) for cs in self.settings.enabled_channels()}
 
@@ -230,12 +242,31 @@ class Service:
         except Exception:
             log.exception("poll failed", extra={"source": source.name})
 
+    async def _start_bots(self) -> None:
+        """The district channels and the residents' Telegram bot (``[channels.telegram] updates``)."""
+        channel = self.channels.get("telegram")
+        if channel is None:
+            return
+        from dispatcher.residents.wiring import sync_district_channels, telegram_bot
+
+        assert self.pool is not None
+        await sync_district_channels(self.settings, self.pool, channel.config)
+        if getattr(channel.config, "updates", "off") == "off":
+            return
+        self.telegram_bot = telegram_bot(self.settings, self.pool, channel.config, channel.context.templates)
+        self.telegram_bot.start()
+
     def web_context(self) -> WebContext:
         """What the web server reads of the daemon (started: the pool exists)."""
         assert self.pool is not None
         s = self.settings
         # Pushed sources (webhooks) bring their own routes.
         routes = [r for source in self.pushed for r in source.routes(self.context)] if self.context else []
+        if self.telegram_bot is not None:
+            from dispatcher.residents.telegram import route
+
+            routes.append(route(self.telegram_bot))
+        routes += self._line_routes()
         from dispatcher.console.wiring import console_setup
 
         console = None
@@ -281,6 +312,28 @@ class Service:
         assert self.pool is not None
         async with self.pool.acquire() as conn:
             return await reconcile_with(self.settings, conn, since=since)
+
+    def _line_routes(self) -> list[web.RouteDef]:
+        """``POST /hooks/line`` when the LINE channel is enabled with its channel secret."""
+        channel = self.channels.get("line")
+        secret = getattr(getattr(channel, "config", None), "channel_secret", None)
+        if channel is None or not secret or self.pool is None:
+            return []
+        from dispatcher.residents.directory import GeoDirectory
+        from dispatcher.residents.service import ResidentService
+        from dispatcher.residents.texts import load_ui_texts
+        from dispatcher.targeting import geo_index
+        from dispatcher.web.line_hook import LineHook
+
+        s = self.settings
+        residents = ResidentService(
+            self.pool,
+            directory=GeoDirectory(geo_index(s.geo)),
+            ui=load_ui_texts(),
+            templates=Templates.load(local_area_codes=local_codes_for(s.service.area_codes)),
+            public_url=s.service.public_url,
+        )
+        return LineHook(pool=self.pool, channel_secret=secret, residents=residents).routes()
 
     async def _start_web(self) -> None:
         from dispatcher.web.app import create_app
@@ -336,6 +389,8 @@ class Service:
         log.info("stopping: polling off, finishing in-flight sends")
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
+        if self.telegram_bot is not None:
+            await self.telegram_bot.stop()
         for worker in self.workers:
             worker.stop()
         if self._worker_tasks:
@@ -394,6 +449,14 @@ def preflight(settings: Settings) -> None:
         default_targeter(settings.geo)
     except (ValueError, OSError) as exc:
         raise ConfigError(f"{where}: [geo] cannot load the layers: {exc}") from None
+    telegram = service.channels.get("telegram")
+    if telegram is not None:
+        from dispatcher.residents.wiring import district_follows
+
+        try:
+            district_follows(settings, telegram.config)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
     from dispatcher.console.messages import MessagesError, load_messages
 
     try:

@@ -91,6 +91,9 @@ def _parser() -> argparse.ArgumentParser:
     au = sub.add_parser("audience", help="districts an alert (JMA or CAP XML) covers and subscribers it reaches")
     au.add_argument("file")
     sub.add_parser("relocate", help="recompute subscribers' districts and zones after a geo layer change")
+    sc = sub.add_parser("standin-chat", help="be a resident talking to the bot on the Telegram stand-in (demo)")
+    sc.add_argument("url", help="the stand-in's base URL, as `dispatcher demo` prints it")
+    sc.add_argument("chat", nargs="?", default="300001", help="the resident's chat id (default 300001)")
     accounts_cli.add_parsers(sub)
     xc = sub.add_parser("x-cost", help="the price of an alert's X post, with and without the link (JSON)")
     xc.add_argument("alert", help="a JMA or CAP file, or a stored alert's public id")
@@ -118,6 +121,10 @@ def main(argv: list[str] | None = None) -> int:
         return _check_config(args.file or args.config)
     if args.command == "parse":
         return _parse(args.files)
+    if args.command == "standin-chat":
+        from dispatcher.standins.telegram_chat import converse
+
+        return asyncio.run(converse(args.url, args.chat))
     try:
         settings = load(args.config)
     except ConfigError as exc:

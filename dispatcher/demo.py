@@ -1,7 +1,7 @@
 """``dispatcher demo``: the real daemon against local stand-ins, on the embedded defaults.
 
 It starts a JMA feed stand-in replaying real JMA telegrams (``config/demo``),
-a Telegram Bot API stand-in and an SMTP server, subscribes a handful of demo
+a Telegram Bot API stand-in, a LINE Messaging API stand-in and an SMTP server, subscribes a handful of demo
 residents of 沼津市, and runs the real :class:`~dispatcher.app.Service` against
 a fresh ``dispatcher_demo`` database. Every alert and delivery can be watched in
 the log and on the dashboard. With ``--once`` it publishes everything at once,
@@ -24,6 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from channels.bluesky import BlueskyConfig
 from channels.email import EmailConfig
+from channels.line import LineConfig
 from channels.mastodon import MastodonConfig
 from channels.telegram import TelegramConfig
 from channels.x import XConfig
@@ -34,6 +35,7 @@ from dispatcher.console.demo_accounts import describe as describe_accounts
 from dispatcher.settings import ChannelSettings, Settings
 from dispatcher.standins.bluesky import BlueskyStandIn
 from dispatcher.standins.jma_feed import JmaFeedStandIn
+from dispatcher.standins.line_api import LineStandIn
 from dispatcher.standins.mastodon import MastodonStandIn
 from dispatcher.standins.smtp import SmtpStandIn
 from dispatcher.standins.telegram_api import TelegramStandIn
@@ -44,6 +46,8 @@ from dispatcher.store.subscribers import subscribe
 log = logging.getLogger("dispatcher.demo")
 
 DEMO_DATABASE = "dispatcher_demo"
+# The chat of the scripted conversation with the bot (--once).
+DEMO_CHAT = "300001"
 NUMAZU = "2220300"
 
 
@@ -61,6 +65,7 @@ SUBSCRIBERS = (
     DemoSubscriber("John Smith", "telegram", "100002", "en"),
     DemoSubscriber("グエン・ヴァン・アン", "email", "nguyen@example.jp", "ja-easy"),
     DemoSubscriber("鈴木 一郎", "email", "suzuki@example.jp", "ja"),
+    DemoSubscriber("Maria Silva", "line", "U" + "6b" * 16, "en"),
     DemoSubscriber("沼津市 危機管理課 (test)", "telegram", "900001", "ja", test_recipient=True),
     DemoSubscriber("沼津市 危機管理課 (test)", "email", "kikikanri-test@example.jp", "ja", test_recipient=True),
 )
@@ -99,7 +104,20 @@ def expected_messages() -> Counter[tuple[str, str]]:
     return want
 
 
+LINE_SECRET = "demo-line-channel-secret"  # noqa: S105 - the demo's own, against the stand-in
 _X_DEMO = ("demo-consumer-key", "demo-consumer-secret", "demo-access-token", "demo-access-secret")
+
+
+def chat_help(standin_url: str) -> str:
+    """How to talk to the demo's bot as a resident (printed at start)."""
+    root = standin_url.removesuffix("/bot")
+    return (
+        "\nTalk to the residents' bot (Telegram stand-in at " + root + "):\n"
+        f"  dispatcher standin-chat {root} 300002        # interactive: text, /commands, button numbers\n"
+        f'  curl -s -XPOST {root}/_standin/chats/300002/type -d \'{{"text": "/start"}}\'\n'
+        f'  curl -s -XPOST {root}/_standin/chats/300002/press -d \'{{"data": "L:en"}}\'\n'
+        f"  curl -s {root}/_standin/chats/300002/messages\n"
+    )
 
 
 def _free_port() -> int:
@@ -136,6 +154,8 @@ class Demo:
         self.feed = JmaFeedStandIn()
         self.telegram = TelegramStandIn()
         self.smtp = SmtpStandIn()
+        # The city's LINE official account (ライトプラン: 5,000 messages a month).
+        self.line = LineStandIn(quota=5000)
         # The city's social media accounts (broadcast channels: one post per public alert).
         self.mastodon = MastodonStandIn()
         self.x = XStandIn(OAuth1Credentials(*_X_DEMO))
@@ -153,12 +173,25 @@ class Demo:
                 options=TelegramConfig(
                     token="123456:DEMO",  # noqa: S106 - the stand-in accepts any token
                     base_url=self.telegram.base_url,
+                    # The residents' bot, long-polling the stand-in (dispatcher standin-chat talks to it).
+                    updates="polling",
+                    poll_timeout=10,
                 ),
             ),
             "email": ChannelSettings(
                 "email",
                 enabled=True,
                 options=EmailConfig(host=host, port=port, sender="沼津市 防災情報 <bousai@city.numazu.example>"),
+            ),
+            "line": ChannelSettings(
+                "line",
+                enabled=True,
+                options=LineConfig(
+                    token="demo-line-token",  # noqa: S106 - the stand-in accepts any token
+                    channel_secret=LINE_SECRET,
+                    base_url=self.line.base_url,
+                    plan="light",
+                ),
             ),
             "mastodon": ChannelSettings(
                 "mastodon",
@@ -192,6 +225,7 @@ class Demo:
         await self.feed.start()
         await self.telegram.start()
         await self.smtp.start()
+        await self.line.start()
         for social in (self.mastodon, self.x, self.bluesky):
             await social.start()
         settings = self._settings()
@@ -224,11 +258,14 @@ class Demo:
                 web_url=self.service.web_url or "",
                 read_back={"mastodon": self.mastodon.base_url},
             )
+        print(self._line_help(), flush=True)
         log.info("demo: dashboard at %s, public site at %s/public/  (Ctrl-C to stop)", *[self.service.web_url] * 2)
+        print(chat_help(self.telegram.base_url), flush=True)
         publisher = asyncio.create_task(self._publish())
         try:
             if self.once:
                 ok = await self._wait_for_expected(timeout=90.0)
+                ok = await self._converse() and ok
             else:
                 await self._wait_for_signal()
                 ok = self._check()[0]
@@ -239,6 +276,7 @@ class Demo:
             await self.service.stop()
             await self.telegram.stop()
             await self.smtp.stop()
+            await self.line.stop()
             for social in (self.mastodon, self.x, self.bluesky):
                 await social.stop()
             await self.feed.stop()
@@ -253,14 +291,45 @@ class Demo:
             self.feed.publish(t.feed, t.file, body, title=t.why, updated=datetime.now(UTC))
             log.info("demo: JMA stand-in publishes %s (%s)", t.file, t.why)
 
+    async def _converse(self) -> bool:
+        """A resident talks to the bot (scripted): the transcript is printed; True if it went as expected."""
+        import aiohttp
+
+        from dispatcher.standins.telegram_chat import StandinChat
+
+        script = ["/start", "3", "1", "2", "Heda", "4", "1", "4", "/latest", "/test", "/stop"]
+        async with aiohttp.ClientSession() as http:
+            chat = StandinChat(self.telegram.base_url, DEMO_CHAT, http)
+            for line in script:
+                await chat.say(line)
+                await chat.news(wait=5.0)
+        print("\nDemo conversation with the bot (chat " + DEMO_CHAT + "):\n" + "\n".join(chat.transcript), flush=True)
+        said = "\n".join(chat.transcript)
+        return "All set" in said and "Your data has been deleted" in said
+
     def _received(self) -> Counter[tuple[str, str]]:
         got: Counter[tuple[str, str]] = Counter()
         for m in self.telegram.messages:
+            if str(m.chat_id) == DEMO_CHAT:
+                continue  # the bot's conversation, not an alert delivery
             got[("telegram", str(m.chat_id))] += 1
         for mail in self.smtp.messages:
             for rcpt in mail.rcpt_tos:
                 got[("email", rcpt)] += 1
+        for d in self.line.deliveries:
+            if d.endpoint == "multicast" and d.delivered:
+                got[("line", d.to)] += 1
         return got
+
+    def _line_help(self) -> str:
+        """How to talk to the LINE bot of the demo from another terminal."""
+        hook = f"{self.service.web_url if self.service else ''}/hooks/line"
+        return (
+            "LINE official account (stand-in): talk to the bot from another terminal with\n"
+            f"  .venv/bin/python -m dispatcher.standins.line_webhook --hook {hook}"
+            f" --secret {LINE_SECRET} --api {self.line.base_url}\n"
+            "  then type !follow, tap the numbered buttons, share !location 35.0956 138.8636, type /latest"
+        )
 
     def _check(self) -> tuple[bool, Counter[tuple[str, str]], Counter[tuple[str, str]]]:
         want, got = expected_messages(), self._received()
@@ -305,7 +374,7 @@ class Demo:
             f"  {'channel':<10} {'queued':>7} {'sending':>8} {'delivered':>10} {'failed':>7} {'expected':>9} "
             f"{'received':>9}",
         ]
-        for ch in ("telegram", "email"):
+        for ch in ("telegram", "email", "line"):
             t = totals.get(ch, dict.fromkeys(reports.STATES, 0))
             exp = sum(n for (c, _a), n in want.items() if c == ch)
             rec = sum(n for (c, _a), n in got.items() if c == ch)

@@ -28,6 +28,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import logging
 import time
 from collections.abc import Sequence
@@ -82,7 +84,7 @@ class SendGate:
         # Longest in-memory wait for a recipient's pacing slot; beyond it the delivery
         # goes back to the queue with ``not_before`` at that slot.
         self.max_spacing_wait = max_spacing_wait
-        self._slots = asyncio.Semaphore(slots) if slots else None
+        self._slots = PrioritySlots(slots) if slots else None
         self._paused_until = 0.0
         self._recipient_paused: dict[str, float] = {}
         # channel_state.generation last read (None: not read yet).
@@ -174,7 +176,8 @@ class SendGate:
         if held is not None:
             return held
         if self._slots is not None:
-            await self._slots.acquire()
+            # Most urgent first: a CRITICAL alert claimed behind queued bot replies takes the next slot.
+            await self._slots.acquire(min(c.priority for c in chunk))
         try:
             held = await self._budget(chunk, single)
         except BaseException:
@@ -271,3 +274,33 @@ class SendGate:
                 },
             )
         return acted
+
+
+class PrioritySlots:
+    """A semaphore whose waiters are woken most urgent first (lowest priority number), then in order."""
+
+    def __init__(self, slots: int) -> None:
+        self._free = slots
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+
+    async def acquire(self, priority: int = 0) -> None:
+        if self._free > 0 and not self._waiters:
+            self._free -= 1
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (priority, next(self._order), future))
+        try:
+            await future
+        except asyncio.CancelledError:
+            if future.done() and not future.cancelled():
+                self.release()  # woken and cancelled at once: pass the slot on
+            raise
+
+    def release(self) -> None:
+        while self._waiters:
+            _priority, _n, future = heapq.heappop(self._waiters)
+            if not future.done():
+                future.set_result(None)
+                return
+        self._free += 1

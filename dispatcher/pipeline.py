@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -19,6 +19,7 @@ import asyncpg
 
 from dispatcher.folding import alert_level, issuance_key, place_levels
 from dispatcher.model import Alert, Area, Document, MsgType
+from dispatcher.residents.levels import alert_class
 from dispatcher.store import alerts as alert_store
 from dispatcher.store import documents, fanout, locks
 from dispatcher.store.alerts import mint_public_id
@@ -176,6 +177,11 @@ def fence(alert: Alert, candidates: Sequence[Mapping[str, Any]]) -> Replacement:
     return Replacement(replaced, refused)
 
 
+def default_classify(alert: Alert) -> int:
+    """The alert's class for residents of 沼津市 with the default thresholds (app.py passes the configured ones)."""
+    return alert_class(alert, city_codes=("2220300",))
+
+
 class Pipeline:
     """Stores alerts and fans them out to the enabled channels."""
 
@@ -186,11 +192,14 @@ class Pipeline:
         targeter: Targeter,
         channels: Sequence[str],
         broadcast_channels: Sequence[str] = (),
+        classify: Callable[[Alert], int] | None = None,
     ) -> None:
         self.pool = pool
         self.targeter = targeter
         self.channels = list(channels)
         self.broadcast_channels = list(broadcast_channels)
+        # The alert's class for residents' levels and quiet hours (dispatcher/residents/levels.py).
+        self.classify = classify or default_classify
 
     async def ingest(self, alert: Alert, *, document: Document | None = None, hold: bool = False) -> IngestResult:
         """Store ``alert`` (with ``document``), resolve what it replaces, fan it out: one transaction.
@@ -364,7 +373,13 @@ class Pipeline:
             siblings=siblings,
         )
         count = await fanout.fan_out(
-            conn, alert_id=alert_id, priority=priority, channels=channels, target_codes=to, public=alert.is_public
+            conn,
+            alert_id=alert_id,
+            priority=priority,
+            channels=channels,
+            target_codes=to,
+            public=alert.is_public,
+            alert_class=self.classify(alert),
         )
         if alert.is_public and broadcast_channels:
             count += await fanout.fan_out_broadcast(

@@ -47,6 +47,7 @@ def _dump(obj: Any) -> str:
 async def status(settings: Settings, args: argparse.Namespace) -> int:
     from dispatcher import status as text
     from dispatcher.cli import _connect
+    from dispatcher.store.quotas import channel_quotas
 
     conn = await _connect(settings)
     try:
@@ -55,6 +56,7 @@ async def status(settings: Settings, args: argparse.Namespace) -> int:
         alerts = await reports.recent_alerts(conn, args.limit)
         documents = await reports.documents_summary(conn)
         pauses = await reports.channel_pauses(conn)
+        quotas = await channel_quotas(conn)
         if args.json:
             report = {
                 "status": reports.health(pauses),
@@ -62,11 +64,14 @@ async def status(settings: Settings, args: argparse.Namespace) -> int:
                 "alerts": alerts,
                 "totals": await reports.totals(conn),
                 "documents": documents,
+                "quotas": quotas,
             }
             print(_dump(report))
         else:
             print(text.format_table(alerts, documents))
             print(text.format_pauses(pauses))
+            if quotas:
+                print(text.format_quotas(quotas))
     finally:
         await conn.close()
     return 0

@@ -11,6 +11,7 @@ dataclass beside what it configures:
 * ``[geo]``: :class:`dispatcher.targeting.GeoConfig`;
 * ``[console]``: :class:`dispatcher.console.config.ConsoleConfig` (the staff console);
 * ``[publication]``: :class:`dispatcher.publication.config.PublicationConfig`;
+* ``[residents]``: :class:`dispatcher.residents.levels.ResidentDefaults` (the city's defaults for the bots);
 * one section per source, named by the source registry (:data:`sources.registry.REGISTRY`):
   ``[jma]`` (:class:`sources.jma.config.JmaConfig`), ``[broadcast]``
   (:class:`sources.broadcast.config.BroadcastConfig`), in :attr:`Settings.sources`;
@@ -43,6 +44,7 @@ from dispatcher.console.config import ConsoleConfig
 from dispatcher.constraints import at_least, http_url, one_of, shaped_name
 from dispatcher.delivery_config import DeliveryConfig
 from dispatcher.publication.config import PublicationConfig
+from dispatcher.residents.levels import ResidentDefaults
 from dispatcher.targeting import GeoConfig
 from dispatcher.web.config import WebConfig
 from sources.registry import REGISTRY as SOURCES
@@ -104,6 +106,7 @@ class Settings:
     geo: GeoConfig = field(default_factory=GeoConfig)
     console: ConsoleConfig = field(default_factory=ConsoleConfig)
     publication: PublicationConfig = field(default_factory=PublicationConfig)
+    residents: ResidentDefaults = field(default_factory=ResidentDefaults)
     sources: Mapping[str, Any] = field(default_factory=lambda: {n: cls.config_class() for n, cls in SOURCES.items()})
     channels: Mapping[str, ChannelSettings] = field(default_factory=dict)
     files: tuple[str, ...] = ()
@@ -125,6 +128,7 @@ _CORE: dict[str, type[Any]] = {
     "geo": GeoConfig,
     "console": ConsoleConfig,
     "publication": PublicationConfig,
+    "residents": ResidentDefaults,
 }
 _CHANNEL_GENERIC = {
     "enabled",

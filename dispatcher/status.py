@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 from rich.cells import cell_len
 
 from dispatcher.privacy import mask
+from dispatcher.store.quotas import QuotaRow
 from dispatcher.store.reports import AlertSummary, DeliveryRow, Pause, health
 
 JST = ZoneInfo("Asia/Tokyo")
@@ -126,3 +127,24 @@ def format_pauses(pauses: list[Pause]) -> str:
     names = sorted({p["channel"] for p in pauses})
     lines.append("  resume with: " + "; ".join(f"dispatcher channel resume {n}" for n in names))
     return "\n".join(lines)
+
+
+def describe_quota(q: QuotaRow) -> str:
+    """One line for people: a channel's monthly message quota as last read, and whether sends are held."""
+    read = datetime.fromisoformat(q["read_at"]).astimezone(JST)
+    if q["quota"] is None:
+        line = f"{q['channel']}: plan {q['plan']}, no monthly quota"
+        if q["plan"] != "municipal":
+            line += f" ({q['used']:,} sent this month)"
+    else:
+        line = (
+            f"{q['channel']}: plan {q['plan']}, {q['used']:,} of {q['quota']:,} messages this month"
+            f" ({q['percent']}%, {q['remaining']:,} left)"
+        )
+    line += f", read {read:%Y-%m-%d %H:%M} JST"
+    return line + (f"\n    HELD: {q['held']}" if q["held"] else "")
+
+
+def format_quotas(quotas: list[QuotaRow]) -> str:
+    """The quota lines of ``dispatcher status``."""
+    return "quotas:\n" + "\n".join("  " + describe_quota(q) for q in quotas)

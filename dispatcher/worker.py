@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -48,7 +49,7 @@ from dispatcher.model import Alert, Message, Recipient
 from dispatcher.peers import Share
 from dispatcher.privacy import redact_reason
 from dispatcher.recorder import Answer, Recorder
-from dispatcher.retry import Decision, RetryPolicy, decide, unsendable
+from dispatcher.retry import Decision, Held, RetryPolicy, decide, unsendable
 from dispatcher.settings import ChannelSettings
 from dispatcher.store import alerts as alert_store
 from dispatcher.store import outbox
@@ -78,6 +79,21 @@ def _about(channel: str, chunk: Sequence[Claimed]) -> dict[str, Any]:
         "delivery_id": first.id if first else None,
         "deliveries": len(chunk),
     }
+
+
+async def _first(*events: asyncio.Event, timeout: float) -> None:
+    """Wait until any of ``events`` is set, at most ``timeout`` seconds."""
+    waits = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+
+
+def reply_message(reply: Mapping[str, Any], language: str) -> Message:
+    """The message of a bot's reply delivery: its text, the whole payload in ``extra["reply"]``."""
+    return Message(text=str(reply.get("text") or ""), language=language, extra={"reply": reply})
 
 
 class OutboxWorker:
@@ -116,10 +132,13 @@ class OutboxWorker:
         # Claim about one second of work at a time, and hold at most about a
         # second's worth (two claims at least): a crash leaves at most that much to
         # lease expiry, and a higher-priority alert is claimed within about a second.
-        self.claim_size = max(1, min(delivery.batch_size, int(rate * self.batch_size) or 1))
-        # Fast channels keep up to a second of work (at most 1,000) in flight, so
-        # that claiming and recording (a commit each) never leave the sends idle.
-        self.max_inflight = max(2 * self.claim_size, min(int(rate), 1000))
+        # A claim holds at least one full provider request (LINE: 500 recipients a multicast).
+        self.claim_size = max(self.batch_size, min(delivery.batch_size, int(rate * self.batch_size) or 1))
+        # Fast channels keep up to a second of work (at most 1,000 deliveries, or 10,000 on a
+        # channel that sends many per request) in flight, so that claiming and recording (a
+        # commit each) never leave the sends idle.
+        per_second = int(rate) if self.batch_size == 1 else int(rate * self.batch_size)
+        self.max_inflight = max(2 * self.claim_size, min(per_second, 1000 if self.batch_size == 1 else 10_000))
         self.concurrency: int = max(1, configured("concurrency") or delivery.concurrency)
         # Channels without per-recipient pacing are driven by a fixed pool of sender
         # coroutines fed by a queue: no task and no slot to wait for per delivery.
@@ -274,10 +293,11 @@ class OutboxWorker:
         """Claim one batch and start sending it; False when there was nothing to claim."""
         free = self.max_inflight - len(self.leases)
         if free < max(1, self.claim_size // 2):
-            # Full: wait until the recorder has made room.
+            if self.wakeup.is_set() and await self._overtake():
+                return True
+            # Full: wait until the recorder has made room, or something new is queued.
             self.recorder.recorded.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.recorder.recorded.wait(), timeout=1.0)
+            await _first(self.recorder.recorded, self.wakeup, timeout=1.0)
             return True
         self._apply_share()
         if self.gate.generation is None:
@@ -299,11 +319,44 @@ class OutboxWorker:
                 return False
             # Held from now on: the lease keeper renews what the leases hold.
             self.leases.hold(claimed, claimed_at)
-            missing = {c.alert_id for c in claimed} - set(self._alerts)
+            missing = {c.alert_id for c in claimed if not c.is_reply} - set(self._alerts)
             if missing:
                 # Only the body is cached; the alert's state comes with every claim.
                 self._alerts.update(await alert_store.alerts_by_ids(conn, missing))
                 self._forget_old_alerts()
+        self._dispatch(claimed)
+        return True
+
+    async def _overtake(self) -> bool:
+        """Full, and something was queued: claim what is more urgent than the least urgent in flight.
+
+        At most one claim beyond the in-flight limit; the gate's send slots go most urgent
+        first, so a CRITICAL alert leaves next, not after the bot replies already held.
+        """
+        self.wakeup.clear()
+        held = self.leases.held()
+        if not held or self.gate.paused_seconds > 0:
+            return False
+        least = max(c.priority for c in held)
+        if least <= 0:
+            return False
+        async with self.pool.acquire() as conn:
+            claimed_at = time.monotonic()
+            claimed = await outbox.claim(
+                conn,
+                self.name,
+                self.claim_size,
+                self.cfg.lease_seconds,
+                partition=self._partition(),
+                more_urgent_than=least,
+            )
+            if not claimed:
+                return False
+            self.leases.hold(claimed, claimed_at)
+            missing = {c.alert_id for c in claimed if not c.is_reply} - set(self._alerts)
+            if missing:
+                self._alerts.update(await alert_store.alerts_by_ids(conn, missing))
+        log.info("urgent deliveries overtake the work in flight", extra={"channel": self.name, "count": len(claimed)})
         self._dispatch(claimed)
         return True
 
@@ -378,24 +431,32 @@ class OutboxWorker:
         sendable: list[Claimed] = []
         now = _now()
         for c in claimed:
-            decision = unsendable(c, now, alert_known=c.alert_id in self._alerts)
+            decision = unsendable(c, now, alert_known=c.is_reply or c.alert_id in self._alerts)
             if decision is None:
                 sendable.append(c)
             else:
                 self._answer(c, decision)
-        groups: dict[tuple[int, str, int | None], list[Claimed]] = defaultdict(list)
+        # A batch sent before under a durable key is tried again as that batch (see _batch_key).
+        durable = self.channel.durable_batch_keys
+        groups: dict[tuple[int, str, int | None, str | None], list[Claimed]] = defaultdict(list)
         for c in sendable:
-            groups[(c.alert_id, c.language, c.place)].append(c)
-        for (alert_id, language, place), items in groups.items():
+            if c.reply is not None:
+                # A bot's reply (dispatcher/residents): its own message, one recipient.
+                self._queue_send(reply_message(c.reply, c.language), [c])
+                continue
+            groups[(c.alert_id, c.language, c.place, c.retry_key if durable else None)].append(c)
+        for (alert_id, language, place, _key), items in groups.items():
             message = self._message(alert_id, self._alerts[alert_id], language, place)
             for i in range(0, len(items), self.batch_size):
-                chunk = items[i : i + self.batch_size]
-                if self._pooled:
-                    self._queue.put_nowait((message, chunk))
-                    continue
-                task = asyncio.create_task(self._send_chunk(message, chunk))
-                self._sends.add(task)
-                task.add_done_callback(self._sends.discard)
+                self._queue_send(message, items[i : i + self.batch_size])
+
+    def _queue_send(self, message: Message, chunk: Sequence[Claimed]) -> None:
+        if self._pooled:
+            self._queue.put_nowait((message, chunk))
+            return
+        task = asyncio.create_task(self._send_chunk(message, chunk))
+        self._sends.add(task)
+        task.add_done_callback(self._sends.discard)
 
     def _answer(self, c: Claimed, decision: Decision) -> None:
         self.recorder.add(Answer(c, decision, self.gate.generation or 0))
@@ -426,9 +487,19 @@ class OutboxWorker:
     async def _send(self, message: Message, chunk: Sequence[Claimed]) -> None:
         """Through the gate, one provider request for ``chunk``; every answer decided and handed on."""
         recipients = [Recipient(c.id, c.address, c.language, c.subscription_id) for c in chunk]
-        # Derived from the delivery, so a retry after a lost answer carries the
-        # same key and the provider can drop the duplicate.
-        key = f"delivery-{chunk[0].id}" if len(chunk) == 1 else f"deliveries-{chunk[0].id}-{len(chunk)}"
+        if self.channel.durable_batch_keys:
+            try:
+                key = await self._batch_key(chunk)
+            except DB_ERRORS as exc:
+                # Never sent without its key on record: back to the queue, no attempt spent.
+                now = _now()
+                for c in chunk:
+                    self._answer(c, decide(Held(1.0, f"batch key not stored: {exc}"), c, now, self.policy))
+                return
+        else:
+            # Derived from the delivery, so a retry after a lost answer carries the
+            # same key and the provider can drop the duplicate.
+            key = f"delivery-{chunk[0].id}" if len(chunk) == 1 else f"deliveries-{chunk[0].id}-{len(chunk)}"
         message = message.with_idempotency_key(key)
         held = await self.gate.admit(chunk)
         if held is not None:
@@ -450,6 +521,25 @@ class OutboxWorker:
             self.gate.release()
         self._decide(chunk, answers, Retry("channel gave no answer for this recipient"), time.monotonic() - started)
 
+    async def _batch_key(self, chunk: Sequence[Claimed]) -> str:
+        """The provider's idempotency key for ``chunk``: the stored one, or a new UUID stored first.
+
+        A key is reused only when the chunk is exactly the deliveries still holding it
+        (queued or sending): every request made with a key then went to all of its
+        present holders, so a provider's "already accepted" (LINE's 409) proves that
+        each of them was in the accepted request. A batch that comes back split (claims
+        cut it, some rows were cancelled) gets a new key: at worst a duplicate of what
+        was accepted, never a message counted as sent that was not.
+        """
+        keys = {c.retry_key for c in chunk}
+        async with self.pool.acquire() as conn:
+            old = next(iter(keys)) if len(keys) == 1 else None
+            if old is not None and await outbox.retry_key_holders(conn, old) == len(chunk):
+                return old
+            key = str(uuid.uuid4())
+            await outbox.assign_retry_key(conn, [c.id for c in chunk], [c.claim for c in chunk], key)
+        return key
+
     def _decide(
         self, chunk: Sequence[Claimed], answers: Mapping[int, SendResult], missing: SendResult, elapsed: float
     ) -> None:
@@ -462,6 +552,23 @@ class OutboxWorker:
                 self.gate.take(decision.pause, c)
             self._answer(c, decision)
             self._log(c, result, decision, elapsed)
+            if isinstance(result, Reject) and result.moved_to:
+                task = asyncio.create_task(self._move(c, result.moved_to))
+                self._sends.add(task)
+                task.add_done_callback(self._sends.discard)
+
+    async def _move(self, c: Claimed, new_address: str) -> None:
+        """The recipient moved (a group became a supergroup): record its new address, send there again."""
+        try:
+            async with self.pool.acquire() as conn:
+                moved = await outbox.move_recipient(conn, c.id, new_address)
+        except DB_ERRORS as exc:
+            log.warning("could not follow a moved recipient", extra={"channel": self.name, "error": str(exc)})
+            return
+        log.info(
+            "recipient moved; message queued again",
+            extra={"channel": self.name, "delivery_id": c.id, "new_delivery_id": moved},
+        )
 
     def _log(self, c: Claimed, result: SendResult, decision: Decision, elapsed: float) -> None:
         extra: dict[str, Any] = {"channel": self.name, "delivery_id": c.id, "alert_id": c.alert_id}

@@ -377,10 +377,17 @@ class Templates:
         ``max_length``: the source's free text is cut first (module docstring).
         """
         pack = self.pack(language)
-        meta = pack.meta
         if place is None:
             place = self.place_for(alert)
         key = self.template_key(alert, pack.language)
+        note = ""
+        fallback = str(pack.meta.get("fallback") or "")
+        if key == "default" and fallback in self._packs and self.template_key(alert, fallback) != "default":
+            # Better the fallback language's own template than this pack's generic one, said so.
+            note = str(pack.meta.get("fallback_note") or "")
+            pack = self._packs[fallback]
+            key = self.template_key(alert, fallback)
+        meta = pack.meta
         # A tsunami message acts on the reader's own grade: 津波注意報 here while a
         # 大津波警報 is in force elsewhere means "leave the water", said first.
         grade = place.details.get("category", "") if place is not None else ""
@@ -395,6 +402,8 @@ class Templates:
             lines.pop(0)
         while lines and not lines[-1][0].strip():
             lines.pop()
+        if note:
+            lines.insert(0, (note, False))
         if not alert.is_public:
             marker = meta["exercise_marker"]
             subject = f"{marker}{subject}"

@@ -6,7 +6,10 @@ Each language is one TOML file in ``config/templates/`` (``ja.toml``, ``ja-easy.
 ``[meta]``
     ``exercise_marker`` (put first in subject and text of exercise / test alerts),
     ``exercise_note``, ``datetime_format``, ``area_separator``, ``max_areas``,
-    ``more_areas``, ``link_line``, ``ellipsis`` (all of them: :data:`META_DEFAULTS`).
+    ``more_areas``, ``link_line``, ``ellipsis`` (all of them: :data:`META_DEFAULTS`);
+    ``fallback`` and ``fallback_note``: a pack with templates for the main families only
+    (``pt``, ``vi``, ``zh``) names the language (``en``) an alert it has no template of its
+    own for is written in, after the note.
 ``[events]``
     JMA event name → the name residents read in this language (empty for ``ja``).
 ``[places]``, ``[intensity]``
@@ -49,6 +52,10 @@ META_DEFAULTS: dict[str, Any] = {
     "time_format": "{hour}時{minute}分",
     "link_line": "{link}",
     "ellipsis": "…",
+    # A pack with templates for the main families only (pt, vi, zh): an alert for which it
+    # has only its default template is written in this language instead, after the note.
+    "fallback": "",
+    "fallback_note": "",
 }
 
 

@@ -49,6 +49,8 @@ CHAT_ID = re.compile(r"[UCR][0-9a-f]{32}")
 USER_ID = re.compile(r"U[0-9a-f]{32}")
 MESSAGE_TYPES = {"text", "textV2", "sticker", "image", "video", "audio", "location", "imagemap", "template", "flex"}
 MAX_TEXT = 5000
+MAX_QUICK_REPLY_ITEMS = 13
+QUICK_REPLY_ACTIONS = {"postback", "message", "uri", "datetimepicker", "camera", "cameraRoll", "location"}
 RETRY_KEY_TTL = 24 * 3600.0
 BOT_INFO: dict[str, Any] = {
     "userId": "U" + "7d0e5c8b1a2f4e6d9c3b5a7f1e2d4c6b",
@@ -60,6 +62,8 @@ BOT_INFO: dict[str, Any] = {
 }
 RATE_LIMITED = "The API rate limit has been exceeded. Try again later."
 MONTHLY_LIMIT = "You have reached your monthly limit."
+# Not LINE's: where another process (the chat tool of line_webhook) gets a reply token.
+REPLY_TOKEN_PATH = "/_standin/reply_token"  # noqa: S105 - a path, not a secret
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,6 +191,7 @@ class LineStandIn(StandInServer):
         router.add_get("/v2/bot/message/quota", self._quota)
         router.add_get("/v2/bot/message/quota/consumption", self._consumption)
         router.add_get("/v2/bot/info", self._info)
+        router.add_post(REPLY_TOKEN_PATH, self._mint_reply_token)
 
     def provider_stats(self, since: int) -> dict[str, Any]:
         return {
@@ -195,7 +200,15 @@ class LineStandIn(StandInServer):
             "total_usage": self.quota_used,
             "delivery_count": len(self.deliveries),
             "deliveries": [
-                {"request_id": d.request_id, "endpoint": d.endpoint, "to": d.to, "delivered": d.delivered, "at": d.at}
+                {
+                    "request_id": d.request_id,
+                    "endpoint": d.endpoint,
+                    "to": d.to,
+                    "delivered": d.delivered,
+                    "at": d.at,
+                    "texts": d.texts,
+                    "quick_replies": _quick_replies(d.messages),
+                }
                 for d in self.deliveries[since:]
             ],
         }
@@ -271,6 +284,8 @@ class LineStandIn(StandInServer):
                     details.append(
                         {"message": f"Length must be between 0 and {MAX_TEXT}", "property": f"messages[{i}].text"}
                     )
+            if isinstance(message, dict) and "quickReply" in message:
+                details.extend(_check_quick_reply(message["quickReply"], f"messages[{i}].quickReply"))
         return details
 
     def _retry_key(self, request: web.Request) -> str | web.Response | None:
@@ -408,9 +423,65 @@ class LineStandIn(StandInServer):
         refused = self._authorize(request)
         return refused if refused is not None else self._answer({"totalUsage": self.quota_used})
 
+    async def _mint_reply_token(self, request: web.Request) -> web.Response:
+        """Not LINE's: a reply token for a webhook event sent from another process (``{"userId"}``)."""
+        try:
+            body = await json_body(request)
+            user_id = str(body["userId"])
+        except (ValueError, KeyError, TypeError):
+            return web.json_response({"error": "userId required"}, status=400)
+        return web.json_response({"replyToken": self.issue_reply_token(user_id)})
+
     async def _info(self, request: web.Request) -> web.Response:
         refused = self._authorize(request)
         return refused if refused is not None else self._answer(BOT_INFO)
+
+
+def _quick_replies(messages: tuple[dict[str, Any], ...]) -> list[dict[str, str]]:
+    """The quick replies under the last message (what the person can tap), for stats: label, type, data."""
+    quick = messages[-1].get("quickReply") if messages else None
+    items = quick.get("items", []) if isinstance(quick, dict) else []
+    actions = [i.get("action") for i in items if isinstance(i, dict)]
+    return [
+        {"label": str(a.get("label", "")), "type": str(a.get("type", "")), "data": str(a.get("data", ""))}
+        for a in actions
+        if isinstance(a, dict)
+    ]
+
+
+def _check_quick_reply(quick: Any, where: str) -> list[dict[str, str]]:
+    """LINE's rules for quick replies: 1-13 items, each an action with a label of at most 20 characters.
+
+    https://developers.line.biz/en/reference/messaging-api/#quick-reply; postback data at
+    most 300 characters, displayText at most 300; the location action has only a label.
+    """
+    items = quick.get("items") if isinstance(quick, dict) else None
+    if not isinstance(items, list) or not 1 <= len(items) <= MAX_QUICK_REPLY_ITEMS:
+        return [{"message": f"Size must be between 1 and {MAX_QUICK_REPLY_ITEMS}", "property": f"{where}.items"}]
+    details: list[dict[str, str]] = []
+    for j, item in enumerate(items):
+        at = f"{where}.items[{j}].action"
+        action = item.get("action") if isinstance(item, dict) and item.get("type") == "action" else None
+        kind = action.get("type") if isinstance(action, dict) else None
+        if not isinstance(action, dict) or kind not in QUICK_REPLY_ACTIONS:
+            details.append(
+                {
+                    "message": "Must be one of the following values: " + str(sorted(QUICK_REPLY_ACTIONS)),
+                    "property": f"{at}.type",
+                }
+            )
+            continue
+        label = action.get("label")
+        if not isinstance(label, str) or not 1 <= len(label) <= 20:
+            details.append({"message": "Length must be between 1 and 20", "property": f"{at}.label"})
+        if kind == "postback":
+            data = action.get("data")
+            if not isinstance(data, str) or not 1 <= len(data) <= 300:
+                details.append({"message": "Length must be between 1 and 300", "property": f"{at}.data"})
+            shown = action.get("displayText")
+            if shown is not None and (not isinstance(shown, str) or not 1 <= len(shown) <= 300):
+                details.append({"message": "Length must be between 1 and 300", "property": f"{at}.displayText"})
+    return details
 
 
 # -- standalone ----------------------------------------------------------------

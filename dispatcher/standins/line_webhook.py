@@ -13,15 +13,24 @@ of the raw body keyed with the channel secret
 
 Given a :class:`~dispatcher.standins.line_api.LineStandIn`, reply tokens are minted by it,
 so that our answer to an event can be checked end to end through ``/v2/bot/message/reply``.
+
+``python -m dispatcher.standins.line_webhook --hook URL --secret S --api BASE_URL`` is a
+chat in the terminal with the bot (``dispatcher demo`` prints the command): each line
+typed is a text message, ``!follow``, ``!unfollow``, ``!location LAT LON`` and a number
+(tap that quick reply) are the other events; what the bot answered is read back from the
+stand-in's stats.
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import base64
 import hashlib
 import hmac
 import json
 import secrets
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -165,3 +174,79 @@ class LineWebhookSender:
             status = response.status
         self.sent.append(payload)
         return WebhookResult(status, text, body, signed)
+
+
+# -- a chat in the terminal ------------------------------------------------------
+
+DEMO_USER = "U" + "5a" * 16
+HELP = "type a message, a number to tap that button, !location LAT LON, !follow, !unfollow, !quit"
+
+
+async def _answers(http: aiohttp.ClientSession, api: str, user: str, since: int) -> tuple[int, list[dict[str, Any]]]:
+    """What the stand-in at ``api`` delivered to ``user`` from index ``since`` on (waits up to 5 s for some)."""
+    deadline = time.monotonic() + 5.0
+    while True:
+        async with http.get(f"{api}/_standin/stats", params={"since": str(since)}) as r:
+            stats = await r.json()
+        got = [d for d in stats["deliveries"] if d["to"] == user]
+        if got or time.monotonic() > deadline:
+            return since + len(stats["deliveries"]), got
+        await asyncio.sleep(0.2)
+
+
+async def chat(hook: str, secret: str, api: str, user: str, lines: Any = None) -> None:
+    """Talk to the bot at ``hook`` as ``user``; print its answers (see the module docstring)."""
+    sender = LineWebhookSender(hook, secret)
+    buttons: list[dict[str, str]] = []
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{api}/_standin/stats") as r:
+            seen = int((await r.json())["delivery_count"])
+        print(HELP, flush=True)
+        for raw in lines or sys.stdin:
+            line = raw.strip()
+            if not line:
+                continue
+            if line == "!quit":
+                break
+            words = line.split()
+            if line == "!follow":
+                event = sender.follow(user)
+            elif line == "!unfollow":
+                event = sender.unfollow(user)
+            elif words[0] == "!location" and len(words) == 3:
+                event = sender.location(user, float(words[1]), float(words[2]))
+            elif line.isdigit() and 1 <= int(line) <= len(buttons) and buttons[int(line) - 1]["type"] == "postback":
+                event = sender.postback(user, buttons[int(line) - 1]["data"])
+            else:
+                event = sender.text(user, line)
+            if "replyToken" in event:
+                async with http.post(f"{api}/_standin/reply_token", json={"userId": user}) as r:
+                    event["replyToken"] = (await r.json())["replyToken"]
+            result = await sender.send(event)
+            if result.status != 200:
+                print(f"  (webhook answered {result.status}: {result.text})", flush=True)
+                continue
+            seen, got = await _answers(http, api, user, seen)
+            for delivery in got:
+                for text in delivery["texts"]:
+                    print("< " + text.replace("\n", "\n  "), flush=True)
+                buttons = delivery["quick_replies"] or buttons
+            for i, b in enumerate(buttons, 1):
+                print(f"  [{i}] {b['label']}" + ("" if b["type"] == "postback" else f" ({b['type']})"), flush=True)
+    await sender.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m dispatcher.standins.line_webhook``."""
+    parser = argparse.ArgumentParser(prog="python -m dispatcher.standins.line_webhook", description=HELP)
+    parser.add_argument("--hook", required=True, help="our webhook, e.g. http://127.0.0.1:8080/hooks/line")
+    parser.add_argument("--secret", required=True, help="the channel secret the daemon checks signatures with")
+    parser.add_argument("--api", required=True, help="the LINE stand-in's base_url (where the answers go)")
+    parser.add_argument("--user", default=DEMO_USER, help="the LINE user ID to talk as")
+    args = parser.parse_args(argv)
+    asyncio.run(chat(args.hook, args.secret, args.api, args.user))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -3,7 +3,11 @@
 It speaks the real wire format (https://core.telegram.org/bots/api#making-requests):
 ``GET|POST /bot<token>/<method>`` with query, JSON or form parameters, answering
 ``{"ok": true, "result": ...}`` or ``{"ok": false, "error_code": N, "description":
-"...", "parameters": {...}}``. Only ``getMe`` and ``sendMessage`` are implemented.
+"...", "parameters": {...}}``. Implemented: ``getMe``, ``sendMessage`` (with an inline
+keyboard), ``editMessageText``, ``answerCallbackQuery``, and the updates a bot receives
+(``getUpdates`` long polling, ``setWebhook`` with ``secret_token``, ``deleteWebhook``,
+``getWebhookInfo``) with a resident to play in :mod:`dispatcher.standins.telegram_updates`
+(:attr:`TelegramStandIn.updates`).
 
 Knobs reproduce what the real service does to a bot: blocked users (403), unknown
 chats (400), flood control (429 with ``retry_after``, on demand or by enforcing
@@ -32,6 +36,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
+
+from dispatcher.standins.telegram_updates import UpdateFeed
 
 STATS_PATH = "/_standin/stats"
 
@@ -109,6 +115,8 @@ class TelegramStandIn:
         self.base_url = ""
         # Seconds to wait before answering sendMessage.
         self.delay = 0.0
+        # Updates for the bot, and each chat as the resident sees it.
+        self.updates = UpdateFeed()
 
     # -- knobs ---------------------------------------------------------------
 
@@ -153,6 +161,7 @@ class TelegramStandIn:
         app = web.Application()
         app.router.add_route("*", "/bot{token}/{method}", self._handle)
         app.router.add_get(STATS_PATH, self._stats)
+        app.router.add_routes(self.updates.routes())
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
@@ -163,6 +172,7 @@ class TelegramStandIn:
 
     async def stop(self) -> None:
         """Stop listening and drop open connections."""
+        await self.updates.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -226,7 +236,87 @@ class TelegramStandIn:
                 # A slow provider: lets tests catch sends in flight.
                 await asyncio.sleep(self.delay)
             return self._send_message(params)
+        handler = self._update_methods().get(method)
+        if handler is not None:
+            answer: web.Response = await handler(params)
+            return answer
         return self._error(404, "Not Found")
+
+    def _update_methods(self) -> dict[str, Any]:
+        return {
+            "getupdates": self._get_updates,
+            "setwebhook": self._set_webhook,
+            "deletewebhook": self._delete_webhook,
+            "getwebhookinfo": self._get_webhook_info,
+            "answercallbackquery": self._answer_callback_query,
+            "editmessagetext": self._edit_message_text,
+        }
+
+    @staticmethod
+    def _int(params: dict[str, Any], key: str, default: int | None) -> int | None:
+        value = params.get(key)
+        if value is None or value == "":
+            return default
+        return int(value)
+
+    async def _get_updates(self, params: dict[str, Any]) -> web.Response:
+        if self.updates.webhook_url:
+            return self._error(409, "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook")
+        try:
+            offset = self._int(params, "offset", None)
+            limit = self._int(params, "limit", 100) or 100
+            timeout = self._int(params, "timeout", 0) or 0
+        except ValueError:
+            return self._error(400, "Bad Request: offset, limit and timeout must be integers")
+        batch = await self.updates.get_updates(offset, limit, float(min(timeout, 50)))
+        return web.json_response({"ok": True, "result": batch})
+
+    async def _set_webhook(self, params: dict[str, Any]) -> web.Response:
+        url = str(params.get("url") or "")
+        secret = str(params.get("secret_token") or "")
+        if url and not url.startswith(("http://", "https://")):
+            return self._error(400, "Bad Request: bad webhook: An HTTPS URL must be provided for webhook")
+        if secret and (len(secret) > 256 or not all(c.isalnum() or c in "_-" for c in secret)):
+            return self._error(400, "Bad Request: secret token contains unallowed characters")
+        drop = str(params.get("drop_pending_updates", "")).lower() in ("true", "1")
+        if url:
+            await self.updates.set_webhook(url, secret, drop_pending=drop)
+        else:
+            await self.updates.delete_webhook(drop_pending=drop)
+        return web.json_response({"ok": True, "result": True, "description": "Webhook was set"})
+
+    async def _delete_webhook(self, params: dict[str, Any]) -> web.Response:
+        drop = str(params.get("drop_pending_updates", "")).lower() in ("true", "1")
+        await self.updates.delete_webhook(drop_pending=drop)
+        return web.json_response({"ok": True, "result": True, "description": "Webhook was deleted"})
+
+    async def _get_webhook_info(self, _params: dict[str, Any]) -> web.Response:
+        return web.json_response({"ok": True, "result": self.updates.webhook_info()})
+
+    async def _answer_callback_query(self, params: dict[str, Any]) -> web.Response:
+        if not params.get("callback_query_id"):
+            return self._error(400, "Bad Request: query is too old and response timeout expired or query ID is invalid")
+        self.updates.callback_answers.append(dict(params))
+        return web.json_response({"ok": True, "result": True})
+
+    async def _edit_message_text(self, params: dict[str, Any]) -> web.Response:
+        chat_id = str(params.get("chat_id", "")).strip()
+        text = str(params.get("text", ""))
+        try:
+            message_id = int(params.get("message_id", ""))
+        except ValueError:
+            return self._error(400, "Bad Request: message identifier is not specified")
+        if not text.strip():
+            return self._error(400, "Bad Request: message text is empty")
+        if not self.updates.edit(chat_id, message_id, text, params.get("reply_markup")):
+            return self._error(400, "Bad Request: message to edit not found")
+        result = {
+            "message_id": message_id,
+            "date": int(time.time()),
+            "chat": {"id": int(chat_id), "type": "private"},
+            "text": text,
+        }
+        return web.json_response({"ok": True, "result": result})
 
     def _count_429(self, chat_id: str, limit: str, at: float | None = None) -> None:
         self.rate_limited += 1
@@ -296,6 +386,7 @@ class TelegramStandIn:
             at=now,
         )
         self.messages.append(message)
+        self.updates.sent(chat_id, message.message_id, text, params.get("reply_markup"))
         numeric = chat_id.lstrip("-").isdigit()
         chat: dict[str, Any] = (
             {"id": int(chat_id), "type": "private" if not chat_id.startswith("-") else "group"}

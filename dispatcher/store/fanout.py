@@ -16,14 +16,24 @@ from dataclasses import dataclass
 
 import asyncpg
 
-_FAN_OUT = """
-    INSERT INTO deliveries (alert_id, channel, subscription_id, address, language, priority, place, level)
-    SELECT $1, s.channel, s.id, s.address, sub.language, $2, $6, $7
+# Residents' own choices (0010, dispatcher/residents/levels.py): a subscription with a
+# max_class gets only alerts of that class or louder ($8: the alert's class), and
+# during its quiet hours everything but class 0 waits (not_before) until they end.
+_RESIDENT_FILTER = "(s.max_class IS NULL OR $8::smallint <= s.max_class)"
+_NOT_BEFORE = (
+    "COALESCE(CASE WHEN $8::smallint > 0 AND s.quiet_start IS NOT NULL"
+    " THEN quiet_until(s.quiet_start, s.quiet_end, now()) END, now())"
+)
+
+_FAN_OUT = f"""
+    INSERT INTO deliveries (alert_id, channel, subscription_id, address, language, priority, place, level, not_before)
+    SELECT $1, s.channel, s.id, s.address, sub.language, $2, $6, $7, {_NOT_BEFORE}
     FROM subscriptions s JOIN subscribers sub ON sub.id = s.subscriber_id
     WHERE s.active AND s.channel = ANY($3::text[]) AND s.areas && $4::text[]
       AND ($5 OR s.test_recipient)
       AND (s.min_level IS NULL OR $7::smallint IS NULL OR $7::smallint >= s.min_level)
-"""
+      AND {_RESIDENT_FILTER}
+"""  # noqa: S608 (constants)
 
 # A subscription with a min_level (0011, chosen on the subscriber's own page) skips an
 # alert whose level for its place is lower; one without a level reaches everyone.
@@ -33,7 +43,7 @@ _FAN_OUT = """
 # reached it at that level or higher (dispatcher/folding.py). Unnesting each
 # subscription's few codes and hash-joining them with the alert's code table keeps
 # this linear in subscribers.
-_FAN_OUT_PLACES = """
+_FAN_OUT_PLACES = f"""
     WITH t AS (SELECT * FROM unnest($6::text[], $7::int[]) AS t(code, place)),
     m AS (
         SELECT s.id, min(t.place) AS place
@@ -41,18 +51,20 @@ _FAN_OUT_PLACES = """
         WHERE s.active AND s.channel = ANY($3::text[]) AND s.areas && $4::text[] AND ($5 OR s.test_recipient)
         GROUP BY s.id
     )
-    INSERT INTO deliveries (alert_id, channel, subscription_id, address, language, priority, place, level)
-    SELECT $1, s.channel, s.id, s.address, sub.language, $2, NULLIF(m.place, -1), ($8::int[])[m.place + 1]
+    INSERT INTO deliveries (alert_id, channel, subscription_id, address, language, priority, place, level, not_before)
+    SELECT $1, s.channel, s.id, s.address, sub.language, $2, NULLIF(m.place, -1), ($8::int[])[m.place + 1],
+           {_NOT_BEFORE.replace("$8", "$10")}
     FROM subscriptions s JOIN subscribers sub ON sub.id = s.subscriber_id LEFT JOIN m ON m.id = s.id
     WHERE s.active AND s.channel = ANY($3::text[]) AND s.areas && $4::text[] AND ($5 OR s.test_recipient)
       AND (s.min_level IS NULL OR ($8::int[])[m.place + 1] IS NULL OR ($8::int[])[m.place + 1] >= s.min_level)
+      AND {_RESIDENT_FILTER.replace("$8", "$10")}
       AND (cardinality($9::bigint[]) = 0 OR NOT EXISTS (
         SELECT 1 FROM deliveries d
         WHERE d.alert_id = ANY($9::bigint[]) AND d.channel = s.channel AND d.address = s.address
           AND d.state IN ('queued', 'sending', 'delivered')
           AND COALESCE(d.level, 0) >= COALESCE(($8::int[])[m.place + 1], 0)
       ))
-"""
+"""  # noqa: S608 (constants)
 
 # Deliveries that reached someone: what a sibling document of an issuance counts against.
 _REACHED = "('queued', 'sending', 'delivered')"
@@ -116,10 +128,13 @@ async def fan_out(
     channels: Sequence[str],
     target_codes: Sequence[str] | Targets,
     public: bool,
+    alert_class: int = 2,
 ) -> int:
     """Queue one delivery per active matching subscription; return rows written.
 
     Exercise and test alerts (``public`` false) reach only test recipients.
+    ``alert_class`` (:func:`dispatcher.residents.levels.alert_class`) is compared with
+    residents' levels and quiet hours; other subscriptions do not look at it.
     ``target_codes`` given as :class:`Targets` also records each recipient's place and
     level and folds an issuance's later documents; the common case (one place for
     everyone, nothing to fold) takes the plain statement.
@@ -129,8 +144,15 @@ async def fan_out(
     uniform = targets.uniform_place
     if uniform is not None:
         place = None if uniform < 0 else uniform
-        return await _insert_once(conn, _FAN_OUT, (*head, place, targets.level_of(place)))
-    args = (*head, list(targets.place_codes), list(targets.places), list(targets.levels), list(targets.siblings))
+        return await _insert_once(conn, _FAN_OUT, (*head, place, targets.level_of(place), alert_class))
+    args = (
+        *head,
+        list(targets.place_codes),
+        list(targets.places),
+        list(targets.levels),
+        list(targets.siblings),
+        alert_class,
+    )
     return await _insert_once(conn, _FAN_OUT_PLACES, args)
 
 

@@ -13,9 +13,11 @@ failures, an operator's hold.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 
@@ -48,6 +50,22 @@ class Claimed:
     alert_received: datetime | None = None
     # Which of the alert's areas is this recipient's place (see fan_out), if known.
     place: int | None = None
+    # 0010: a bot's reply (no alert; ``alert_id`` is 0): text and buttons (residents.service.reply_payload).
+    reply: Mapping[str, Any] | None = None
+    # The idempotency key of the batch it was last sent in (channels with durable_batch_keys).
+    retry_key: str | None = None
+
+    @property
+    def is_reply(self) -> bool:
+        return self.reply is not None
+
+
+def _reply(value: Any) -> Mapping[str, Any] | None:
+    """A reply payload, whether or not the pool decodes jsonb."""
+    if value is None:
+        return None
+    decoded: Mapping[str, Any] = json.loads(value) if isinstance(value, str) else value
+    return decoded
 
 
 def _partition_args(partition: tuple[int, int] | None) -> tuple[int | None, int | None]:
@@ -62,19 +80,23 @@ async def claim(
     lease_seconds: float,
     *,
     partition: tuple[int, int] | None = None,
+    more_urgent_than: int | None = None,
 ) -> list[Claimed]:
     """Claim up to ``limit`` due deliveries of ``channel``, most urgent first.
 
     ``partition`` ``(n, k)``: only recipients whose address hashes to ``k`` modulo
     ``n`` (daemons sharing a per-recipient-paced channel, see :mod:`dispatcher.peers`).
+    ``more_urgent_than``: only deliveries of a lower priority number (the worker's
+    overtaking claim while it is full of less urgent work).
     """
     n, k = _partition_args(partition)
     rows = await conn.fetch(
         """
         WITH picked AS (
-            SELECT d.id FROM deliveries d
+            SELECT d.id, d.alert_id FROM deliveries d
             WHERE d.channel = $1 AND d.state = 'queued' AND d.not_before <= now()
               AND ($4::int IS NULL OR abs(hashtext(d.address)::bigint) % $4 = $5)
+              AND ($6::smallint IS NULL OR d.priority < $6::smallint)
               AND NOT EXISTS (SELECT 1 FROM recipient_pauses p
                               WHERE p.channel = d.channel AND p.address = d.address
                                 AND p.paused_until > now())
@@ -85,16 +107,19 @@ async def claim(
         UPDATE deliveries d
         SET state = 'sending', claims = d.claims + 1, updated_at = now(),
             lease_until = now() + make_interval(secs => $3)
-        FROM picked, alerts a
-        WHERE d.id = picked.id AND a.id = d.alert_id
-        RETURNING d.id, d.alert_id, d.address, d.language, d.subscription_id, d.priority, d.attempts,
-                  a.state::text AS alert_state, a.expires, d.claims, a.received_at, d.place
+        FROM picked LEFT JOIN alerts a ON a.id = picked.alert_id
+        WHERE d.id = picked.id
+        RETURNING d.id, COALESCE(d.alert_id, 0) AS alert_id, d.address, d.language, d.subscription_id, d.priority,
+                  d.attempts, COALESCE(a.state::text, 'active') AS alert_state, a.expires, d.claims,
+                  COALESCE(a.received_at, d.created_at) AS received_at, d.place, d.reply,
+                  d.retry_key::text AS retry_key
         """,
         channel,
         limit,
         lease_seconds,
         n,
         k,
+        more_urgent_than,
     )
     out = [
         Claimed(
@@ -110,6 +135,8 @@ async def claim(
             r["claims"],
             r["received_at"],
             r["place"],
+            _reply(r["reply"]),
+            retry_key=r["retry_key"],
         )
         for r in rows
     ]
@@ -152,6 +179,35 @@ async def renew_leases(
         list(ids),
         list(claims),
         lease_seconds,
+    )
+    return int(result.split()[-1])
+
+
+async def retry_key_holders(conn: asyncpg.Connection, key: str) -> int:
+    """How many deliveries that may still be sent (queued or sending) hold the batch key ``key``."""
+    n = await conn.fetchval(
+        "SELECT count(*) FROM deliveries WHERE retry_key = $1::uuid AND state IN ('queued', 'sending')", key
+    )
+    return int(n or 0)
+
+
+async def assign_retry_key(conn: asyncpg.Connection, ids: Sequence[int], claims: Sequence[int], key: str) -> int:
+    """Give the claimed deliveries ``ids`` (under their ``claims``) the batch key ``key``, before it is sent.
+
+    Not a transition: no delivery event is logged (``dispatcher.quiet_update``).
+    """
+    if not ids:
+        return 0
+    result = await conn.execute(
+        """
+        WITH quiet AS (SELECT set_config('dispatcher.quiet_update', 'on', true))
+        UPDATE deliveries d SET retry_key = $3::uuid
+        FROM quiet, unnest($1::bigint[], $2::int[]) AS v(id, claim)
+        WHERE d.id = v.id AND d.state = 'sending' AND d.claims = v.claim
+        """,
+        list(ids),
+        list(claims),
+        key,
     )
     return int(result.split()[-1])
 
@@ -271,6 +327,33 @@ async def deactivate_subscriptions(conn: asyncpg.Connection, ids: Sequence[int],
             list(ids),
             reason,
         )
+
+
+async def move_recipient(conn: asyncpg.Connection, delivery_id: int, new_address: str) -> int | None:
+    """The recipient of ``delivery_id`` moved (a Telegram group became a supergroup): follow it.
+
+    Its subscription takes the new address (unless another subscription has it already),
+    and the delivery is queued again for the new address; returns the new delivery's id
+    (None: one exists already for that address).
+    """
+    async with conn.transaction():
+        await conn.execute(
+            "UPDATE subscriptions s SET address = $2 FROM deliveries d"
+            " WHERE d.id = $1 AND s.id = d.subscription_id AND NOT EXISTS ("
+            "   SELECT 1 FROM subscriptions o WHERE o.channel = s.channel AND o.address = $2)",
+            delivery_id,
+            new_address,
+        )
+        value = await conn.fetchval(
+            "INSERT INTO deliveries (alert_id, channel, subscription_id, address, language, priority, place, level,"
+            " reply)"
+            " SELECT alert_id, channel, subscription_id, $2, language, priority, place, level, reply"
+            " FROM deliveries WHERE id = $1"
+            " ON CONFLICT (alert_id, channel, address) DO NOTHING RETURNING id",
+            delivery_id,
+            new_address,
+        )
+    return None if value is None else int(value)
 
 
 async def pause_recipient(conn: asyncpg.Connection, channel: str, address: str, until: datetime) -> None:

@@ -157,8 +157,10 @@ async def recent_alerts(conn: asyncpg.Connection, limit: int = 20) -> list[Alert
 
 
 async def totals(conn: asyncpg.Connection) -> Counts:
-    """Per channel, deliveries by state (whole database)."""
-    rows = await conn.fetch("SELECT channel, state::text AS state, count(*) AS n FROM deliveries GROUP BY 1, 2")
+    """Per channel, deliveries of alerts by state (whole database; bots' replies, 0010, are not counted)."""
+    rows = await conn.fetch(
+        "SELECT channel, state::text AS state, count(*) AS n FROM deliveries WHERE alert_id IS NOT NULL GROUP BY 1, 2"
+    )
     return _by_channel(rows)
 
 

@@ -124,7 +124,19 @@ CREATE TABLE subscriptions (
     layers_version     text,
     -- 0011: only alerts whose level for the place is at least this (NULL: all).
     min_level          smallint CONSTRAINT subscriptions_min_level CHECK (min_level BETWEEN 1 AND 5),
+    -- 0010: a resident's level as the loudest alert class that reaches them
+    -- (dispatcher/residents/levels.py; NULL: not a resident, everything), and quiet
+    -- hours (minutes after midnight, Japan time) holding classes 1-3 back.
+    max_class          smallint CONSTRAINT subscriptions_max_class CHECK (max_class BETWEEN 0 AND 2),
+    quiet_start        smallint,
+    quiet_end          smallint,
+    -- 0010: a district's public Telegram channel ([channels.telegram] district_channels).
+    district_channel   boolean NOT NULL DEFAULT false,
     UNIQUE (channel, address),
+    CONSTRAINT subscriptions_quiet CHECK (
+        (quiet_start IS NULL) = (quiet_end IS NULL)
+        AND quiet_start BETWEEN 0 AND 1439 AND quiet_end BETWEEN 0 AND 1439 AND quiet_start <> quiet_end
+    ),
     CONSTRAINT subscriptions_location CHECK (
         (latitude IS NULL) = (longitude IS NULL)
         AND latitude BETWEEN -90 AND 90 AND longitude BETWEEN -180 AND 180
@@ -142,9 +154,10 @@ CREATE INDEX subscriptions_located ON subscriptions (id) WHERE latitude IS NOT N
 -- (0005: not checked on insert; every insert takes it from subscriptions or from
 -- earlier deliveries).
 -- Every lookup by alert uses the unique (alert_id, channel, address) index.
+-- 0010: a bot's reply is a delivery without an alert, its text and buttons in `reply`.
 CREATE TABLE deliveries (
     id              bigserial PRIMARY KEY,
-    alert_id        bigint NOT NULL,
+    alert_id        bigint,
     channel         text NOT NULL,
     subscription_id bigint,
     address         text NOT NULL,
@@ -166,10 +179,16 @@ CREATE TABLE deliveries (
     -- 0007: which of the alert's areas is this recipient's place (index), and its level.
     place           smallint,
     level           smallint,
-    UNIQUE (alert_id, channel, address)
+    -- 0013: the provider idempotency key of the batch it was last sent in (LINE's
+    -- X-Line-Retry-Key): a retry of exactly the rows still holding it reuses it.
+    retry_key       uuid,
+    reply           jsonb,
+    UNIQUE (alert_id, channel, address),
+    CONSTRAINT deliveries_alert_or_reply CHECK ((alert_id IS NULL) <> (reply IS NULL))
 );
 CREATE INDEX deliveries_queue ON deliveries (channel, priority, id) WHERE state = 'queued';
 CREATE INDEX deliveries_sending ON deliveries (lease_until) WHERE state = 'sending';
+CREATE INDEX deliveries_retry_key ON deliveries (retry_key) WHERE retry_key IS NOT NULL;
 
 -- Append-only log of every delivery state transition, written by triggers so
 -- no code path can forget it. 0005: no primary-key index; the ids come from a
@@ -477,4 +496,79 @@ CREATE TABLE delivery_latency (
     delivered          integer NOT NULL,
     settled_at         timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (alert_id, channel)
+);
+
+-- 0010: residents (dispatcher/residents/).
+-- Where a resident's conversation is (dispatcher.residents.conversation.Step) and
+-- what they chose besides language (subscribers.language) and places.
+CREATE TABLE residents (
+    subscription_id bigint PRIMARY KEY REFERENCES subscriptions (id) ON DELETE CASCADE,
+    step            text NOT NULL DEFAULT 'language',
+    onboarded       boolean NOT NULL DEFAULT false,
+    level           text NOT NULL DEFAULT 'all' CHECK (level IN ('all', 'warnings', 'critical')),
+    -- A shared location waiting for "keep the point?": {"place": i, "lat": …, "lon": …}.
+    pending_point   jsonb,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    updated_at      timestamptz NOT NULL DEFAULT now()
+);
+
+-- Up to five places per resident; their codes are merged into subscriptions.areas, so
+-- an alert's audience is still the one indexed query. The point only when kept.
+CREATE TABLE resident_places (
+    subscription_id bigint NOT NULL REFERENCES subscriptions (id) ON DELETE CASCADE,
+    position        smallint NOT NULL CHECK (position BETWEEN 0 AND 4),
+    label           text NOT NULL,
+    codes           text[] NOT NULL,
+    latitude        double precision,
+    longitude       double precision,
+    PRIMARY KEY (subscription_id, position),
+    CONSTRAINT resident_places_point CHECK ((latitude IS NULL) = (longitude IS NULL))
+);
+
+-- Updates a bot received (Telegram webhook or getUpdates, LINE events), durable before
+-- they are acknowledged, processed in order, once: `update_key` is the provider's id.
+CREATE TABLE bot_updates (
+    id          bigserial PRIMARY KEY,
+    channel     text NOT NULL,
+    update_key  text NOT NULL,
+    body        jsonb NOT NULL,
+    received_at timestamptz NOT NULL DEFAULT now(),
+    done_at     timestamptz,
+    UNIQUE (channel, update_key)
+);
+CREATE INDEX bot_updates_todo ON bot_updates (channel, id) WHERE done_at IS NULL;
+
+-- getUpdates long polling: the next offset, written in the transaction that stores the
+-- updates it confirms, so a restart neither loses nor repeats one.
+CREATE TABLE bot_offsets (
+    channel    text PRIMARY KEY,
+    next_id    bigint NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- 0010: when the quiet hours [start, end) (minutes after midnight, Japan time) that
+-- `at` falls in end; NULL when `at` is not in them.
+CREATE FUNCTION quiet_until(start_min smallint, end_min smallint, at timestamptz) RETURNS timestamptz
+LANGUAGE sql STABLE AS $$
+    WITH t AS (SELECT (at AT TIME ZONE 'Asia/Tokyo') AS local_at),
+    m AS (SELECT local_at, (extract(hour FROM local_at) * 60 + extract(minute FROM local_at))::int AS minute FROM t)
+    SELECT CASE
+        WHEN start_min IS NULL OR end_min IS NULL THEN NULL
+        WHEN (start_min < end_min AND minute >= start_min AND minute < end_min)
+          OR (start_min > end_min AND (minute >= start_min OR minute < end_min))
+        THEN ((date_trunc('day', local_at) + make_interval(mins => end_min)
+               + CASE WHEN minute >= end_min THEN interval '1 day' ELSE interval '0' END) AT TIME ZONE 'Asia/Tokyo')
+        END
+    FROM m
+$$;
+
+-- 0013: a provider's monthly message quota as last read (LINE); quota NULL: no limit.
+CREATE TABLE channel_quotas (
+    channel    text PRIMARY KEY,
+    plan       text NOT NULL,
+    quota      bigint,
+    used       bigint NOT NULL DEFAULT 0,
+    read_at    timestamptz NOT NULL DEFAULT now(),
+    -- Why sends are held (the quota would be exceeded), else NULL.
+    held       text
 );

@@ -209,3 +209,38 @@ async def audience(
         channels = [r["channel"] for r in await conn.fetch("SELECT DISTINCT channel FROM subscriptions")]
     rows = await conn.fetch(AUDIENCE_SQL, list(channels), list(target_codes), public)
     return {r["channel"]: int(r["n"]) for r in rows}
+
+
+async def forget(conn: asyncpg.Connection, *, channel: str, address: str) -> int:
+    """Delete what the service keeps about ``address`` on ``channel``; return the subscriptions deleted.
+
+    The subscription goes, and its subscriber when nothing else is left of them; no alert
+    still queued is sent to the address; past deliveries keep their outcome but lose the
+    address (replaced by ``forgotten-<delivery id>``). A bot reply still queued (the
+    goodbye after ``stop``) keeps it until it is sent.
+    """
+    async with conn.transaction():
+        owners = await conn.fetch(
+            "DELETE FROM subscriptions WHERE channel = $1 AND address = $2 RETURNING subscriber_id", channel, address
+        )
+        await conn.execute(
+            "DELETE FROM subscribers s WHERE s.id = ANY($1::bigint[])"
+            " AND NOT EXISTS (SELECT 1 FROM subscriptions x WHERE x.subscriber_id = s.id)",
+            [r["subscriber_id"] for r in owners],
+        )
+        await conn.execute(
+            "UPDATE deliveries SET state = 'failed', last_error = 'the recipient left (their data was deleted)',"
+            " updated_at = now() WHERE channel = $1 AND address = $2 AND state = 'queued' AND alert_id IS NOT NULL",
+            channel,
+            address,
+        )
+        # Not a transition: no delivery event (dispatcher.quiet_update).
+        await conn.execute(
+            "WITH quiet AS (SELECT set_config('dispatcher.quiet_update', 'on', true))"
+            " UPDATE deliveries d SET address = 'forgotten-' || d.id FROM quiet"
+            " WHERE d.channel = $1 AND d.address = $2 AND d.state <> 'sending'"
+            " AND NOT (d.alert_id IS NULL AND d.state = 'queued')",
+            channel,
+            address,
+        )
+    return len(owners)

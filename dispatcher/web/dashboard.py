@@ -1,4 +1,4 @@
-"""The operators' dashboard: per alert and channel a live progress bar, every channel's health, paused channels.
+"""The operators' dashboard: per alert and channel a live progress bar, every channel's health and quota, pauses.
 
 ``GET /`` draws the page from the live hub's shared view (:mod:`dispatcher.web.live`):
 without JavaScript it is a plain table that reloads itself every 10 s; with
@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from dispatcher.store import reports
+from dispatcher.store.quotas import channel_quotas
 from dispatcher.web import params
 from dispatcher.web.context import WEB
 from dispatcher.web.live import LIVE
@@ -56,5 +57,6 @@ async def api_alerts(request: web.Request) -> web.Response:
         data: dict[str, Any] = {
             "alerts": await reports.recent_alerts(conn, limit),
             "totals": await reports.totals(conn),
+            "quotas": await channel_quotas(conn),
         }
     return web.json_response(data)

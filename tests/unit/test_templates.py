@@ -73,7 +73,7 @@ def heavy_rain_warning() -> Alert:
 
 def test_languages_ja_first(templates: Templates) -> None:
     assert templates.languages[0] == "ja"
-    assert set(templates.languages) == {"ja", "ja-easy", "en"}
+    assert set(templates.languages) == {"ja", "ja-easy", "en", "pt", "vi", "zh"}
 
 
 def test_tsunami_ja_uses_jma_text_verbatim(templates: Templates) -> None:
@@ -159,7 +159,8 @@ def test_heavy_rain_warning_all_languages(templates: Templates) -> None:
 )
 def test_template_lookup(templates: Templates, event: str, key: str) -> None:
     alert = replace(heavy_rain_warning(), event=event)
-    for language in templates.languages:
+    # pt, vi and zh have the main families only; the others fall back to English (see below).
+    for language in ("ja", "ja-easy", "en"):
         assert templates.template_key(alert, language) == key
 
 
@@ -308,8 +309,18 @@ def _real(shared_data: Path, rel: str) -> Alert:
     return outcome.alert
 
 
+def _written_in(templates: Templates, alert: Alert, language: str) -> str:
+    """The language a message is written in: a partial pack's fallback for families it has no template of."""
+    fallback = str(templates.pack(language).meta.get("fallback") or "")
+    own = templates.template_key(alert, language)
+    if fallback and own == "default" and templates.template_key(alert, fallback) != "default":
+        return fallback
+    return language
+
+
 def _fixed_lines(templates: Templates, alert: Alert, language: str, place: Area | None = None) -> list[str]:
     """The template's lines without placeholders: the instructions, which must always survive."""
+    language = _written_in(templates, alert, language)
     key = templates.template_key(alert, language)
     grade = (place or templates.place_for(alert) or Area("")).details.get("category", "")
     if key in ("大津波警報", "津波警報", "津波注意報", "津波予報") and grade in templates.pack(language).templates:
@@ -319,7 +330,7 @@ def _fixed_lines(templates: Templates, alert: Alert, language: str, place: Area 
 
 
 @pytest.mark.parametrize("rel", SAMPLES)
-@pytest.mark.parametrize("language", ["ja", "ja-easy", "en"])
+@pytest.mark.parametrize("language", ["ja", "ja-easy", "en", "pt", "vi", "zh"])
 @pytest.mark.parametrize("limit", [4096, 500])
 def test_every_family_fits_with_instruction_and_link(
     templates: Templates, shared_data: Path, rel: str, language: str, limit: int
@@ -332,6 +343,13 @@ def test_every_family_fits_with_instruction_and_link(
     for fixed in _fixed_lines(templates, alert, language):
         assert fixed in lines, (fixed, message.text)
     assert "{" not in message.text and message.subject
+    written = _written_in(templates, alert, language)
+    if written != language:
+        # Not machine-translated: English, and the reader is told so in their language.
+        assert (
+            lines[0] == templates.pack(language).meta["fallback_note"]
+            or lines[1] == (templates.pack(language).meta["fallback_note"])
+        ), message.text
 
 
 def test_place_defaults_to_the_city(templates: Templates, shared_data: Path) -> None:
@@ -396,3 +414,18 @@ def test_local_codes_are_jma_parents_of_numazu() -> None:
     assert {e for e in LOCAL_AREA_CODES if ":" not in e} >= {"2220300", "220031", "220030", "220000"}
     for code_type in (SEISMIC_AREA_CODE_TYPE, EEW_AREA_CODE_TYPE, TSUNAMI_CODE_TYPE):
         assert any(e.startswith(code_type + ":") for e in LOCAL_AREA_CODES)
+
+
+@pytest.mark.parametrize("language", ["pt", "vi", "zh"])
+def test_new_language_packs_speak_their_language(templates: Templates, shared_data: Path, language: str) -> None:
+    tsunami = _real(shared_data, "official_samples/32-39_11_06_250206_VTSE41.xml")
+    quake = _real(shared_data, "live_noto2024/WInfoL.xml")
+    volcano = _real(shared_data, "official_samples/45_02_01_200522_VFVO50.xml")
+    words = {"pt": ("Emitido", "Terremoto"), "vi": ("Phát hành", "Động đất"), "zh": ("发布", "地震")}[language]
+    _subject, text = templates.compose(tsunami, language, max_length=4096, link="https://x/a")
+    assert words[0] in text
+    subject, text = templates.compose(quake, language, max_length=4096, link="https://x/a")
+    assert words[1] in subject and words[0] in text
+    # A family without a template of its own: English, after the note in the reader's language.
+    _subject, text = templates.compose(volcano, language, max_length=4096, link="https://x/a")
+    assert text.startswith(templates.pack(language).meta["fallback_note"]) and "Issued:" in text
