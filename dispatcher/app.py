@@ -253,7 +253,7 @@ class Service:
         s = self.settings
         # Pushed sources (webhooks) bring their own routes.
         routes = [r for source in self.pushed for r in source.routes(self.context)] if self.context else []
-        if self.telegram_bot is not None:
+        if self.telegram_bot is not None and self.telegram_bot.config.updates == "webhook":
             from dispatcher.residents.telegram import route
 
             routes.append(route(self.telegram_bot))
