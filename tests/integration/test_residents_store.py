@@ -45,6 +45,20 @@ async def test_onboarding_is_stored_and_stop_deletes_everything(database: str) -
             assert "All set" in replies[-1]["reply"]["text"]
         latest = await service.handle_event("telegram", chat, Command("latest"))
         assert "No alerts" in latest[-1].text
+        # /latest: alerts for my places, and every broadcast of the city's last 24 h.
+        from dispatcher.model import Area
+        from dispatcher.pipeline import CodeTargeter, Pipeline
+        from tests.samples import make_alert
+
+        pipe = Pipeline(pool, targeter=CodeTargeter(), channels=[])
+        await pipe.ingest(make_alert("mine", event="大雨警報", areas=(Area("大岡", ("numazu-ooka",)),)))
+        await pipe.ingest(make_alert("other", event="洪水警報", areas=(Area("原", ("numazu-hara",)),)))
+        await pipe.ingest(
+            make_alert("loudspeaker", event="防災行政無線", source="broadcast", areas=(Area("原", ("numazu-hara",)),))
+        )
+        latest = await service.handle_event("telegram", chat, Command("latest"))
+        text = latest[-1].text
+        assert "Heavy Rain Warning" in text and "broadcast" in text and "Flood Warning" not in text, text
         await service.handle_event("telegram", chat, Command("stop"))
         async with pool.acquire() as conn:
             for table in ("subscriptions", "subscribers", "residents", "resident_places"):
