@@ -132,3 +132,26 @@ async def test_district_channels_get_each_alert_of_their_district_once(database:
     finally:
         await conn.close()
     assert dataclasses.is_dataclass(config)
+
+
+async def test_quiet_until_across_midnight(database: str) -> None:
+    conn = await db.connect(database)
+    try:
+
+        async def until(start: int, end: int, at: str) -> str | None:
+            value = await conn.fetchval(
+                "SELECT to_char(quiet_until($1, $2, $3::text::timestamptz) AT TIME ZONE 'Asia/Tokyo', 'MM-DD HH24:MI')",
+                start,
+                end,
+                at,
+            )
+            return value if value is None else str(value)
+
+        assert await until(1320, 420, "2026-12-04 23:30+09") == "12-05 07:00"
+        assert await until(1320, 420, "2026-12-05 06:59+09") == "12-05 07:00"
+        assert await until(1320, 420, "2026-12-05 07:00+09") is None
+        assert await until(1320, 420, "2026-12-05 12:00+09") is None
+        assert await until(60, 300, "2026-12-05 02:00+09") == "12-05 05:00"
+        assert await until(60, 300, "2026-12-04 17:30+00") == "12-05 05:00"  # 02:30 JST
+    finally:
+        await conn.close()
