@@ -291,6 +291,7 @@ class Service:
     async def _relocate(self) -> None:
         """Residents' locations are matched to districts once; redo it if the layers changed."""
         from dispatcher.locations import relocate_all
+        from dispatcher.residents.service import relocate_kept_points
         from dispatcher.targeting import geo_index
 
         assert self.context is not None and self.pool is not None
@@ -301,6 +302,7 @@ class Service:
                     return
                 async with self.pool.acquire() as conn:
                     n = await relocate_all(conn, index)
+                    n += await relocate_kept_points(conn, index)
             if n:
                 log.info("subscriber locations matched to new geo layers", extra={"count": n, "layers": index.version})
         except Exception:

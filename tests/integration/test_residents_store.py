@@ -155,3 +155,24 @@ async def test_quiet_until_across_midnight(database: str) -> None:
         assert await until(60, 300, "2026-12-04 17:30+00") == "12-05 05:00"  # 02:30 JST
     finally:
         await conn.close()
+
+
+async def test_a_kept_point_is_matched_again_when_the_layers_change(database: str) -> None:
+    from dispatcher.residents import SharedLocation
+    from dispatcher.residents.service import relocate_kept_points
+
+    pool = await db.create_pool(database, min_size=1, max_size=2)
+    index = default_index()
+    try:
+        service = ResidentService(pool, directory=GeoDirectory(index), ui=load_ui_texts(), templates=Templates.load())
+        for event in (Command("start"), Press("L:en"), SharedLocation(35.098, 138.86), Press("K:1")):
+            await service.handle_event("telegram", "77", event)
+        async with pool.acquire() as conn:
+            # As if the point had been matched with older layers that put it elsewhere.
+            await conn.execute("UPDATE resident_places SET codes = '{numazu-heda}', layers_version = 'geo-old'")
+            await conn.execute("UPDATE subscriptions SET areas = '{numazu-heda}'")
+            assert await relocate_kept_points(conn, index) == 1
+            assert await conn.fetchval("SELECT areas FROM subscriptions") == ["numazu-chushin"]
+            assert await relocate_kept_points(conn, index) == 0
+    finally:
+        await pool.close()
