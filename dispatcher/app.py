@@ -262,7 +262,7 @@ class Service:
         s = self.settings
         # Pushed sources (webhooks) bring their own routes.
         routes = [r for source in self.pushed for r in source.routes(self.context)] if self.context else []
-        if self.telegram_bot is not None:
+        if self.telegram_bot is not None and self.telegram_bot.config.updates == "webhook":
             from dispatcher.residents.telegram import route
 
             routes.append(route(self.telegram_bot))
@@ -350,6 +350,7 @@ class Service:
     async def _relocate(self) -> None:
         """Residents' locations are matched to districts once; redo it if the layers changed."""
         from dispatcher.locations import relocate_all
+        from dispatcher.residents.service import relocate_kept_points
         from dispatcher.targeting import geo_index
 
         assert self.context is not None and self.pool is not None
@@ -360,6 +361,7 @@ class Service:
                     return
                 async with self.pool.acquire() as conn:
                     n = await relocate_all(conn, index)
+                    n += await relocate_kept_points(conn, index)
             if n:
                 log.info("subscriber locations matched to new geo layers", extra={"count": n, "layers": index.version})
         except Exception:

@@ -33,10 +33,12 @@ from dispatcher.residents.conversation import (
     handle,
     latest_reply,
 )
+from dispatcher.residents.directory import GeoDirectory
 from dispatcher.residents.levels import Level
 from dispatcher.residents.texts import UiTexts
 from dispatcher.store import alerts as alert_store
 from dispatcher.store import residents as store
+from geo import GeoIndex
 
 log = logging.getLogger(__name__)
 
@@ -179,4 +181,22 @@ def _when(at: datetime) -> str:
     return at.astimezone(JST).strftime("%m/%d %H:%M")
 
 
-__all__ = ["ResidentService", "reply_payload", "to_resident"]
+async def relocate_kept_points(conn: asyncpg.Connection, index: GeoIndex) -> int:
+    """Re-match the points residents asked to keep with the current geo layers; return how many.
+
+    Only points matched with other layers (``resident_places.layers_version``) are looked at,
+    so this is cheap when nothing changed. A point now outside the city keeps its old codes.
+    """
+    directory = GeoDirectory(index)
+    async with conn.transaction():
+        rows = await store.kept_points_elsewhere(conn, index.version)
+        for row in rows:
+            match = directory.locate(row["latitude"], row["longitude"])
+            if match.district is None:
+                continue
+            codes = list(dict.fromkeys((match.district.code, *match.zone_codes)))
+            await store.rematch_place(conn, row["subscription_id"], row["position"], codes, index.version)
+    return len(rows)
+
+
+__all__ = ["ResidentService", "relocate_kept_points", "reply_payload", "to_resident"]

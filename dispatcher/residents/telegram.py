@@ -199,7 +199,8 @@ class TelegramBot:
     async def webhook(self, request: web.Request) -> web.Response:
         """``POST /hooks/telegram``: check the secret, store the update, then 200."""
         given = request.headers.get(SECRET_HEADER, "")
-        if not hmac.compare_digest(given.encode(), self.config.webhook_secret.encode()):
+        expected = self.config.webhook_secret
+        if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
             return web.json_response({"error": "bad_secret"}, status=401)
         if request.content_length is not None and request.content_length > MAX_UPDATE_BYTES:
             return web.json_response({"error": "too_large"}, status=413)

@@ -227,6 +227,35 @@ async def sync_district_channels(conn: asyncpg.Connection, channel: str, follows
     return len(follows)
 
 
+async def kept_points_elsewhere(conn: asyncpg.Connection, layers_version: str) -> list[asyncpg.Record]:
+    """Places whose point was kept and matched with other layers than ``layers_version`` (locked)."""
+    return list(
+        await conn.fetch(
+            "SELECT subscription_id, position, latitude, longitude FROM resident_places"
+            " WHERE latitude IS NOT NULL AND layers_version IS DISTINCT FROM $1 FOR UPDATE",
+            layers_version,
+        )
+    )
+
+
+async def rematch_place(
+    conn: asyncpg.Connection, subscription_id: int, position: int, codes: Sequence[str], layers_version: str
+) -> None:
+    """A kept point's new codes; the subscription follows the union of its places' codes again."""
+    await conn.execute(
+        "UPDATE resident_places SET codes = $3, layers_version = $4 WHERE subscription_id = $1 AND position = $2",
+        subscription_id,
+        position,
+        list(codes),
+        layers_version,
+    )
+    await conn.execute(
+        "UPDATE subscriptions s SET areas = ARRAY(SELECT DISTINCT unnest(p.codes) FROM resident_places p"
+        " WHERE p.subscription_id = s.id) WHERE s.id = $1",
+        subscription_id,
+    )
+
+
 async def rename_address(conn: asyncpg.Connection, channel: str, old: str, new: str) -> bool:
     """The chat at ``old`` now lives at ``new`` (a group became a supergroup); False if ``new`` is taken."""
     result = await conn.execute(

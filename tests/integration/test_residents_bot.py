@@ -195,3 +195,25 @@ async def test_a_resident_subscribes_receives_looks_back_sleeps_and_leaves(bot: 
         await bot.fetchval("SELECT count(*) FROM deliveries WHERE address = $1 AND subscription_id IS NOT NULL", CHAT)
         == 0
     )
+
+
+async def test_the_webhook_refuses_a_wrong_or_missing_secret_and_bad_bodies(bot: Bot) -> None:
+    import aiohttp
+
+    url = f"{bot.service.web_url}/hooks/telegram"
+    update = {"update_id": 987654, "message": {"message_id": 1, "date": 0, "chat": {"id": 1, "type": "private"}}}
+    async with aiohttp.ClientSession() as http:
+        for headers in ({}, {"X-Telegram-Bot-Api-Secret-Token": "wrong" * 8}):
+            async with http.post(url, json=update, headers=headers) as resp:
+                expected = 401 if bot.tg.updates.webhook_url else 404
+                assert resp.status == expected, await resp.text()
+        if not bot.tg.updates.webhook_url:
+            return  # polling: there is no webhook to post to
+        good = {"X-Telegram-Bot-Api-Secret-Token": SECRET}
+        for body in (b"not json", b"[1, 2]", b'{"update_id": "x"}'):
+            async with http.post(url, data=body, headers={**good, "Content-Type": "application/json"}) as resp:
+                assert resp.status == 400, await resp.text()
+        for _ in range(2):  # Telegram redelivers an update it got no answer for: stored once
+            async with http.post(url, json=update, headers=good) as resp:
+                assert resp.status == 200
+    assert await bot.fetchval("SELECT count(*) FROM bot_updates WHERE update_key = '987654'") == 1

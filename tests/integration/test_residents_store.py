@@ -45,6 +45,20 @@ async def test_onboarding_is_stored_and_stop_deletes_everything(database: str) -
             assert "All set" in replies[-1]["reply"]["text"]
         latest = await service.handle_event("telegram", chat, Command("latest"))
         assert "No alerts" in latest[-1].text
+        # /latest: alerts for my places, and every broadcast of the city's last 24 h.
+        from dispatcher.model import Area
+        from dispatcher.pipeline import CodeTargeter, Pipeline
+        from tests.samples import make_alert
+
+        pipe = Pipeline(pool, targeter=CodeTargeter(), channels=[])
+        await pipe.ingest(make_alert("mine", event="大雨警報", areas=(Area("大岡", ("numazu-ooka",)),)))
+        await pipe.ingest(make_alert("other", event="洪水警報", areas=(Area("原", ("numazu-hara",)),)))
+        await pipe.ingest(
+            make_alert("loudspeaker", event="防災行政無線", source="broadcast", areas=(Area("原", ("numazu-hara",)),))
+        )
+        latest = await service.handle_event("telegram", chat, Command("latest"))
+        text = latest[-1].text
+        assert "Heavy Rain Warning" in text and "broadcast" in text and "Flood Warning" not in text, text
         await service.handle_event("telegram", chat, Command("stop"))
         async with pool.acquire() as conn:
             for table in ("subscriptions", "subscribers", "residents", "resident_places"):
@@ -118,3 +132,47 @@ async def test_district_channels_get_each_alert_of_their_district_once(database:
     finally:
         await conn.close()
     assert dataclasses.is_dataclass(config)
+
+
+async def test_quiet_until_across_midnight(database: str) -> None:
+    conn = await db.connect(database)
+    try:
+
+        async def until(start: int, end: int, at: str) -> str | None:
+            value = await conn.fetchval(
+                "SELECT to_char(quiet_until($1, $2, $3::text::timestamptz) AT TIME ZONE 'Asia/Tokyo', 'MM-DD HH24:MI')",
+                start,
+                end,
+                at,
+            )
+            return value if value is None else str(value)
+
+        assert await until(1320, 420, "2026-12-04 23:30+09") == "12-05 07:00"
+        assert await until(1320, 420, "2026-12-05 06:59+09") == "12-05 07:00"
+        assert await until(1320, 420, "2026-12-05 07:00+09") is None
+        assert await until(1320, 420, "2026-12-05 12:00+09") is None
+        assert await until(60, 300, "2026-12-05 02:00+09") == "12-05 05:00"
+        assert await until(60, 300, "2026-12-04 17:30+00") == "12-05 05:00"  # 02:30 JST
+    finally:
+        await conn.close()
+
+
+async def test_a_kept_point_is_matched_again_when_the_layers_change(database: str) -> None:
+    from dispatcher.residents import SharedLocation
+    from dispatcher.residents.service import relocate_kept_points
+
+    pool = await db.create_pool(database, min_size=1, max_size=2)
+    index = default_index()
+    try:
+        service = ResidentService(pool, directory=GeoDirectory(index), ui=load_ui_texts(), templates=Templates.load())
+        for event in (Command("start"), Press("L:en"), SharedLocation(35.098, 138.86), Press("K:1")):
+            await service.handle_event("telegram", "77", event)
+        async with pool.acquire() as conn:
+            # As if the point had been matched with older layers that put it elsewhere.
+            await conn.execute("UPDATE resident_places SET codes = '{numazu-heda}', layers_version = 'geo-old'")
+            await conn.execute("UPDATE subscriptions SET areas = '{numazu-heda}'")
+            assert await relocate_kept_points(conn, index) == 1
+            assert await conn.fetchval("SELECT areas FROM subscriptions") == ["numazu-chushin"]
+            assert await relocate_kept_points(conn, index) == 0
+    finally:
+        await pool.close()

@@ -40,6 +40,8 @@ CREATE TABLE resident_places (
     codes           text[] NOT NULL,
     latitude        double precision,
     longitude       double precision,
+    -- GeoIndex.version the codes of a kept point were matched with (re-matched when it changes).
+    layers_version  text,
     PRIMARY KEY (subscription_id, position),
     CONSTRAINT resident_places_point CHECK ((latitude IS NULL) = (longitude IS NULL))
 );
