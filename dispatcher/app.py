@@ -428,7 +428,12 @@ class Service:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await background
         if self.pool is not None:
-            await self.pool.close()
+            # A connection some task still holds must not keep the daemon from stopping.
+            try:
+                await asyncio.wait_for(self.pool.close(), timeout=10)
+            except TimeoutError:
+                log.warning("database connections still held at stop: closed without waiting")
+                self.pool.terminate()
         gc.unfreeze()  # in case this process goes on (tests, benches)
         self.stopped.set()
         log.info("stopped")
