@@ -67,8 +67,9 @@ from telegram.request import HTTPXRequest
 from telegram.warnings import PTBDeprecationWarning
 
 from channels.base import Channel, ChannelContext, Delivered, Health, Reject, Retry, SendResult
+from channels.posts import kind_of, retracted_note
 from dispatcher.constraints import at_least, greater_than, http_url, replaced_whole
-from dispatcher.model import Alert, Area, Message, Recipient
+from dispatcher.model import Alert, Area, Message, MsgType, Recipient
 
 logger = logging.getLogger(__name__)
 
@@ -222,6 +223,18 @@ class TelegramChannel(Channel):
     def render(self, alert: Alert, language: str, place: Area | None = None) -> Message:
         """Template text, with the first line bold when ``parse_mode`` is HTML."""
         message = super().render(alert, language, place)
+        # A district channel's post is remembered and edited when its alert is cancelled.
+        extra = {**message.extra, "public_id": alert.public_id, "msg_type": alert.msg_type.value}
+        message = Message(
+            text=message.text,
+            language=message.language,
+            subject=message.subject,
+            html=message.html,
+            link=message.link,
+            exercise=message.exercise,
+            idempotency_key=message.idempotency_key,
+            extra=extra,
+        )
         if self.config.parse_mode != "HTML":
             return message
         first, _, rest = message.text.partition("\n")
@@ -253,6 +266,8 @@ class TelegramChannel(Channel):
                 edited = await self._edit(bot, recipient.address, int(reply["edit_message_id"]), text, markup)
                 if edited is not None:
                     return edited
+            if self._is_district_channel(recipient.address):
+                await self._retract_posts(bot, message, recipient.address)
             sent = await bot.send_message(
                 chat_id=recipient.address,
                 text=text[: self.max_text_length],
@@ -289,7 +304,43 @@ class TelegramChannel(Channel):
         except TelegramError as exc:
             # e.g. an unparsable answer from a proxy in front of the API.
             return Retry(reason=f"telegram error: {self._safe(exc)}")
+        if self._is_district_channel(recipient.address):
+            await self._remember_post(message, recipient.address, str(sent.message_id))
         return Delivered(remote_id=str(sent.message_id))
+
+    def _is_district_channel(self, address: str) -> bool:
+        return address in self.config.district_channels.values()
+
+    async def _remember_post(self, message: Message, chat: str, message_id: str) -> None:
+        """A district channel's post, so that a cancel can edit it (``channel_posts``, per chat)."""
+        posts, public_id = self.context.posts, str(message.extra.get("public_id") or "")
+        if posts is None or not public_id:
+            return
+        try:
+            await posts.remember(f"{self.name}:{chat}", public_id, message_id, {})
+        except Exception as exc:  # the post went out; only a later edit depends on this
+            logger.warning("district channel post not remembered", extra={"channel": self.name, "error": str(exc)})
+
+    async def _retract_posts(self, bot: Bot, message: Message, chat: str) -> None:
+        """A cancel edits the district channel's earlier posts of what it cancels: 【取消】 first."""
+        posts, public_id = self.context.posts, str(message.extra.get("public_id") or "")
+        if posts is None or not public_id or kind_of(message) is not MsgType.CANCEL:
+            return
+        key = f"{self.name}:{chat}"
+        try:
+            thread = await posts.thread(key, public_id)
+        except Exception as exc:
+            logger.warning("district channel posts not read", extra={"channel": self.name, "error": str(exc)})
+            return
+        for post in thread.earlier:
+            if post.retracted:
+                continue
+            text = f"{retracted_note(message.language)}\n\n{message.text}"[: self.max_text_length]
+            try:
+                await bot.edit_message_text(text=text, chat_id=chat, message_id=int(post.remote_id))
+                await posts.retracted(key, post.remote_id, "edited")
+            except (TelegramError, ValueError) as exc:  # too old, deleted: the correction still goes out
+                logger.warning("district channel post not edited", extra={"channel": self.name, "error": str(exc)})
 
     async def _edit(
         self, bot: Bot, chat_id: str, message_id: int, text: str, markup: InlineKeyboardMarkup | None

@@ -21,11 +21,13 @@ import pytest
 from channels.email import EmailConfig
 from channels.telegram import TelegramConfig
 from dispatcher.app import Service
+from dispatcher.model import MsgType
 from dispatcher.settings import ChannelSettings, Settings, load
 from dispatcher.standins.jma_feed import JmaFeedStandIn
 from dispatcher.standins.smtp import SmtpStandIn
 from dispatcher.standins.telegram_api import TelegramStandIn
 from dispatcher.store.subscribers import subscribe
+from tests.samples import tsunami_warning
 from tests.staffing import staff_session
 
 NUMAZU = "2220300"
@@ -313,3 +315,37 @@ async def test_each_channel_keeps_its_own_number_of_requests_in_flight(stack: St
     workers = {w.name: w for w in stack.service.workers}
     assert workers["telegram"].concurrency == 8
     assert workers["email"].concurrency == stack.service.settings.delivery.concurrency == 32
+
+
+async def test_a_cancel_edits_the_district_channels_post(database: str, tmp_path: Path) -> None:
+    """A district channel's post of an alert is edited (【取消】 first) when the alert is cancelled."""
+    feed, telegram, smtp = JmaFeedStandIn(), TelegramStandIn(), SmtpStandIn()
+    for s in (feed, telegram, smtp):
+        await s.start()
+    base = settings_for(feed, telegram, smtp, tmp_path)
+    options = TelegramConfig(token="42:TEST", base_url=telegram.base_url, district_channels={"all": "-100777"})
+    settings = dataclasses.replace(
+        base, channels={**base.channels, "telegram": ChannelSettings("telegram", enabled=True, options=options)}
+    )
+    service = Service(settings, dsn=database)
+    await service.start()
+    try:
+        assert service.context is not None
+        await service.context.emit(tsunami_warning(public_id=""))
+        await wait_settled(database, expected=1)
+        [post] = telegram.updates.chats["-100777"]
+        assert "津波" in post.text and post.edits == 0
+        cancel = dataclasses.replace(
+            tsunami_warning(), identifier="cancel-1", msg_type=MsgType.CANCEL,
+            references=(tsunami_warning().identifier,), event="津波警報解除",
+            headline="津波警報を解除しました。", public_id="",
+        )  # fmt: skip
+        await service.context.emit(cancel)
+        await wait_settled(database, expected=2)
+        original, correction = telegram.updates.chats["-100777"]
+        assert original.edits == 1 and original.text.startswith("【取消】")
+        assert "解除" in correction.text and correction.edits == 0
+    finally:
+        await service.stop()
+        for s in (feed, telegram, smtp):
+            await s.stop()
