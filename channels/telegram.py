@@ -44,6 +44,7 @@ with ``edit_message_id`` replaces the message whose button was pressed
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import logging
 import warnings
@@ -225,32 +226,14 @@ class TelegramChannel(Channel):
         message = super().render(alert, language, place)
         # A district channel's post is remembered and edited when its alert is cancelled.
         extra = {**message.extra, "public_id": alert.public_id, "msg_type": alert.msg_type.value}
-        message = Message(
-            text=message.text,
-            language=message.language,
-            subject=message.subject,
-            html=message.html,
-            link=message.link,
-            exercise=message.exercise,
-            idempotency_key=message.idempotency_key,
-            extra=extra,
-        )
+        message = dataclasses.replace(message, extra=extra)
         if self.config.parse_mode != "HTML":
             return message
         first, _, rest = message.text.partition("\n")
         body = f"<b>{html.escape(first)}</b>"
         if rest:
             body += "\n" + html.escape(rest)
-        return Message(
-            text=message.text,
-            language=message.language,
-            subject=message.subject,
-            html=body,
-            link=message.link,
-            exercise=message.exercise,
-            idempotency_key=message.idempotency_key,
-            extra=message.extra,
-        )
+        return dataclasses.replace(message, html=body)
 
     async def send_one(self, message: Message, recipient: Recipient) -> SendResult:
         """One ``sendMessage`` (``address`` is the chat id), or ``editMessageText`` for a keyboard page."""

@@ -92,6 +92,7 @@ class GeoExpander:
     def __init__(self, index: GeoIndex | None = None, codes: AreaCodes | None = None) -> None:
         self._index = index
         self._codes = codes
+        self._city: list[str] | None = None
 
     @property
     def index(self) -> GeoIndex:
@@ -120,10 +121,15 @@ class GeoExpander:
         return codes, recognised
 
     def _city_codes(self) -> list[str]:
-        """The JMA 市町村等 code of the districts' city (N03's five digits and "00", when JMA knows it)."""
-        city = self.index.city_code
-        jma = f"{city}00" if len(city) == 5 else city
-        return [jma] if (self._codes or default_codes()).name(jma) is not None else []
+        """The JMA 市町村等 code of the districts' city (N03's five digits and "00", when JMA knows it).
+
+        Worked out once: every alert that names a district asks.
+        """
+        if self._city is None:
+            city = self.index.city_code
+            jma = f"{city}00" if len(city) == 5 else city
+            self._city = [jma] if (self._codes or default_codes()).name(jma) is not None else []
+        return self._city
 
 
 def geo_index(config: GeoConfig | None = None) -> GeoIndex:
