@@ -197,6 +197,8 @@ async def test_token_never_logged(
     standin: TelegramStandIn, context: ChannelContext, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    # httpx's own level too: a CLI test earlier in the session (logs.setup) turns it down.
+    caplog.set_level(logging.DEBUG, logger="httpx")
     channel = TelegramChannel(TelegramConfig(token=TOKEN, base_url=standin.base_url), context)
     await channel.open()
     try:
